@@ -1,0 +1,15 @@
+"""`python eval.py experiment=NAME key=value ...`: see configs/eval.yaml and the README."""
+
+import hydra
+from omegaconf import DictConfig
+
+from visionzoo import runner
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    runner.main(runner.evaluate, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Every registered model: builds, forward shapes, gradients reach every trainable parameter, no NaN."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import visionzoo
+from visionzoo.models.registry import model_card
+
+ALL_MODELS = visionzoo.list_models()
+SIZE = (2, 3, 70, 90)  # odd, not a multiple of 32: padding/cropping must hold shapes
+
+
+def _outputs(result) -> list[torch.Tensor]:
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, dict):
+        return [t for v in result.values() for t in _outputs(v)]
+    return [t for v in result for t in _outputs(v)]
+
+
+def expected_shapes(name: str, model: torch.nn.Module, size: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """What each task's forward must return for a ``size`` input (train mode)."""
+    batch, _, height, width = size
+    task = model_card(name).task
+    if task == "features":
+        return [(batch, c, -(-height // s), -(-width // s)) for c, s in zip(model.channels, model.strides)]
+    if task == "segmentation":
+        return [(batch, model.classifier.out_channels, height, width)]
+    raise AssertionError(f"add the expected output shapes of task {task!r} to this test")
+
+
+def test_registry_lists_all_dla_variants():
+    for variant in visionzoo.models.DLA_VARIANTS:
+        assert variant in ALL_MODELS
+    assert visionzoo.list_models("dla34*") == ["dla34", "dla34_up"]
+    assert set(visionzoo.list_models(task="segmentation")) >= {"dla34_up", "dla_tiny_up"}
+
+
+def test_unknown_model_lists_closest_names():
+    with pytest.raises(visionzoo.errors.UnknownModelError, match=r"unknown model 'dla43'; closest: dla34"):
+        visionzoo.create_model("dla43")
+
+
+def test_cards_carry_task_size_normalisation_and_licence():
+    card = model_card("dla34")
+    assert card.task == "features" and card.input_size == (3, 224, 224)
+    assert card.mean == (0.485, 0.456, 0.406) and card.std == (0.229, 0.224, 0.225)
+    assert card.weights.endswith("dla34-ba72cf86.pth") and card.sha256 == "ba72cf86"
+    assert "BSD" in card.license
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_backward(name):
+    model = visionzoo.create_model(name)
+    model.train()
+    x = torch.randn(SIZE)
+    outputs = _outputs(model(x))
+    assert [tuple(o.shape) for o in outputs] == expected_shapes(name, model, SIZE)
+    assert all(torch.isfinite(o).all() for o in outputs)
+    sum(o.float().square().mean() for o in outputs).backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    no_grad = [n for n, p in trainable if p.grad is None]
+    assert not no_grad, f"parameters without gradient: {no_grad[:5]}"
+    assert all(torch.isfinite(p.grad).all() for _, p in trainable)

@@ -1,0 +1,15 @@
+"""`python train.py experiment=NAME key=value ...`: see configs/train.yaml and the README."""
+
+import hydra
+from omegaconf import DictConfig
+
+from visionzoo import runner
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> None:
+    runner.main(runner.train, cfg)
+
+
+if __name__ == "__main__":
+    main()

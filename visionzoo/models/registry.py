@@ -1,0 +1,146 @@
+"""The model registry: ``register_model`` builders, ``create_model`` and ``list_models``.
+
+A registered model is a builder function plus a :class:`ModelCard` (task, default input size, normalisation,
+default weights source, licence). ``create_model`` records the name and the builder's keyword arguments on the
+model (``model.visionzoo_config``) so that :func:`visionzoo.save_pretrained` can rebuild it later.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from visionzoo.errors import UnknownModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a user needs to know to run a registered model.
+
+    ``input_size`` is (channels, height, width) in pixels; ``mean``/``std`` normalise inputs scaled to [0, 1].
+    ``weights`` is the default pretrained source (a URL or ``None`` when the zoo ships none yet) and ``sha256``
+    its checksum.
+    """
+
+    name: str
+    task: str
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    weights: str | None = None
+    sha256: str | None = None
+    license: str = "Apache-2.0"
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_CARDS: dict[str, ModelCard] = {}
+
+
+def register_model(
+    name: str,
+    *,
+    task: str,
+    input_size: tuple[int, int, int],
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+    weights: str | None = None,
+    sha256: str | None = None,
+    license: str = "Apache-2.0",
+    description: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register ``builder(**kwargs) -> nn.Module`` under ``name``.
+
+    ``defaults`` are keyword arguments baked into this name (e.g. the backbone), so one builder (a function or
+    an ``nn.Module`` class) can serve several registered names; a caller's overrides take precedence over them.
+    """
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _BUILDERS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _BUILDERS[name] = builder
+        _CARDS[name] = ModelCard(
+            name=name,
+            task=task,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            weights=weights,
+            sha256=sha256,
+            license=license,
+            description=description or (builder.__doc__ or "").strip().splitlines()[0],
+            defaults=dict(defaults or {}),
+        )
+        return builder
+
+    return decorator
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (and ``task`` when given), sorted."""
+    _import_families()
+    names = [n for n in _BUILDERS if fnmatch.fnmatch(n, pattern)]
+    if task is not None:
+        names = [n for n in names if _CARDS[n].task == task]
+    return sorted(names)
+
+
+def model_card(name: str) -> ModelCard:
+    """The :class:`ModelCard` of a registered model."""
+    _import_families()
+    _check_name(name)
+    return _CARDS[name]
+
+
+def create_model(name: str, pretrained: bool | str | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a name from :func:`list_models`.
+        pretrained: ``None``/``False`` for random init; ``True`` for the card's default weights; or a local file
+            (.safetensors/.pt/.pth/.ckpt), a folder written by :func:`visionzoo.save_pretrained`, or an https URL.
+        **overrides: keyword arguments for the builder (e.g. ``num_classes=2``).
+    """
+    _import_families()
+    _check_name(name)
+    card = _CARDS[name]
+    kwargs = {**card.defaults, **overrides}
+    model = _BUILDERS[name](**kwargs)
+    model.visionzoo_config = {"name": name, "kwargs": dict(overrides)}
+    if pretrained:
+        from visionzoo.models.weights import load_weights
+
+        source = card.weights if pretrained is True else pretrained
+        if source is None:
+            raise UnknownModelError(
+                f"model {name!r} has no default pretrained weights yet; pass pretrained=PATH_OR_URL instead"
+            )
+        sha256 = card.sha256 if pretrained is True else None
+        # A model may bring its own loader (e.g. backbones that take ImageNet checkpoints in several layouts).
+        loader = getattr(model, "load_pretrained", None)
+        if loader is not None:
+            loader(source, sha256=sha256)
+        else:
+            load_weights(model, source, sha256=sha256)
+    return model
+
+
+def _check_name(name: str) -> None:
+    if name not in _BUILDERS:
+        close = difflib.get_close_matches(name, list(_BUILDERS), n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "see visionzoo.list_models()"
+        raise UnknownModelError(f"unknown model {name!r}; {hint}")
+
+
+def _import_families() -> None:
+    """Import the model families so that their ``@register_model`` decorators have run."""
+    import visionzoo.models.zoo  # noqa: F401

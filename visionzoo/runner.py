@@ -1,0 +1,159 @@
+"""What ``train.py``, ``eval.py`` and ``predict.py`` do, given a composed Hydra config.
+
+The entry-point scripts stay thin: they compose the config and call :func:`main` with one of
+:func:`train`, :func:`evaluate` or :func:`predict`. User mistakes (:class:`~visionzoo.errors.VisionZooError`)
+end in one line on stderr and exit status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from visionzoo.errors import VisionZooError
+from visionzoo.models.weights import load_weights
+
+log = logging.getLogger(__name__)
+
+
+def main(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``job(cfg)``; a user error becomes one clear line and exit status 2."""
+    try:
+        return job(cfg)
+    except (VisionZooError, InstantiationException) as err:
+        user_error = _find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _find_user_error(err: BaseException) -> VisionZooError | None:
+    """Hydra wraps errors raised in constructors; dig the user's error out of the chain."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, VisionZooError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _require(cfg: DictConfig, *keys: str) -> None:
+    for key in keys:
+        if OmegaConf.select(cfg, key, throw_on_missing=False) is None:
+            raise VisionZooError(
+                f"config has no '{key}': pick a recipe with experiment=NAME (see configs/experiment/) "
+                f"or set {key}=..."
+            )
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a callbacks/logger dict that has a ``_target_`` (so ``logger=null`` works)."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
+    """Instantiate the datamodule, the network and the task around it."""
+    _require(cfg, "data", "model", "task")
+    datamodule = instantiate(cfg.data)
+    net = instantiate(cfg.model)
+    task = instantiate(cfg.task, net=net)
+    return datamodule, task
+
+
+def build_trainer(cfg: DictConfig, **overrides: Any) -> L.Trainer:
+    return instantiate(
+        cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")), logger=_instantiate_all(cfg.get("logger")) or False,
+        **overrides,
+    )
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    path = Path(cfg.paths.output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the task; resume from ``ckpt_path`` when given; test the best checkpoint when ``test=true``."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule, task = build(cfg)
+    trainer = build_trainer(cfg)
+    out = output_dir(cfg)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test"):
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
+        if best:
+            load_weights(task, best)
+        trainer.test(task, datamodule=datamodule)
+        write_results(task.results_table(), out, title=f"{cfg.task_name}: test")
+    return metrics
+
+
+def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Evaluate a checkpoint (``ckpt_path``) or pretrained weights (``model.pretrained``) on the test splits."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt is None and OmegaConf.select(cfg, "model.pretrained") is None:
+        raise VisionZooError("eval needs weights: pass ckpt_path=PATH (a .ckpt) or model.pretrained=PATH_OR_URL")
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule, task = build(cfg)
+    if ckpt is not None:
+        load_weights(task, ckpt)
+    trainer = build_trainer(cfg)
+    trainer.test(task, datamodule=datamodule)
+    rows = task.results_table()
+    write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {ckpt or cfg.model.pretrained}")
+    return rows
+
+
+def predict(cfg: DictConfig) -> Any:
+    """Run the experiment's predictor (files in, files out) with the network built from the config."""
+    _require(cfg, "model", "predictor")
+    net = instantiate(cfg.model)
+    if cfg.get("ckpt_path") is not None:
+        load_weights(net, cfg.ckpt_path)
+    predictor = instantiate(cfg.predictor, net=net)
+    return predictor.run()
+
+
+def write_results(rows: list[dict[str, Any]], directory: Path, title: str = "results") -> None:
+    """Write ``metrics.json`` and ``metrics.csv`` into ``directory`` and print the rows as a table."""
+    if not rows:
+        log.warning("no results to write")
+        return
+    (directory / "metrics.json").write_text(json.dumps(rows, indent=2) + "\n")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(directory / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if isinstance(rows[0].get(column), str) else "right")
+    for row in rows:
+        table.add_row(*(_format(row.get(c)) for c in columns))
+    Console(width=max(120, 14 * len(columns))).print(table)
+    print(f"metrics written to {directory / 'metrics.json'} and {directory / 'metrics.csv'}")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1000 else f"{value:.3f}"
+    return "" if value is None else str(value)

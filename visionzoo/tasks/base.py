@@ -1,0 +1,56 @@
+"""The LightningModule base every task family builds on: optimiser/scheduler wiring, and a results table.
+
+Checkpoints stay loadable with ``torch.load(weights_only=True)``: hyper-parameters are not pickled; instead the
+network's registry record (name + builder arguments) is stored under ``checkpoint["visionzoo"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+
+
+class VisionTask(L.LightningModule):
+    """Common plumbing for the task LightningModules.
+
+    Args:
+        net: the bare ``nn.Module`` (built by ``visionzoo.create_model``).
+        optimizer: ``partial`` of a torch optimiser, called with the parameters to train.
+        scheduler: optional ``partial(optimizer, total_steps=...)`` returning a per-step LR scheduler, e.g.
+            :func:`visionzoo.tasks.schedules.warmup_cosine`; ``total_steps`` is filled from the trainer.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates; subclasses narrow this for staged training."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.trainable_parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        record = getattr(self.net, "visionzoo_config", None)
+        if record is not None:
+            checkpoint["visionzoo"] = {"name": record["name"], "kwargs": dict(record["kwargs"])}
+
+    def results_table(self) -> list[dict[str, Any]]:
+        """Rows of evaluation results after ``trainer.test``; the default is the logged test metrics."""
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        return [metrics] if metrics else []
