@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         if best:
             load_weights(task, best)
-        trainer.test(task, datamodule=datamodule)
+        trainer.test(task, datamodule=datamodule, verbose=False)
         write_results(task.results_table(), out, title=f"{cfg.task_name}: test")
     return metrics
 

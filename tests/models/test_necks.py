@@ -57,3 +57,11 @@ def test_idaup_nodes(node):
     outs = ida([torch.randn(1, 16, 16, 16), torch.randn(1, 32, 8, 8), torch.randn(1, 64, 4, 4)])
     assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 16)] * 2
     assert ida.nodes[0][0].in_channels == (32 if node == "concat" else 16)
+
+
+def test_dlaup_pyramid_for_deep_supervision():
+    channels, strides = [32, 64, 128, 256, 512], [2, 4, 8, 16, 32]
+    neck = DLAUp(channels, strides, out_stride=2)
+    outs = neck.forward_pyramid(_pyramid(channels, strides))
+    assert neck.pyramid_channels == [256, 128, 64, 32] and neck.pyramid_strides == [16, 8, 4, 2]
+    assert [tuple(o.shape) for o in outs] == [(2, 256, 4, 4), (2, 128, 8, 8), (2, 64, 16, 16), (2, 32, 32, 32)]

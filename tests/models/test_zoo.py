@@ -12,22 +12,31 @@ ALL_MODELS = visionzoo.list_models()
 SIZE = (2, 3, 70, 90)  # odd, not a multiple of 32: padding/cropping must hold shapes
 
 
-def _outputs(result) -> list[torch.Tensor]:
+def named_outputs(result, prefix: str = "out") -> dict[str, torch.Tensor]:
+    """Flatten a model's output (tensor, list or dict, nested) into ``{"out.key.0": tensor}``."""
     if isinstance(result, torch.Tensor):
-        return [result]
-    if isinstance(result, dict):
-        return [t for v in result.values() for t in _outputs(v)]
-    return [t for v in result for t in _outputs(v)]
+        return {prefix: result}
+    items = result.items() if isinstance(result, dict) else enumerate(result)
+    return {k: v for key, value in items for k, v in named_outputs(value, f"{prefix}.{key}").items()}
 
 
-def expected_shapes(name: str, model: torch.nn.Module, size: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """What each task's forward must return for a ``size`` input (train mode)."""
+def expected_shapes(name: str, model: torch.nn.Module, size: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """What each task's forward must return for a ``size`` input, in train mode."""
     batch, _, height, width = size
     task = model_card(name).task
     if task == "features":
-        return [(batch, c, -(-height // s), -(-width // s)) for c, s in zip(model.channels, model.strides)]
+        return {
+            f"out.{i}": (batch, c, -(-height // s), -(-width // s))
+            for i, (c, s) in enumerate(zip(model.channels, model.strides))
+        }
     if task == "segmentation":
-        return [(batch, model.classifier.out_channels, height, width)]
+        return {"out": (batch, model.classifier.out_channels, height, width)}
+    if task == "matting":
+        full = (batch, 1, height, width)
+        strides = model.base.neck.pyramid_strides[:-1]
+        side = {f"out.side_logits.{i}": (batch, 1, -(-height // s), -(-width // s)) for i, s in enumerate(strides)}
+        keys = ("alpha", "base", "confidence", "base_logits", "refined_logits", "trimap")
+        return {**{f"out.{k}": full for k in keys}, **side}
     raise AssertionError(f"add the expected output shapes of task {task!r} to this test")
 
 
@@ -56,10 +65,10 @@ def test_forward_backward(name):
     model = visionzoo.create_model(name)
     model.train()
     x = torch.randn(SIZE)
-    outputs = _outputs(model(x))
-    assert [tuple(o.shape) for o in outputs] == expected_shapes(name, model, SIZE)
-    assert all(torch.isfinite(o).all() for o in outputs)
-    sum(o.float().square().mean() for o in outputs).backward()
+    outputs = named_outputs(model(x))
+    assert {k: tuple(o.shape) for k, o in outputs.items()} == expected_shapes(name, model, SIZE)
+    assert all(torch.isfinite(o).all() for o in outputs.values())
+    sum(o.float().square().mean() for o in outputs.values()).backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     no_grad = [n for n, p in trainable if p.grad is None]
     assert not no_grad, f"parameters without gradient: {no_grad[:5]}"

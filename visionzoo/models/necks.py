@@ -128,8 +128,21 @@ class DLAUp(nn.Module):
             current_strides[j + 1 :] = [level_strides[j]] * (len(channels) - j - 1)
         self.stages = nn.ModuleList(stages)
 
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        #: Channels and strides of :meth:`forward_pyramid`'s outputs, deepest first.
+        self.pyramid_channels = [channels[j] for j in range(len(channels) - 2, -1, -1)] or channels[:1]
+        self.pyramid_strides = [level_strides[j] for j in range(len(channels) - 2, -1, -1)] or level_strides[:1]
+
+    def forward_pyramid(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Every stage's fully aggregated output, deepest first; the last one is :meth:`forward`'s result.
+
+        Useful for deep supervision: stage ``k`` has ``pyramid_channels[k]`` channels at ``pyramid_strides[k]``.
+        """
         layers = list(features[self.first :])
+        outputs = []
         for j, stage in zip(range(len(layers) - 2, -1, -1), self.stages):
             layers[j + 1 :] = stage(layers[j:])
-        return layers[-1]
+            outputs.append(layers[-1])
+        return outputs or layers[-1:]
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        return self.forward_pyramid(features)[-1]

@@ -14,10 +14,8 @@ from typing import Any, Callable
 
 from torch import nn
 
+from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.errors import UnknownModelError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

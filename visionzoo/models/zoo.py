@@ -49,3 +49,6 @@ register_model(
     description="DLA-Up segmentation on the tiny DLA, for tests",
     defaults={"backbone": "dla34", "backbone_kwargs": TINY_DLA_KWARGS},
 )(DLASeg)
+
+# Task families register their models on import.
+import visionzoo.models.ben  # noqa: E402,F401

@@ -1,0 +1,120 @@
+"""Reading and writing users' images: EXIF orientation, grayscale/RGBA/16-bit inputs, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from visionzoo.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class LoadedImage:
+    """An image as the user's file holds it, upright.
+
+    ``pixels`` is ``(H, W, 3)`` RGB in the file's depth (uint8 or uint16); ``alpha`` is the file's own alpha
+    channel ``(H, W)`` when it had one.
+    """
+
+    path: Path
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.pixels.dtype == np.uint16 else 8
+
+    def rgb8(self) -> np.ndarray:
+        """``(H, W, 3)`` uint8 RGB."""
+        return to_uint8(self.pixels)
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    if pixels.dtype == np.uint16:
+        return (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if np.issubdtype(pixels.dtype, np.floating):
+        return (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
+    raise DataError(f"unsupported pixel type {pixels.dtype}")
+
+
+def exif_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation tag (1..8; 1 = upright) of an image file, 1 when it has none."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except (OSError, ValueError):
+        return 1
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip an ``(H, W, ...)`` array as EXIF ``orientation`` says, so that it displays upright."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
+        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
+    }
+    return np.ascontiguousarray(ops[orientation](pixels)) if orientation in ops else pixels
+
+
+def read_image(path: str | os.PathLike) -> LoadedImage:
+    """Read any common image file as upright RGB; raises :class:`DataError` naming the file if unreadable."""
+    path = Path(path)
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps depth and alpha; EXIF is applied below
+    if data is None or data.size == 0:
+        raise DataError(f"cannot read image {path}: not an image or corrupt; remove or replace the file")
+    if data.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"cannot read image {path}: {data.dtype} pixels are not supported; save it as 8/16-bit")
+    alpha = None
+    if data.ndim == 2:
+        rgb = np.repeat(data[..., None], 3, axis=2)
+    elif data.shape[2] == 4:
+        rgb, alpha = cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB), data[..., 3]
+    else:
+        rgb = cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB)
+    orientation = exif_orientation(path)
+    rgb = apply_orientation(rgb, orientation)
+    if alpha is not None:
+        alpha = apply_orientation(alpha, orientation)
+    return LoadedImage(path=path, pixels=rgb, alpha=alpha)
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Read a ground-truth mask as ``(H, W)`` uint8 (foreground 255)."""
+    data = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    if data is None or data.size == 0:
+        raise DataError(f"cannot read mask {path}: not an image or corrupt; remove or replace the file")
+    return data
+
+
+def write_image_atomic(path: str | os.PathLike, pixels: np.ndarray) -> None:
+    """Write an RGB/RGBA/gray array to ``path`` via a temporary file, so no half-written file is ever left."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if pixels.ndim == 3 and pixels.shape[2] == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    elif pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    try:
+        if not cv2.imwrite(tmp, pixels):
+            raise DataError(f"could not write {path}; check the folder is writable and the suffix is an image type")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,135 @@
+"""The DIS benchmark metrics (maxFb, wFb, MAE, Sa, mean/max Em, HCE) through PySODMetrics.
+
+Each image is scored by pysodmetrics at the ground truth's original resolution and its per-image results (F and
+E curves over 256 thresholds, wFb, Sa, MAE, HCE) are kept as metric states, so the metric syncs across processes
+like any torchmetrics ``Metric``. ``compute`` follows the standard protocol: maxFb is the maximum of the
+dataset-mean F curve (beta^2 = 0.3), mean/max Em come from the dataset-mean E curve, the rest are image means.
+
+HCE (relax 5, epsilon 2) is fed the prediction binarised at > 128 without min-max stretching, as the DIS authors'
+own code does; the other metrics use pysodmetrics' default min-max normalised prediction. GT skeletons, the costly
+part of HCE, are computed once per GT file and cached on disk when a cache folder and keys are given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import py_sod_metrics
+import py_sod_metrics.sod_metrics as sod_metrics_module
+import torch
+from skimage import morphology
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+#: Column order of DIS papers.
+DIS_METRIC_ORDER = ("maxFb", "wFb", "MAE", "Sa", "meanEm", "HCE")
+HCE_RELAX = 5
+HCE_EPSILON = 2.0
+
+
+class SkeletonCache:
+    """GT skeletons on disk, keyed by the GT file's path, size and modification time."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory)
+
+    def get(self, gt: np.ndarray, key: str) -> np.ndarray:
+        path = self._path(key)
+        if path.exists():
+            cached = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if cached is not None and cached.shape == gt.shape:
+                return cached > 0
+        skeleton = morphology.skeletonize(gt)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.png")
+        cv2.imwrite(str(tmp), skeleton.astype(np.uint8) * 255)
+        os.replace(tmp, path)
+        return skeleton
+
+    def _path(self, key: str) -> Path:
+        stat = os.stat(key) if os.path.exists(key) else None
+        ident = f"{os.path.abspath(key)}|{stat.st_size if stat else ''}|{stat.st_mtime_ns if stat else ''}"
+        return self.directory / f"{hashlib.sha1(ident.encode()).hexdigest()}.png"
+
+
+@contextmanager
+def _given_skeleton(skeleton: np.ndarray) -> Iterator[None]:
+    """Let pysodmetrics' HCE use a precomputed GT skeleton instead of skeletonising the GT again."""
+    original = sod_metrics_module.morphology
+    sod_metrics_module.morphology = SimpleNamespace(skeletonize=lambda _gt: skeleton, disk=original.disk)
+    try:
+        yield
+    finally:
+        sod_metrics_module.morphology = original
+
+
+def score_image(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-image DIS results for uint8 ``pred`` and ``gt`` of the same HxW shape (gt foreground > 128)."""
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ; resize the prediction first")
+    results: dict[str, np.ndarray] = {}
+    fm, em = py_sod_metrics.Fmeasure(), py_sod_metrics.Emeasure()
+    wfm, sm, mae = py_sod_metrics.WeightedFmeasure(), py_sod_metrics.Smeasure(), py_sod_metrics.MAE()
+    for metric in (fm, em, wfm, sm, mae):
+        metric.step(pred, gt)
+    results["fm_curve"] = np.asarray(fm.get_results()["fm"]["curve"], dtype=np.float64)
+    results["em_curve"] = np.asarray(em.get_results()["em"]["curve"], dtype=np.float64)
+    results["wfm"] = np.float64(wfm.get_results()["wfm"])
+    results["sm"] = np.float64(sm.get_results()["sm"])
+    results["mae"] = np.float64(mae.get_results()["mae"])
+    hce = py_sod_metrics.HumanCorrectionEffortMeasure(relax=HCE_RELAX, epsilon=HCE_EPSILON)
+    pred_binary, gt_binary = (pred > 128).astype(np.float64), gt > 128
+    if skeleton is None:
+        hce.step(pred_binary, gt_binary, normalize=False)
+    else:
+        with _given_skeleton(skeleton):
+            hce.step(pred_binary, gt_binary, normalize=False)
+    results["hce"] = np.float64(hce.get_results()["hce"])
+    return results
+
+
+class DISMetrics(Metric):
+    """DIS metrics over a dataset; ``update(preds, gts, keys=None)`` takes lists of uint8 HxW arrays.
+
+    ``keys`` (e.g. the GT file paths) enable the on-disk skeleton cache in ``skeleton_dir``.
+    ``compute()`` returns ``maxFb, wFb, MAE, Sa, meanEm, maxEm, HCE`` as floats.
+    """
+
+    full_state_update = False
+    higher_is_better = None
+
+    def __init__(self, skeleton_dir: str | os.PathLike | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.skeletons = SkeletonCache(skeleton_dir) if skeleton_dir else None
+        for name in ("fm_curve", "em_curve", "wfm", "sm", "mae", "hce"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], keys: Sequence[str] | None = None) -> None:
+        for index, (pred, gt) in enumerate(zip(preds, gts)):
+            skeleton = None
+            if self.skeletons is not None and keys is not None:
+                skeleton = self.skeletons.get(gt > 128, keys[index])
+            for name, value in score_image(pred, gt, skeleton).items():
+                getattr(self, name).append(torch.as_tensor(value, dtype=torch.float64, device=self.device).reshape(1, -1))
+
+    def compute(self) -> dict[str, float]:
+        if not self.mae:
+            raise RuntimeError("DISMetrics.compute() called before any update")
+        fm_curve = dim_zero_cat(self.fm_curve).mean(dim=0)
+        em_curve = dim_zero_cat(self.em_curve).mean(dim=0)
+        return {
+            "maxFb": float(fm_curve.max()),
+            "wFb": float(dim_zero_cat(self.wfm).mean()),
+            "MAE": float(dim_zero_cat(self.mae).mean()),
+            "Sa": float(dim_zero_cat(self.sm).mean()),
+            "meanEm": float(em_curve.mean()),
+            "maxEm": float(em_curve.max()),
+            "HCE": float(dim_zero_cat(self.hce).mean()),
+        }

@@ -1,0 +1,172 @@
+"""BEN training and evaluation on DIS5K-layout data.
+
+Stages (``stage``): ``base`` trains the Base alone (Refiner frozen and skipped), ``refiner`` trains the Refiner on
+a frozen Base (its BatchNorm statistics frozen too), ``joint`` trains both. Losses: BCE + IoU + SSIM on the Base
+logits, the same with ``side_weight`` on every decoder side output (deep supervision), and a Refiner loss (BCE + IoU)
+weighted towards the trimap's unknown band (``refiner_known_weight`` elsewhere).
+
+Metrics are the DIS protocol (:class:`~visionzoo.metrics.dis.DISMetrics`) at each GT's original resolution, for
+the Base alone (``base``) and the final alpha (``refined``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visionzoo.data.images import write_image_atomic
+from visionzoo.errors import VisionZooError
+from visionzoo.metrics.dis import DIS_METRIC_ORDER, DISMetrics
+from visionzoo.models.ben import TRIMAP_UNKNOWN
+from visionzoo.tasks.base import VisionTask
+from visionzoo.tasks.losses import bce_loss, iou_loss, segmentation_loss
+
+STAGES = ("base", "refiner", "joint")
+VARIANTS = ("base", "refined")
+
+
+def probability_to_uint8(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """``(1, h, w)`` probability -> ``(H, W)`` uint8 at ``size`` = (H, W), bilinear."""
+    resized = F.interpolate(prob[None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+    return (resized.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+class BENTask(VisionTask):
+    """LightningModule for :class:`~visionzoo.models.ben.BEN`.
+
+    Args:
+        net, optimizer, scheduler: see :class:`~visionzoo.tasks.base.VisionTask`.
+        stage: ``"base"``, ``"refiner"`` or ``"joint"``.
+        loss_weights: weights of ``bce``, ``iou``, ``ssim`` for the Base output.
+        side_weight: factor on the side-output losses.
+        refiner_weight: factor on the Refiner loss.
+        refiner_known_weight: pixel weight of confident (known) pixels in the Refiner loss; unknown pixels weigh 1.
+        skeleton_dir: cache folder for HCE's GT skeletons (``None``: no cache).
+        save_predictions: folder to write predicted masks into during ``test`` (``<split>/<name>.png``).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        stage: str = "joint",
+        loss_weights: Mapping[str, float] | None = None,
+        side_weight: float = 0.5,
+        refiner_weight: float = 1.0,
+        refiner_known_weight: float = 0.1,
+        skeleton_dir: str | None = None,
+        save_predictions: str | None = None,
+    ) -> None:
+        super().__init__(net, optimizer, scheduler)
+        if stage not in STAGES:
+            raise VisionZooError(f"task.stage must be one of {', '.join(STAGES)}, not {stage!r}")
+        self.stage = stage
+        self.loss_weights = dict(loss_weights or {"bce": 1.0, "iou": 1.0, "ssim": 1.0})
+        self.side_weight, self.refiner_weight = side_weight, refiner_weight
+        self.refiner_known_weight = refiner_known_weight
+        self.skeleton_dir = skeleton_dir
+        self.save_predictions = Path(save_predictions) if save_predictions else None
+        frozen = {"base": net.refiner, "refiner": net.base}.get(stage)
+        if frozen is not None:
+            frozen.requires_grad_(False)
+        self.val_metrics = nn.ModuleDict({v: DISMetrics(skeleton_dir) for v in VARIANTS})
+        self.test_metrics = nn.ModuleDict()
+        self.test_split_names: list[str] = []
+        self._results: list[dict[str, Any]] = []
+
+    def train(self, mode: bool = True) -> "BENTask":
+        super().train(mode)
+        if self.stage == "refiner":
+            self.net.base.eval()  # a frozen Base keeps its BatchNorm statistics
+        return self
+
+    # ---- training -------------------------------------------------------------------------------------------
+    def compute_losses(self, out: Mapping[str, Any], mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses: dict[str, torch.Tensor] = {}
+        if self.stage != "refiner":
+            base, parts = segmentation_loss(out["base_logits"], mask, self.loss_weights)
+            losses.update({f"base_{k}": v for k, v in parts.items()})
+            side = sum(segmentation_loss(s, mask, self.loss_weights)[0] for s in out["side_logits"])
+            losses["base"] = base
+            losses["side"] = self.side_weight * side / max(1, len(out["side_logits"]))
+        if self.stage != "base":
+            unknown = (out["trimap"] == TRIMAP_UNKNOWN).float()
+            weight = unknown + self.refiner_known_weight * (1 - unknown)
+            refined = bce_loss(out["refined_logits"], mask, weight) + iou_loss(out["refined_logits"], mask)
+            losses["refiner"] = self.refiner_weight * refined
+            losses["unknown_fraction"] = unknown.mean().detach()
+        losses["loss"] = sum(v for k, v in losses.items() if k in ("base", "side", "refiner"))
+        return losses
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        out = self.net(batch["image"], refine=self.stage != "base")
+        losses = self.compute_losses(out, batch["mask"])
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(f"non-finite BEN loss at step {self.global_step}: {losses}")
+        size = len(batch["image"])
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
+        return losses["loss"]
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+    def _predict_uint8(self, batch: dict[str, Any]) -> dict[str, list[np.ndarray]]:
+        out = self.net(batch["image"], refine=self.stage != "base")
+        preds: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+        for i, gt in enumerate(batch["gt"]):
+            preds["base"].append(probability_to_uint8(out["base"][i], gt.shape))
+            preds["refined"].append(probability_to_uint8(out["alpha"][i], gt.shape))
+        return preds
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        preds = self._predict_uint8(batch)
+        for variant in VARIANTS:
+            self.val_metrics[variant].update(preds[variant], batch["gt"], batch["gt_path"])
+
+    def on_validation_epoch_end(self) -> None:
+        for variant in VARIANTS:
+            values = self.val_metrics[variant].compute()
+            self.val_metrics[variant].reset()
+            prefix = "val" if variant == "refined" else "val/base"
+            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=variant == "refined")
+
+    def on_test_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        self.test_split_names = list(getattr(datamodule, "test_splits", [])) or ["test"]
+        self.test_metrics = nn.ModuleDict(
+            {f"{split}|{v}": DISMetrics(self.skeleton_dir) for split in self.test_split_names for v in VARIANTS}
+        )
+        self._results = []
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.test_split_names[dataloader_idx]
+        preds = self._predict_uint8(batch)
+        for variant in VARIANTS:
+            self.test_metrics[f"{split}|{variant}"].update(preds[variant], batch["gt"], batch["gt_path"])
+        if self.save_predictions is not None:
+            for name, mask in zip(batch["name"], preds["refined"]):
+                write_image_atomic(self.save_predictions / split / f"{name}.png", mask)
+
+    def on_test_epoch_end(self) -> None:
+        rows = []
+        for variant in VARIANTS:
+            split_rows = []
+            for split in self.test_split_names:
+                values = self.test_metrics[f"{split}|{variant}"].compute()
+                split_rows.append({"split": split, "model": variant, **{k: values[k] for k in DIS_METRIC_ORDER},
+                                   "maxEm": values["maxEm"]})
+                self.log_dict({f"test/{split}/{variant}/{k}": v for k, v in values.items()}, add_dataloader_idx=False)
+            rows.extend(split_rows)
+            te_rows = [r for r in split_rows if r["split"].startswith("DIS-TE")]
+            if len(te_rows) > 1:
+                mean = {k: float(np.mean([r[k] for r in te_rows])) for k in (*DIS_METRIC_ORDER, "maxEm")}
+                rows.append({"split": f"DIS-TE (1-{len(te_rows)}) mean", "model": variant, **mean})
+        self._results = rows
+
+    def results_table(self) -> list[dict[str, Any]]:
+        return list(self._results)
