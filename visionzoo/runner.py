@@ -117,7 +117,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     if ckpt is not None:
         load_weights(task, ckpt)
     trainer = build_trainer(cfg)
-    trainer.test(task, datamodule=datamodule)
+    trainer.test(task, datamodule=datamodule, verbose=False)
     rows = task.results_table()
     write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {ckpt or cfg.model.pretrained}")
     return rows

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -75,7 +76,10 @@ def score_image(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = 
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ; resize the prediction first")
     results: dict[str, np.ndarray] = {}
-    fm, em = py_sod_metrics.Fmeasure(), py_sod_metrics.Emeasure()
+    with warnings.catch_warnings():  # pysodmetrics nudges towards FmeasureV2; Fmeasure is the DIS protocol's
+        warnings.simplefilter("ignore", UserWarning)
+        fm = py_sod_metrics.Fmeasure()
+    em = py_sod_metrics.Emeasure()
     wfm, sm, mae = py_sod_metrics.WeightedFmeasure(), py_sod_metrics.Smeasure(), py_sod_metrics.MAE()
     for metric in (fm, em, wfm, sm, mae):
         metric.step(pred, gt)

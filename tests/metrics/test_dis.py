@@ -1,0 +1,96 @@
+"""DIS metrics: hand-made masks, parity with pysodmetrics' own accumulation, the HCE protocol and cache."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import py_sod_metrics
+import pytest
+
+from visionzoo.metrics.dis import DISMetrics, score_image
+
+
+def _disk_mask(size=64, radius=20, center=(32, 32)) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, center, radius, 255, -1)
+    return mask
+
+
+def test_perfect_prediction():
+    gt = _disk_mask()
+    metric = DISMetrics()
+    metric.update([gt.copy()], [gt])
+    result = metric.compute()
+    assert result["MAE"] == 0.0
+    assert result["maxFb"] == pytest.approx(1.0, abs=1e-6)
+    assert result["wFb"] == pytest.approx(1.0, abs=1e-6)
+    assert result["Sa"] == pytest.approx(1.0, abs=1e-6)
+    assert result["maxEm"] == pytest.approx(1.0, abs=1e-3)  # pysodmetrics' EPS terms: 1.00024
+    assert result["HCE"] == 0.0
+
+
+def test_hand_computed_mae_and_inverted_prediction():
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:, :5] = 255  # half foreground
+    metric = DISMetrics()
+    metric.update([np.zeros_like(gt)], [gt])  # predicts nothing
+    assert metric.compute()["MAE"] == pytest.approx(0.5)
+    metric.reset()
+    metric.update([255 - gt], [gt])  # predicts exactly the background
+    result = metric.compute()
+    assert result["MAE"] == pytest.approx(1.0)
+    assert result["HCE"] > 0
+
+
+def test_dataset_mean_curve_matches_pysodmetrics():
+    rng = np.random.default_rng(0)
+    gts = [_disk_mask(radius=r) for r in (10, 15, 25)]
+    preds = [np.clip(cv2.GaussianBlur(g, (9, 9), 3).astype(int) + rng.integers(-40, 40, g.shape), 0, 255).astype(np.uint8)
+             for g in gts]
+    fm, em, wfm, sm, mae = (py_sod_metrics.Fmeasure(), py_sod_metrics.Emeasure(), py_sod_metrics.WeightedFmeasure(),
+                            py_sod_metrics.Smeasure(), py_sod_metrics.MAE())
+    for pred, gt in zip(preds, gts):
+        for m in (fm, em, wfm, sm, mae):
+            m.step(pred, gt)
+    metric = DISMetrics()
+    metric.update(preds[:2], gts[:2])
+    metric.update(preds[2:], gts[2:])
+    result = metric.compute()
+    assert result["maxFb"] == pytest.approx(fm.get_results()["fm"]["curve"].max(), rel=1e-9)
+    assert result["meanEm"] == pytest.approx(em.get_results()["em"]["curve"].mean(), rel=1e-9)
+    assert result["maxEm"] == pytest.approx(em.get_results()["em"]["curve"].max(), rel=1e-9)
+    assert result["wFb"] == pytest.approx(wfm.get_results()["wfm"], rel=1e-9)
+    assert result["Sa"] == pytest.approx(sm.get_results()["sm"], rel=1e-9)
+    assert result["MAE"] == pytest.approx(mae.get_results()["mae"], rel=1e-9)
+
+
+def test_hce_binarises_raw_prediction_at_128():
+    gt = _disk_mask()
+    faint = (gt > 0).astype(np.uint8) * 100  # below 128 everywhere: nothing predicted under the DIS protocol
+    hce_faint = score_image(faint, gt)["hce"]
+    hce_empty = score_image(np.zeros_like(gt), gt)["hce"]
+    assert hce_faint == hce_empty > 0
+    # pysodmetrics' default (min-max stretch) would have seen a perfect mask:
+    stretched = py_sod_metrics.HumanCorrectionEffortMeasure(relax=5, epsilon=2.0)
+    stretched.step(faint, gt)
+    assert stretched.get_results()["hce"] == 0
+
+
+def test_skeleton_cache_gives_identical_hce(tmp_path):
+    gt = _disk_mask()
+    cv2.line(gt, (0, 0), (63, 10), 255, 2)
+    gt_path = tmp_path / "gt.png"
+    cv2.imwrite(str(gt_path), gt)
+    pred = np.roll(gt, 3, axis=1)
+    plain = DISMetrics()
+    plain.update([pred], [gt])
+    cached = DISMetrics(skeleton_dir=tmp_path / "ske")
+    cached.update([pred], [gt], [str(gt_path)])
+    cached.update([pred], [gt], [str(gt_path)])  # second time from the cache file
+    assert len(list((tmp_path / "ske").glob("*.png"))) == 1
+    assert cached.compute()["HCE"] == plain.compute()["HCE"] > 0
+
+
+def test_shape_mismatch_is_refused():
+    with pytest.raises(ValueError, match="resize the prediction first"):
+        score_image(np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.uint8))

@@ -1,0 +1,1 @@
+"""Predictors: users' files in, results out (cut-outs, denoised images, occupancy)."""

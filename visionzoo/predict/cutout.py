@@ -1,0 +1,144 @@
+"""Cut objects out of users' images with BEN: an 8-bit mask and an RGBA cut-out per image.
+
+For each input ``photo.jpg`` it writes ``<output>/photo_mask.png`` (8-bit alpha at the original resolution) and
+``<output>/photo_cutout.png`` (the upright image with that alpha; 16-bit inputs give a 16-bit cut-out, an input
+alpha channel is multiplied in). Images are run at the model's input size and the alpha is resized back bilinearly
+and, as BEN's own post-processing does, min-max normalised per image (``normalize``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
+from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
+from visionzoo.data.transforms import image_to_tensor
+from visionzoo.errors import DataError
+from visionzoo.predict.common import BatchReport, check_writable, chunks, find_inputs, progress_bar, resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def alpha_to_uint8(alpha: np.ndarray, normalize: bool) -> np.ndarray:
+    """``(H, W)`` float alpha in [0, 1] -> uint8, optionally min-max stretched (flat maps are left as they are)."""
+    alpha = alpha.astype(np.float32)
+    if normalize:
+        low, high = float(alpha.min()), float(alpha.max())
+        if high - low > 1e-6:
+            alpha = (alpha - low) / (high - low)
+    return (np.clip(alpha, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def compose_cutout(image: LoadedImage, mask: np.ndarray) -> np.ndarray:
+    """RGBA cut-out in the image's own depth; an alpha channel the file already had is multiplied in."""
+    depth_max = 65535 if image.pixels.dtype == np.uint16 else 255
+    alpha = mask.astype(np.float32) / 255.0
+    if image.alpha is not None:
+        alpha *= image.alpha.astype(np.float32) / (65535 if image.alpha.dtype == np.uint16 else 255)
+    alpha_channel = (alpha * depth_max + 0.5).astype(image.pixels.dtype)
+    return np.dstack([image.pixels, alpha_channel])
+
+
+class CutoutPredictor:
+    """Mask + cut-out writer over a file, folder or glob.
+
+    Args:
+        net: a BEN model (``forward`` returns ``{"alpha": (B, 1, H, W), ...}``).
+        input: file, folder or glob. output: folder for the results.
+        input_size: square network input in pixels (1024 for the registered BEN models).
+        batch_size: images per forward pass. overwrite: redo images whose outputs exist.
+        device: ``auto``, ``cpu``, ``cuda``... precision: ``fp32`` or ``bf16`` (autocast).
+        normalize: min-max stretch each alpha map, as BEN's post-processing does.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        input: str,
+        output: str,
+        input_size: int = 1024,
+        batch_size: int = 1,
+        overwrite: bool = False,
+        device: str = "auto",
+        precision: str = "fp32",
+        normalize: bool = True,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise DataError(f"predictor.precision must be fp32 or bf16, not {precision!r}")
+        self.device = resolve_device(device)
+        self.net = net.eval().to(self.device)
+        self.input, self.output = str(input), Path(output)
+        self.input_size, self.batch_size, self.overwrite = int(input_size), int(batch_size), bool(overwrite)
+        self.precision, self.normalize = precision, normalize
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def output_paths(self, images: list[Path]) -> dict[Path, tuple[Path, Path]]:
+        """``{input: (mask path, cut-out path)}``; inputs sharing a stem keep their suffix in the name."""
+        stems = Counter(p.stem for p in images)
+        paths = {}
+        for path in images:
+            name = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix[1:]}"
+            paths[path] = (self.output / f"{name}_mask.png", self.output / f"{name}_cutout.png")
+        return paths
+
+    @torch.inference_mode()
+    def predict_alpha(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        """Float alpha ``(H, W)`` in [0, 1] at each image's own size, for ``(H, W, 3)`` uint8 RGB images."""
+        size = (self.input_size, self.input_size)
+        batch = torch.stack([
+            image_to_tensor(cv2.resize(im, size, interpolation=cv2.INTER_AREA if min(im.shape[:2]) > self.input_size
+                                       else cv2.INTER_LINEAR), self.mean, self.std)
+            for im in images
+        ]).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            alpha = self.net(batch)["alpha"].float()
+        return [
+            F.interpolate(a[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+            for a, im in zip(alpha, images)
+        ]
+
+    def run(self) -> BatchReport:
+        images, others = find_inputs(self.input)
+        check_writable(self.output)
+        report = BatchReport(ignored=others)
+        targets = self.output_paths(images)
+        todo = [p for p in images if self.overwrite or not all(t.exists() for t in targets[p])]
+        report.finished = [p for p in images if p not in todo]
+        with progress_bar() as bar:
+            job = bar.add_task("cut-outs", total=len(todo))
+            for group in chunks(todo, self.batch_size):
+                loaded = []
+                for path in group:
+                    try:
+                        loaded.append(read_image(path))
+                    except DataError as err:
+                        report.failed[path] = str(err)
+                        bar.advance(job)
+                if not loaded:
+                    continue
+                alphas = self.predict_alpha([image.rgb8() for image in loaded])
+                for image, alpha in zip(loaded, alphas):
+                    mask = alpha_to_uint8(alpha, self.normalize)
+                    mask_path, cutout_path = targets[image.path]
+                    try:
+                        write_image_atomic(mask_path, mask)
+                        write_image_atomic(cutout_path, compose_cutout(image, mask))
+                        report.written.append(image.path)
+                    except DataError as err:
+                        report.failed[image.path] = str(err)
+                    bar.advance(job)
+        report.print()
+        if report.failed and not report.written and not report.finished:
+            raise DataError(f"none of the {len(images)} input images could be processed; see the failures above")
+        return report
