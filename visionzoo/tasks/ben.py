@@ -14,20 +14,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.data.images import write_image_atomic
 from visionzoo.errors import VisionZooError
 from visionzoo.metrics.dis import DIS_METRIC_ORDER, DISMetrics
 from visionzoo.models.ben import TRIMAP_UNKNOWN
 from visionzoo.tasks.base import VisionTask
 from visionzoo.tasks.losses import bce_loss, iou_loss, segmentation_loss
+from visionzoo.visualize import gray_to_rgb, over_checkerboard, save_grid
 
 STAGES = ("base", "refiner", "joint")
 VARIANTS = ("base", "refined")
+PICTURE_TITLES = ("image", "ground truth", "base", "confidence", "refined", "cut-out")
+
+
+def tensor_to_rgb8(image: torch.Tensor) -> np.ndarray:
+    """Normalised ``(3, H, W)`` tensor -> ``(H, W, 3)`` uint8 RGB."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=image.device)[:, None, None]
+    rgb = (image.float() * std + mean).clamp(0, 1).permute(1, 2, 0)
+    return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def probability_to_uint8(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -48,6 +60,8 @@ class BENTask(VisionTask):
         refiner_known_weight: pixel weight of confident (known) pixels in the Refiner loss; unknown pixels weigh 1.
         skeleton_dir: cache folder for HCE's GT skeletons (``None``: no cache).
         save_predictions: folder to write predicted masks into during ``test`` (``<split>/<name>.png``).
+        pictures: images per test split drawn into ``<run dir>/pictures/<split>.png`` (image, GT, Base,
+            confidence, refined, cut-out); 0 draws none.
     """
 
     def __init__(
@@ -62,6 +76,7 @@ class BENTask(VisionTask):
         refiner_known_weight: float = 0.1,
         skeleton_dir: str | None = None,
         save_predictions: str | None = None,
+        pictures: int = 4,
     ) -> None:
         super().__init__(net, optimizer, scheduler)
         if stage not in STAGES:
@@ -72,6 +87,8 @@ class BENTask(VisionTask):
         self.refiner_known_weight = refiner_known_weight
         self.skeleton_dir = skeleton_dir
         self.save_predictions = Path(save_predictions) if save_predictions else None
+        self.pictures = int(pictures)
+        self._picture_rows: dict[str, list[list[np.ndarray]]] = {}
         frozen = {"base": net.refiner, "refiner": net.base}.get(stage)
         if frozen is not None:
             frozen.requires_grad_(False)
@@ -117,11 +134,21 @@ class BENTask(VisionTask):
     # ---- evaluation -----------------------------------------------------------------------------------------
     def _predict_uint8(self, batch: dict[str, Any]) -> dict[str, list[np.ndarray]]:
         out = self.net(batch["image"], refine=self.stage != "base")
-        preds: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
+        preds: dict[str, list[np.ndarray]] = {v: [] for v in (*VARIANTS, "confidence")}
         for i, gt in enumerate(batch["gt"]):
             preds["base"].append(probability_to_uint8(out["base"][i], gt.shape))
             preds["refined"].append(probability_to_uint8(out["alpha"][i], gt.shape))
+            preds["confidence"].append(probability_to_uint8(out["confidence"][i], gt.shape))
         return preds
+
+    def _collect_pictures(self, split: str, batch: dict[str, Any], preds: dict[str, list[np.ndarray]]) -> None:
+        rows = self._picture_rows.setdefault(split, [])
+        for i, gt in enumerate(batch["gt"][: max(0, self.pictures - len(rows))]):
+            image = tensor_to_rgb8(batch["image"][i])
+            image = cv2.resize(image, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
+            refined = preds["refined"][i]
+            rows.append([image, gray_to_rgb(gt), gray_to_rgb(preds["base"][i]), gray_to_rgb(preds["confidence"][i]),
+                         gray_to_rgb(refined), over_checkerboard(image, refined)])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         preds = self._predict_uint8(batch)
@@ -142,12 +169,15 @@ class BENTask(VisionTask):
             {f"{split}|{v}": DISMetrics(self.skeleton_dir) for split in self.test_split_names for v in VARIANTS}
         )
         self._results = []
+        self._picture_rows = {}
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self.test_split_names[dataloader_idx]
         preds = self._predict_uint8(batch)
         for variant in VARIANTS:
             self.test_metrics[f"{split}|{variant}"].update(preds[variant], batch["gt"], batch["gt_path"])
+        if self.pictures:
+            self._collect_pictures(split, batch, preds)
         if self.save_predictions is not None:
             for name, mask in zip(batch["name"], preds["refined"]):
                 write_image_atomic(self.save_predictions / split / f"{name}.png", mask)
@@ -167,6 +197,10 @@ class BENTask(VisionTask):
                 mean = {k: float(np.mean([r[k] for r in te_rows])) for k in (*DIS_METRIC_ORDER, "maxEm")}
                 rows.append({"split": f"DIS-TE (1-{len(te_rows)}) mean", "model": variant, **mean})
         self._results = rows
+        if self._picture_rows and self.trainer.is_global_zero:
+            folder = Path(self.trainer.default_root_dir) / "pictures"
+            for split, picture_rows in self._picture_rows.items():
+                save_grid(folder / f"{split}.png", picture_rows, PICTURE_TITLES)
 
     def results_table(self) -> list[dict[str, Any]]:
         return list(self._results)
