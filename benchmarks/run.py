@@ -2,6 +2,8 @@
 
     python benchmarks/run.py --models dla34 dla34_up --sizes 1024 --out benchmarks/RESULTS.md
 
+A model may carry forward keyword arguments after ``@``: ``ben_dla34@refine=false`` times the BEN Base alone.
+
 Each (model, size, layout, dtype, device) row runs in a fresh process so that its peak memory is its own:
 CPU rows report the process's peak resident memory growth during the timed forwards (``ru_maxrss``), GPU rows
 ``torch.cuda.max_memory_allocated``. FLOPs come from ``torch.utils.flop_counter`` (FLOP = 2 x MAC). The matmul peak
@@ -24,7 +26,17 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-DEFAULT_MODELS = ["dla34", "dla34_up"]
+DEFAULT_MODELS = ["dla34", "dla34_up", "ben_dla34@refine=false", "ben_dla34"]
+
+
+def parse_model(spec: str) -> tuple[str, dict]:
+    """``"ben_dla34@refine=false"`` -> ``("ben_dla34", {"refine": False})``."""
+    name, _, args = spec.partition("@")
+    kwargs = {}
+    for item in filter(None, args.split(",")):
+        key, _, value = item.partition("=")
+        kwargs[key] = {"true": True, "false": False}.get(value.lower(), value)
+    return name, kwargs
 
 
 def _sync(device: str) -> None:
@@ -64,8 +76,9 @@ def _measure(spec: dict, queue: mp.Queue) -> None:
 
     torch.set_num_threads(spec["threads"])
     device, dtype, layout = spec["device"], spec["dtype"], spec["layout"]
-    card = visionzoo.model_card(spec["model"])
-    model = visionzoo.create_model(spec["model"]).eval().to(device)
+    name, forward_kwargs = parse_model(spec["model"])
+    card = visionzoo.model_card(name)
+    model = visionzoo.create_model(name).eval().to(device)
     x = torch.randn(spec["batch"], card.input_size[0], spec["size"], spec["size"], device=device)
     if layout == "channels_last":
         model = model.to(memory_format=torch.channels_last)
@@ -73,10 +86,10 @@ def _measure(spec: dict, queue: mp.Queue) -> None:
     with torch.inference_mode(), _autocast(device, dtype):
         counter = FlopCounterMode(display=False)
         with counter:
-            model(x)
+            model(x, **forward_kwargs)
         flops = counter.get_total_flops()
         for _ in range(spec["warmup"]):
-            model(x)
+            model(x, **forward_kwargs)
         _sync(device)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -84,7 +97,7 @@ def _measure(spec: dict, queue: mp.Queue) -> None:
         times = []
         for _ in range(spec["repeats"]):
             start = time.perf_counter()
-            model(x)
+            model(x, **forward_kwargs)
             _sync(device)
             times.append(time.perf_counter() - start)
     if device == "cuda":

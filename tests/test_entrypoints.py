@@ -1,0 +1,73 @@
+"""The three entry points as a user runs them: real subprocesses, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visionzoo.data.synthetic_dis import generate_synthetic_dis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_dis(tmp_path_factory) -> Path:
+    counts = {"DIS-TR": 2, "DIS-VD": 2, "DIS-TE1": 1, "DIS-TE2": 1, "DIS-TE3": 1, "DIS-TE4": 1}
+    return generate_synthetic_dis(tmp_path_factory.mktemp("dis"), counts=counts, seed=0, size_range=(48, 80))
+
+
+def small(tiny_dis: Path) -> list[str]:
+    return [f"data.root={tiny_dis}", "data.input_size=64", "data.num_workers=0", "data.batch_size=2",
+            "callbacks.rich_progress_bar=null"]
+
+
+def test_train_eval_predict_round_trip(tiny_dis, tmp_path):
+    trained = run("train.py", "experiment=ben_dis5k", "model=ben_tiny", "trainer.max_epochs=1",
+                  "hydra.run.dir=run", *small(tiny_dis), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert ckpt.exists()
+
+    evaluated = run("eval.py", "experiment=ben_dis5k", "model=ben_tiny", f"ckpt_path={ckpt}", "hydra.run.dir=eval",
+                    *small(tiny_dis), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    splits = [r["split"] for r in rows if r["model"] == "refined"]
+    assert splits == ["DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4", "DIS-TE (1-4) mean"]
+    assert list(rows[0])[:8] == ["split", "model", "maxFb", "wFb", "MAE", "Sa", "meanEm", "HCE"]
+    assert all(0 <= r["MAE"] <= 1 for r in rows)
+    assert (tmp_path / "eval" / "pictures" / "DIS-TE1.png").exists()
+
+    predicted = run("predict.py", "experiment=ben_cutout", "model=ben_tiny", f"ckpt_path={ckpt}",
+                    f"input={tiny_dis}/DIS5K/DIS-TE2/im", "output=cutouts", "predictor.input_size=64",
+                    "hydra.run.dir=predict", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "cutouts").iterdir()) == ["DIS-TE2_0000_cutout.png",
+                                                                          "DIS-TE2_0000_mask.png"]
+
+
+@pytest.mark.parametrize("script, overrides, message", [
+    ("eval.py", ["experiment=ben_synthetic"], "error: eval needs weights: pass ckpt_path="),
+    ("train.py", ["experiment=ben_synthetic", "model.name=ben_dla43"], "error: unknown model 'ben_dla43'; closest: "),
+    ("train.py", ["experiment=ben_dis5k", "data.root=/no/such/dis5k", "trainer.fast_dev_run=true"],
+     "error: DIS5K root /no/such/dis5k does not exist"),
+    ("eval.py", ["experiment=ben_synthetic", "ckpt_path=/no/such.ckpt"], "error: weights not found: /no/such.ckpt"),
+    ("predict.py", ["experiment=ben_cutout", "model=ben_tiny", "input=/no/photos", "output=out"],
+     "error: input /no/photos does not exist"),
+    ("train.py", [], "error: config has no 'data': pick a recipe with experiment=NAME"),
+])
+def test_user_mistakes_end_in_one_line(script, overrides, message, tmp_path):
+    result = run(script, *overrides, "hydra.run.dir=out", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
