@@ -72,25 +72,31 @@ class BENBase(nn.Module):
 class BENRefiner(nn.Module):
     """Light DLA refiner: predicts a full-resolution correction of the Base logits.
 
-    Input: the image ``(B, in_chans, H, W)`` and the Base probability, confidence and trimap ``(B, 1, H, W)``
-    each. Output: refined logits ``(B, 1, H, W)`` = Base logits + correction.
+    The guide (image, Base probability, confidence, trimap) is seen twice: downsampled by ``context_scale`` through
+    a light DLA + DLA-Up for context, and at full resolution by a small fusion head that sharpens edges. Keeping
+    the DLA off the full-resolution grid is what keeps the Refiner cheap (see docs/ben.md for the timings).
+
+    Input: the image ``(B, in_chans, H, W)`` and the Base logits, confidence and trimap ``(B, 1, H, W)`` each.
+    Output: refined logits ``(B, 1, H, W)`` = Base logits + correction.
     """
 
     def __init__(
         self,
         backbone: str = "dla46_c",
         in_chans: int = 3,
-        out_stride: int = 2,
+        out_stride: int = 4,
         width: int = 16,
+        context_scale: int = 2,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         guide_chans = in_chans + 3
+        self.context_scale = context_scale
         self.backbone = TimmFeatures(backbone, in_chans=guide_chans, timm_kwargs=backbone_kwargs)
         self.neck = DLAUp(self.backbone.channels, self.backbone.strides, out_stride=out_stride)
+        self.context = nn.Conv2d(self.neck.out_channels, width, kernel_size=1)
         self.fuse = nn.Sequential(
-            ConvNormAct(self.neck.out_channels + guide_chans, width, 3),
-            ConvNormAct(width, width, 3),
+            ConvNormAct(width + guide_chans, width, 3),
             nn.Conv2d(width, 1, kernel_size=3, padding=1),
         )
 
@@ -98,10 +104,10 @@ class BENRefiner(nn.Module):
         self, image: torch.Tensor, base_logits: torch.Tensor, confidence: torch.Tensor, trimap: torch.Tensor
     ) -> torch.Tensor:
         guide = torch.cat([image, torch.sigmoid(base_logits), confidence, trimap], dim=1)
-        feature = F.interpolate(
-            self.neck(self.backbone(guide)), size=image.shape[-2:], mode="bilinear", align_corners=False
-        )
-        return base_logits + self.fuse(torch.cat([feature, guide], dim=1))
+        small = F.avg_pool2d(guide, self.context_scale) if self.context_scale > 1 else guide
+        context = self.context(self.neck(self.backbone(small)))
+        context = F.interpolate(context, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        return base_logits + self.fuse(torch.cat([context, guide], dim=1))
 
 
 class BEN(nn.Module):
@@ -114,6 +120,7 @@ class BEN(nn.Module):
         blend: ``"hard"`` (unknown band from the Refiner, the rest from the Base) or ``"soft"``
             (``alpha = c * base + (1 - c) * refined`` with confidence ``c``).
         out_stride: decoder stride of the Base.
+        refiner_out_stride: decoder stride of the Refiner before its full-resolution fusion.
 
     ``forward(x, refine=True)`` with ``x`` ``(B, 3, H, W)`` normalised returns ``alpha`` (final foreground
     probability in [0, 1]), ``base`` (Base probability) and ``confidence``, each ``(B, 1, H, W)``; in training mode
@@ -129,6 +136,7 @@ class BEN(nn.Module):
         high: float = 0.9,
         blend: str = "hard",
         out_stride: int = 2,
+        refiner_out_stride: int = 4,
         refiner_width: int = 16,
         backbone_weights: str | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
@@ -140,7 +148,9 @@ class BEN(nn.Module):
         trimap_from_probability(torch.zeros(1), low, high)  # validates the thresholds
         self.low, self.high, self.blend = low, high, blend
         self.base = BENBase(backbone, out_stride, backbone_weights=backbone_weights, backbone_kwargs=backbone_kwargs)
-        self.refiner = BENRefiner(refiner_backbone, width=refiner_width, backbone_kwargs=refiner_kwargs)
+        self.refiner = BENRefiner(
+            refiner_backbone, out_stride=refiner_out_stride, width=refiner_width, backbone_kwargs=refiner_kwargs
+        )
 
     def forward(self, x: torch.Tensor, refine: bool = True) -> dict[str, Any]:
         base_out = self.base(x)
