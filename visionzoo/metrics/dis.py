@@ -124,7 +124,7 @@ class DISMetrics(Metric):
                 getattr(self, name).append(torch.as_tensor(value, dtype=torch.float64, device=self.device).reshape(1, -1))
 
     def compute(self) -> dict[str, float]:
-        if not self.mae:
+        if isinstance(self.mae, list) and not self.mae:  # after a DDP sync the states are concatenated tensors
             raise RuntimeError("DISMetrics.compute() called before any update")
         fm_curve = dim_zero_cat(self.fm_curve).mean(dim=0)
         em_curve = dim_zero_cat(self.em_curve).mean(dim=0)

@@ -160,14 +160,15 @@ class BENTask(VisionTask):
             values = self.val_metrics[variant].compute()
             self.val_metrics[variant].reset()
             prefix = "val" if variant == "refined" else "val/base"
-            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=variant == "refined")
+            # Values are already synced by the metric; sync_dist only averages identical numbers across ranks.
+            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=variant == "refined", sync_dist=True)
 
     def on_test_start(self) -> None:
         datamodule = self.trainer.datamodule
         self.test_split_names = list(getattr(datamodule, "test_splits", [])) or ["test"]
         self.test_metrics = nn.ModuleDict(
             {f"{split}|{v}": DISMetrics(self.skeleton_dir) for split in self.test_split_names for v in VARIANTS}
-        )
+        ).to(self.device)  # states must live where the process group can gather them (NCCL: the GPU)
         self._results = []
         self._picture_rows = {}
 
@@ -190,7 +191,8 @@ class BENTask(VisionTask):
                 values = self.test_metrics[f"{split}|{variant}"].compute()
                 split_rows.append({"split": split, "model": variant, **{k: values[k] for k in DIS_METRIC_ORDER},
                                    "maxEm": values["maxEm"]})
-                self.log_dict({f"test/{split}/{variant}/{k}": v for k, v in values.items()}, add_dataloader_idx=False)
+                self.log_dict({f"test/{split}/{variant}/{k}": v for k, v in values.items()}, add_dataloader_idx=False,
+                              sync_dist=True)
             rows.extend(split_rows)
             te_rows = [r for r in split_rows if r["split"].startswith("DIS-TE")]
             if len(te_rows) > 1:
