@@ -33,7 +33,7 @@ def expected_shapes(name: str, model: torch.nn.Module, size: tuple[int, ...]) ->
         return {"out": (batch, model.classifier.out_channels, height, width)}
     if task == "matting":
         full = (batch, 1, height, width)
-        strides = model.base.neck.pyramid_strides[:-1]
+        strides = model.base.side_strides
         side = {f"out.side_logits.{i}": (batch, 1, -(-height // s), -(-width // s)) for i, s in enumerate(strides)}
         keys = ("alpha", "base", "confidence", "base_logits", "refined_logits", "trimap")
         return {**{f"out.{k}": full for k in keys}, **side}

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionzoo.models.backbones import TINY_DLA_KWARGS, TimmFeatures
-from visionzoo.models.necks import ConvNormAct, DLAUp
+from visionzoo.models.backbones import TINY_DLA_KWARGS
+from visionzoo.models.encoders import DLAUpEncoder
+from visionzoo.models.necks import ConvNormAct
 from visionzoo.models.registry import register_model
 
 TRIMAP_BACKGROUND, TRIMAP_UNKNOWN, TRIMAP_FOREGROUND = 0.0, 0.5, 1.0
@@ -55,15 +56,16 @@ class BENBase(nn.Module):
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = TimmFeatures(backbone, in_chans=in_chans, pretrained=backbone_weights, timm_kwargs=backbone_kwargs)
-        self.neck = DLAUp(self.backbone.channels, self.backbone.strides, out_stride=out_stride)
-        self.side_heads = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1) for c in self.neck.pyramid_channels[:-1])
+        self.encoder = DLAUpEncoder(backbone, out_stride, in_chans, backbone_weights, backbone_kwargs)
+        neck = self.encoder.neck
+        self.side_heads = nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1) for c in neck.pyramid_channels[:-1])
+        self.side_strides = neck.pyramid_strides[:-1]
         self.head = nn.Sequential(
-            ConvNormAct(self.neck.out_channels, head_channels, 3), nn.Conv2d(head_channels, 1, kernel_size=1)
+            ConvNormAct(neck.out_channels, head_channels, 3), nn.Conv2d(head_channels, 1, kernel_size=1)
         )
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
-        pyramid = self.neck.forward_pyramid(self.backbone(x))
+        pyramid = self.encoder.forward_pyramid(x)
         logits = F.interpolate(self.head(pyramid[-1]), size=x.shape[-2:], mode="bilinear", align_corners=False)
         side = [head(feature) for head, feature in zip(self.side_heads, pyramid[:-1])]
         return {"logits": logits, "side_logits": side}
@@ -73,7 +75,8 @@ class BENRefiner(nn.Module):
     """Light DLA refiner: predicts a full-resolution correction of the Base logits.
 
     The guide (image, Base probability, confidence, trimap) is seen twice: downsampled by ``context_scale`` through
-    a light DLA + DLA-Up for context, and at full resolution by a small fusion head that sharpens edges. Keeping
+    a light DLA + DLA-Up for context, and at full resolution by a small fusion head (two 3x3 conv-BN-ReLU and a
+    3x3 output conv) that sharpens edges. Keeping
     the DLA off the full-resolution grid is what keeps the Refiner cheap (see docs/ben.md for the timings).
 
     Input: the image ``(B, in_chans, H, W)`` and the Base logits, confidence and trimap ``(B, 1, H, W)`` each.
@@ -92,11 +95,11 @@ class BENRefiner(nn.Module):
         super().__init__()
         guide_chans = in_chans + 3
         self.context_scale = context_scale
-        self.backbone = TimmFeatures(backbone, in_chans=guide_chans, timm_kwargs=backbone_kwargs)
-        self.neck = DLAUp(self.backbone.channels, self.backbone.strides, out_stride=out_stride)
-        self.context = nn.Conv2d(self.neck.out_channels, width, kernel_size=1)
+        self.encoder = DLAUpEncoder(backbone, out_stride, guide_chans, backbone_kwargs=backbone_kwargs)
+        self.context = nn.Conv2d(self.encoder.out_channels, width, kernel_size=1)
         self.fuse = nn.Sequential(
             ConvNormAct(width + guide_chans, width, 3),
+            ConvNormAct(width, width, 3),
             nn.Conv2d(width, 1, kernel_size=3, padding=1),
         )
 
@@ -105,7 +108,7 @@ class BENRefiner(nn.Module):
     ) -> torch.Tensor:
         guide = torch.cat([image, torch.sigmoid(base_logits), confidence, trimap], dim=1)
         small = F.avg_pool2d(guide, self.context_scale) if self.context_scale > 1 else guide
-        context = self.context(self.neck(self.backbone(small)))
+        context = self.context(self.encoder(small))
         context = F.interpolate(context, size=image.shape[-2:], mode="bilinear", align_corners=False)
         return base_logits + self.fuse(torch.cat([context, guide], dim=1))
 

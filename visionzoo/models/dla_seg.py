@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionzoo.models.backbones import TimmFeatures
-from visionzoo.models.necks import DLAUp
+from visionzoo.models.encoders import DLAUpEncoder
 
 
 class DLASeg(nn.Module):
@@ -40,10 +39,9 @@ class DLASeg(nn.Module):
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = TimmFeatures(backbone, in_chans=in_chans, pretrained=backbone_weights, timm_kwargs=backbone_kwargs)
-        self.neck = DLAUp(self.backbone.channels, self.backbone.strides, out_stride=out_stride)
-        self.classifier = nn.Conv2d(self.neck.out_channels, num_classes, kernel_size=1)
+        self.encoder = DLAUpEncoder(backbone, out_stride, in_chans, backbone_weights, backbone_kwargs)
+        self.classifier = nn.Conv2d(self.encoder.out_channels, num_classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.classifier(self.neck(self.backbone(x)))
+        logits = self.classifier(self.encoder(x))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
