@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(PY) benchmarks/run.py --out benchmarks/RESULTS.md
+	$(PY) benchmarks/run.py --dtypes fp32 bf16 --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) logs outputs $(DEMO) .pytest_cache

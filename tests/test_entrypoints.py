@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 
 from visionzoo.data.synthetic_dis import generate_synthetic_dis
@@ -38,7 +39,7 @@ def test_train_eval_predict_round_trip(tiny_dis, tmp_path):
     assert ckpt.exists()
 
     evaluated = run("eval.py", "experiment=ben_dis5k", "model=ben_tiny", f"ckpt_path={ckpt}", "hydra.run.dir=eval",
-                    *small(tiny_dis), cwd=tmp_path)
+                    "task.save_predictions=masks", *small(tiny_dis), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     splits = [r["split"] for r in rows if r["model"] == "refined"]
@@ -46,6 +47,9 @@ def test_train_eval_predict_round_trip(tiny_dis, tmp_path):
     assert list(rows[0])[:8] == ["split", "model", "maxFb", "wFb", "MAE", "Sa", "meanEm", "HCE"]
     assert all(0 <= r["MAE"] <= 1 for r in rows)
     assert (tmp_path / "eval" / "pictures" / "DIS-TE1.png").exists()
+    saved = tmp_path / "masks" / "DIS-TE3" / "DIS-TE3_0000.png"
+    gt = tiny_dis / "DIS5K" / "DIS-TE3" / "gt" / "DIS-TE3_0000.png"
+    assert cv2.imread(str(saved), cv2.IMREAD_UNCHANGED).shape == cv2.imread(str(gt), cv2.IMREAD_UNCHANGED).shape
 
     predicted = run("predict.py", "experiment=ben_cutout", "model=ben_tiny", f"ckpt_path={ckpt}",
                     f"input={tiny_dis}/DIS5K/DIS-TE2/im", "output=cutouts", "predictor.input_size=64",
