@@ -58,6 +58,8 @@ class CutoutPredictor:
         batch_size: images per forward pass. overwrite: redo images whose outputs exist.
         device: ``auto``, ``cpu``, ``cuda``... precision: ``fp32`` or ``bf16`` (autocast).
         normalize: min-max stretch each alpha map, as BEN's post-processing does.
+        compile: ``torch.compile`` the model first (about a minute of compilation; pays off on large folders:
+            1.90 s -> 1.50 s per 1024x1024 image for ben_dla34 on the 2-core CPU).
     """
 
     def __init__(
@@ -71,13 +73,17 @@ class CutoutPredictor:
         device: str = "auto",
         precision: str = "fp32",
         normalize: bool = True,
+        compile: bool = False,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise DataError(f"predictor.precision must be fp32 or bf16, not {precision!r}")
         self.device = resolve_device(device)
-        self.net = net.eval().to(self.device)
+        # channels_last: 1.9 s instead of 2.5 s per 1024x1024 image for ben_dla34 on the 2-core CPU.
+        self.net = net.eval().to(self.device, memory_format=torch.channels_last)
+        if compile:
+            self.net = torch.compile(self.net)
         self.input, self.output = str(input), Path(output)
         self.input_size, self.batch_size, self.overwrite = int(input_size), int(batch_size), bool(overwrite)
         self.precision, self.normalize = precision, normalize
@@ -100,7 +106,7 @@ class CutoutPredictor:
             image_to_tensor(cv2.resize(im, size, interpolation=cv2.INTER_AREA if min(im.shape[:2]) > self.input_size
                                        else cv2.INTER_LINEAR), self.mean, self.std)
             for im in images
-        ]).to(self.device)
+        ]).to(self.device, memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             alpha = self.net(batch)["alpha"].float()
         return [
