@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from visionzoo.data.synthetic_dis import generate_synthetic_dis
 
 
 @pytest.fixture(autouse=True)
 def _seed_and_cache(monkeypatch, tmp_path_factory):
     torch.manual_seed(0)
     monkeypatch.setenv("VISIONZOO_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def tiny_dis(tmp_path_factory) -> Path:
+    """A synthetic DIS5K with 1-2 images of 48..80 px per split (for end-to-end runs that must be quick)."""
+    counts = {"DIS-TR": 2, "DIS-VD": 2, "DIS-TE1": 1, "DIS-TE2": 1, "DIS-TE3": 1, "DIS-TE4": 1}
+    return generate_synthetic_dis(tmp_path_factory.mktemp("dis"), counts=counts, seed=0, size_range=(48, 80))

@@ -11,7 +11,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visionzoo import runner
-from visionzoo.data.synthetic_dis import generate_synthetic_dis
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
@@ -55,12 +54,6 @@ def test_experiment_composes_and_resolves(entry, experiment, tmp_path):
 def test_every_group_option_composes(group, option, tmp_path):
     cfg = compose_config("train", ["experiment=ben_synthetic", f"{group}={option}"], tmp_path)
     OmegaConf.to_container(cfg, resolve=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_dis(tmp_path_factory) -> Path:
-    counts = {"DIS-TR": 2, "DIS-VD": 2, "DIS-TE1": 1, "DIS-TE2": 1, "DIS-TE3": 1, "DIS-TE4": 1}
-    return generate_synthetic_dis(tmp_path_factory.mktemp("dis"), counts=counts, seed=0, size_range=(48, 80))
 
 
 def small_data_overrides(data_target: str, tiny_dis: Path) -> list[str]:

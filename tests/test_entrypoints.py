@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import pytest
 
-from visionzoo.data.synthetic_dis import generate_synthetic_dis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,12 +17,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(script: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / script), *overrides], cwd=cwd, capture_output=True, text=True,
                           timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tiny_dis(tmp_path_factory) -> Path:
-    counts = {"DIS-TR": 2, "DIS-VD": 2, "DIS-TE1": 1, "DIS-TE2": 1, "DIS-TE3": 1, "DIS-TE4": 1}
-    return generate_synthetic_dis(tmp_path_factory.mktemp("dis"), counts=counts, seed=0, size_range=(48, 80))
 
 
 def small(tiny_dis: Path) -> list[str]:
