@@ -37,6 +37,8 @@ def expected_shapes(name: str, model: torch.nn.Module, size: tuple[int, ...]) ->
         side = {f"out.side_logits.{i}": (batch, 1, -(-height // s), -(-width // s)) for i, s in enumerate(strides)}
         keys = ("alpha", "base", "confidence", "base_logits", "refined_logits", "trimap")
         return {**{f"out.{k}": full for k in keys}, **side}
+    if task == "generation":
+        return {"out": (batch, model.out_channels, height, width)}
     raise AssertionError(f"add the expected output shapes of task {task!r} to this test")
 
 
@@ -64,9 +66,10 @@ def test_cards_carry_task_size_normalisation_and_licence():
 def test_forward_backward(name):
     model = visionzoo.create_model(name)
     model.train()
-    x = torch.randn(SIZE)
+    size = (SIZE[0], model_card(name).input_size[0], *SIZE[2:])
+    x = torch.randn(size)
     outputs = named_outputs(model(x))
-    assert {k: tuple(o.shape) for k, o in outputs.items()} == expected_shapes(name, model, SIZE)
+    assert {k: tuple(o.shape) for k, o in outputs.items()} == expected_shapes(name, model, size)
     assert all(torch.isfinite(o).all() for o in outputs.values())
     sum(o.float().square().mean() for o in outputs.values()).backward()
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

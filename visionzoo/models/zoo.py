@@ -52,3 +52,4 @@ register_model(
 
 # Task families register their models on import.
 import visionzoo.models.ben  # noqa: E402,F401
+import visionzoo.models.dip  # noqa: E402,F401

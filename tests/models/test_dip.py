@@ -1,0 +1,52 @@
+"""DIP generators: the published parameter counts, odd sizes, upsampler choices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import visionzoo
+from visionzoo.models.dip import Hourglass
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_dip_skip_has_the_original_parameter_count():
+    assert _params(visionzoo.create_model("dip_skip")) == 2_217_831
+
+
+@pytest.mark.parametrize("width, expected", [(32, 58_339), (64, 231_363), (128, 921_475)])
+def test_dip_scaled_parameter_counts(width, expected):
+    assert _params(visionzoo.create_model("dip_scaled", width=width, num_scales=2)) == expected
+
+
+@pytest.mark.parametrize("size", [(1, 1), (33, 47), (64, 64), (5, 130)])
+def test_odd_sizes_keep_their_shape(size):
+    model = visionzoo.create_model("dip_scaled", width=8, num_scales=3, out_channels=1).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 8, *size))
+    assert out.shape == (1, 1, *size) and 0 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "nearest", "transposed"])
+def test_upsamplers(upsample):
+    model = visionzoo.create_model("dip_scaled", width=8, upsample=upsample)
+    learnt = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert len(learnt) == (2 if upsample == "transposed" else 0)
+    assert model(torch.rand(2, 8, 16, 16)).shape == (2, 3, 16, 16)
+
+
+def test_skip_branches_add_channels():
+    plain = Hourglass(8, 3, (8, 8), (8, 8), (0, 0))
+    skipped = Hourglass(8, 3, (8, 8), (8, 8), (4, 4))
+    # Per scale: 1x1 skip conv (8*4+4) + its BN (8), and 4 more input channels in the merge BN (8) and 3x3 conv (4*8*9)
+    assert _params(skipped) - _params(plain) == 2 * (36 + 8 + 8 + 288)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        Hourglass(upsample="cubic")
+    with pytest.raises(ValueError, match="one entry per scale"):
+        Hourglass(channels_down=(8,), channels_up=(8, 8), channels_skip=(0,))
