@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -50,3 +52,33 @@ def test_bad_arguments():
         Hourglass(upsample="cubic")
     with pytest.raises(ValueError, match="one entry per scale"):
         Hourglass(channels_down=(8,), channels_up=(8, 8), channels_skip=(0,))
+
+
+@pytest.mark.parametrize("sigma", [15, 25, 50])
+def test_noise_estimate_within_ten_percent(sigma):
+    from skimage import data
+
+    from visionzoo.models.dip_estimate import estimate_noise_sigma
+
+    rng = np.random.default_rng(sigma)
+    clean = data.camera().astype(np.float64) / 255
+    noisy = clean + rng.normal(0, sigma / 255, clean.shape)
+    assert estimate_noise_sigma(noisy) * 255 == pytest.approx(sigma, rel=0.10)
+    colour = data.astronaut().astype(np.float64) / 255
+    noisy_colour = colour + rng.normal(0, sigma / 255, colour.shape)
+    assert estimate_noise_sigma(noisy_colour) * 255 == pytest.approx(sigma, rel=0.10)
+
+
+def test_texture_orders_smooth_below_textured():
+    from visionzoo.models.dip_estimate import texture_strength
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:128, 0:128] / 128.0
+    smooth = 0.5 + 0.3 * np.sin(2 * np.pi * xx) * np.cos(2 * np.pi * yy)
+    grain = cv2.GaussianBlur(rng.normal(0, 1, smooth.shape), (0, 0), 1.5)
+    textured = smooth + 0.15 * grain / grain.std()  # band-limited random texture, like grass or gravel
+    sigma = 25 / 255
+    smooth_noisy = smooth + rng.normal(0, sigma, smooth.shape)
+    textured_noisy = textured + rng.normal(0, sigma, smooth.shape)
+    assert texture_strength(smooth_noisy) < 0.2 * texture_strength(textured_noisy)
+    assert texture_strength(np.full((32, 32), 0.5)) == 0.0
