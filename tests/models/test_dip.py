@@ -82,3 +82,10 @@ def test_texture_orders_smooth_below_textured():
     textured_noisy = textured + rng.normal(0, sigma, smooth.shape)
     assert texture_strength(smooth_noisy) < 0.2 * texture_strength(textured_noisy)
     assert texture_strength(np.full((32, 32), 0.5)) == 0.0
+
+
+@pytest.mark.parametrize("name, per_layer", [("deep_decoder", 64 * 64 + 2 * 64), ("conv_decoder", 64 * 64 * 9 + 64 + 2 * 64)])
+def test_decoder_parameter_counts(name, per_layer):
+    # 5 layers (conv + BatchNorm) and a 1x1 output conv to RGB
+    assert _params(visionzoo.create_model(name)) == 5 * per_layer + 64 * 3 + 3
+    assert visionzoo.create_model(name)(torch.rand(1, 64, 4, 6)).shape == (1, 3, 128, 192)

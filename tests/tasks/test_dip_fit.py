@@ -33,7 +33,8 @@ def test_collapse_is_backtracked():
     class Collapsing(torch.nn.Module):
         """Outputs a constant that jumps far away at the 5th call."""
 
-        in_channels = 1
+        def input_shape(self, height, width):
+            return 1, height, width
 
         def __init__(self):
             super().__init__()
@@ -48,3 +49,11 @@ def test_collapse_is_backtracked():
     noisy = torch.full((1, 1, 8, 8), 0.5)
     result = fit_dip(Collapsing(), noisy, iterations=10, reg_noise_std=0.0)
     assert result.backtracks == 1 and len(result.loss) == 9
+
+
+def test_decoders_fit_through_the_same_loop():
+    clean = _camera(40)  # not a multiple of 2**3: the decoder's 48x48 output is cropped
+    net = visionzoo.create_model("conv_decoder", channels=16, num_upsamples=3, out_channels=1)
+    assert net.input_shape(40, 40) == (16, 5, 5)
+    result = fit_dip(net, clean, iterations=5)
+    assert result.image.shape == (1, 1, 40, 40)

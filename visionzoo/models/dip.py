@@ -112,6 +112,10 @@ class Hourglass(nn.Module):
         self.body = inner
         self.head = nn.Sequential(reflect_conv(channels_up[0], out_channels, 1), nn.Sigmoid())
 
+    def input_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """The noise input ``(C, H, W)`` for an image of ``height x width``."""
+        return self.in_channels, height, width
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         height, width = z.shape[-2:]
         multiple = 2**self.num_scales
@@ -144,3 +148,52 @@ def dip_scaled(
     921,475 parameters for width 32 / 64 / 128, RGB)."""
     return Hourglass(width, out_channels, (width,) * num_scales, (width,) * num_scales, (skip_channels,) * num_scales,
                      upsample=upsample, activation="relu")
+
+
+class UpsamplingDecoder(nn.Module):
+    """Decoder-only generators: a small noise tensor is upsampled ``num_upsamples`` times to the image.
+
+    ``kind="deep_decoder"`` (Heckel & Hand 2019): per layer 1x1 conv -> bilinear x2 -> ReLU -> BatchNorm.
+    ``kind="conv_decoder"`` (Darestani & Heckel 2021): per layer bilinear x2 -> 3x3 conv -> ReLU -> BatchNorm.
+    Both end with a 1x1 conv and a sigmoid.
+
+    Shapes: ``z`` ``(B, channels, h, w)`` -> ``(B, out_channels, h * 2**num_upsamples, w * 2**num_upsamples)``;
+    :meth:`input_shape` gives the ``z`` for an image size (the fit crops the output to it).
+    """
+
+    def __init__(self, kind: str = "deep_decoder", channels: int = 64, num_upsamples: int = 5, out_channels: int = 3) -> None:
+        super().__init__()
+        if kind not in ("deep_decoder", "conv_decoder"):
+            raise ValueError(f"kind must be 'deep_decoder' or 'conv_decoder', not {kind!r}")
+        self.in_channels, self.out_channels, self.num_upsamples = channels, out_channels, num_upsamples
+        layers: list[nn.Module] = []
+        for _ in range(num_upsamples):
+            up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+            if kind == "deep_decoder":
+                layers += [nn.Conv2d(channels, channels, 1, bias=False), up]
+            else:
+                layers += [up, reflect_conv(channels, channels, 3)]
+            layers += [nn.ReLU(inplace=True), nn.BatchNorm2d(channels)]
+        layers += [nn.Conv2d(channels, out_channels, 1), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        factor = 2**self.num_upsamples
+        return self.in_channels, -(-height // factor), -(-width // factor)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.body(z)
+
+
+@register_model("deep_decoder", task="generation", input_size=(64, 16, 16), mean=(0.0,), std=(1.0,),
+                license=_DIP_LICENSE, description="Deep Decoder: 1x1 convs and bilinear upsampling, no skips")
+def deep_decoder(channels: int = 64, num_upsamples: int = 5, out_channels: int = 3) -> UpsamplingDecoder:
+    """Deep Decoder generator (Heckel & Hand 2019)."""
+    return UpsamplingDecoder("deep_decoder", channels, num_upsamples, out_channels)
+
+
+@register_model("conv_decoder", task="generation", input_size=(64, 16, 16), mean=(0.0,), std=(1.0,),
+                license=_DIP_LICENSE, description="ConvDecoder: bilinear upsampling then 3x3 convs")
+def conv_decoder(channels: int = 64, num_upsamples: int = 5, out_channels: int = 3) -> UpsamplingDecoder:
+    """ConvDecoder generator (Darestani & Heckel 2021)."""
+    return UpsamplingDecoder("conv_decoder", channels, num_upsamples, out_channels)

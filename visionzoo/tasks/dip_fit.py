@@ -47,13 +47,16 @@ def fit_dip(
     seed: int = 0,
     on_step: Callable[[int, FitResult], None] | None = None,
 ) -> FitResult:
-    """Fit ``net`` (input depth ``net.in_channels``) to ``noisy`` ``(1, C, H, W)`` in [0, 1].
+    """Fit ``net`` to ``noisy`` ``(1, C, H, W)`` in [0, 1].
+
+    ``net.input_shape(H, W)`` gives the noise input; outputs larger than the image (decoders) are cropped to it.
 
     ``clean`` (same shape), when known, is only used to log ``psnr_clean``; nothing in the fit looks at it.
     """
     generator = torch.Generator(device="cpu").manual_seed(seed)
     device = noisy.device
-    z = (torch.rand(1, net.in_channels, *noisy.shape[-2:], generator=generator) * 0.1).to(device)
+    height, width = noisy.shape[-2:]
+    z = (torch.rand(1, *net.input_shape(height, width), generator=generator) * 0.1).to(device)
     net = net.to(device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     result = FitResult(image=torch.zeros_like(noisy))
@@ -62,7 +65,7 @@ def fit_dip(
     previous_psnr = -float("inf")
     for step in range(iterations):
         perturbation = torch.randn(z.shape, generator=generator).to(device) * reg_noise_std
-        out = net(z + perturbation)
+        out = net(z + perturbation)[..., :height, :width]
         loss = F.mse_loss(out, noisy)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
