@@ -1,0 +1,5 @@
+"""Benchmark metrics (thin wrappers over pysodmetrics / torchmetrics)."""
+
+from visionzoo.metrics.dis import DISMetrics
+
+__all__ = ["DISMetrics"]
