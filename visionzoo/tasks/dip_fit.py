@@ -8,7 +8,6 @@ moving average of the outputs. If the PSNR of the output against the noisy image
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -61,7 +60,8 @@ def fit_dip(
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     result = FitResult(image=torch.zeros_like(noisy))
     average: torch.Tensor | None = None
-    last_good = (copy.deepcopy(net.state_dict()), copy.deepcopy(optimizer.state_dict()))
+    parameters = list(net.parameters())
+    last_good = [p.detach().clone() for p in parameters]
     previous_psnr = -float("inf")
     for step in range(iterations):
         perturbation = torch.randn(z.shape, generator=generator).to(device) * reg_noise_std
@@ -74,13 +74,14 @@ def fit_dip(
             current = out.detach()
             average = current if average is None else ema * average + (1 - ema) * current
             fit_psnr = psnr(current, noisy)
-            if fit_psnr < previous_psnr - backtrack_db:
-                net.load_state_dict(last_good[0])
-                optimizer.load_state_dict(last_good[1])
+            if fit_psnr < previous_psnr - backtrack_db:  # as the original: parameters back, optimiser state kept
+                for parameter, good in zip(parameters, last_good):
+                    parameter.copy_(good)
                 result.backtracks += 1
                 continue
             previous_psnr = fit_psnr
-            last_good = (copy.deepcopy(net.state_dict()), copy.deepcopy(optimizer.state_dict()))
+            for good, parameter in zip(last_good, parameters):
+                good.copy_(parameter)
             result.loss.append(loss.item())
             result.psnr_noisy.append(fit_psnr)
             if clean is not None:
