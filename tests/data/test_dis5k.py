@@ -123,3 +123,13 @@ def test_augmentation_is_paired_and_seeded():
     fg_reference = image[mask > 200].astype(float).mean(axis=0)
     bg_reference = image[mask == 0].astype(float).mean(axis=0)
     assert np.abs(fg - fg_reference).sum() < np.abs(fg - bg_reference).sum()
+
+
+def test_image_tensor_round_trip():
+    from visionzoo.data.transforms import image_to_tensor, tensor_to_image
+
+    image, _ = synthetic_dis_sample(0, 0, 2)
+    tensor = image_to_tensor(image)
+    assert tensor.shape == (3, *image.shape[:2])
+    assert abs(float(tensor.mean())) < 2.0  # normalised, not 0..255
+    assert np.array_equal(tensor_to_image(tensor), image)

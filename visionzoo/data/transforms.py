@@ -115,6 +115,16 @@ def image_to_tensor(
     return (tensor - mean_t) / std_t
 
 
+def tensor_to_image(
+    tensor: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> np.ndarray:
+    """Inverse of :func:`image_to_tensor`: normalised ``(3, H, W)`` -> ``(H, W, 3)`` uint8 RGB."""
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=tensor.device)[:, None, None]
+    std_t = torch.tensor(std, dtype=torch.float32, device=tensor.device)[:, None, None]
+    rgb = (tensor.float() * std_t + mean_t).clamp(0, 1).permute(1, 2, 0)
+    return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     """``(H, W)`` uint8 -> ``(1, H, W)`` float32 in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(mask)).float().div_(255)[None]

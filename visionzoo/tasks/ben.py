@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.data.images import write_image_atomic
+from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import VisionZooError
 from visionzoo.metrics.dis import DIS_METRIC_ORDER, DISMetrics
 from visionzoo.models.ben import TRIMAP_UNKNOWN
@@ -32,14 +32,6 @@ from visionzoo.visualize import gray_to_rgb, over_checkerboard, save_grid
 STAGES = ("base", "refiner", "joint")
 VARIANTS = ("base", "refined")
 PICTURE_TITLES = ("image", "ground truth", "base", "confidence", "refined", "cut-out")
-
-
-def tensor_to_rgb8(image: torch.Tensor) -> np.ndarray:
-    """Normalised ``(3, H, W)`` tensor -> ``(H, W, 3)`` uint8 RGB."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, device=image.device)[:, None, None]
-    rgb = (image.float() * std + mean).clamp(0, 1).permute(1, 2, 0)
-    return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def probability_to_uint8(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -134,20 +126,20 @@ class BENTask(VisionTask):
     # ---- evaluation -----------------------------------------------------------------------------------------
     def _predict_uint8(self, batch: dict[str, Any]) -> dict[str, list[np.ndarray]]:
         out = self.net(batch["image"], refine=self.stage != "base")
-        preds: dict[str, list[np.ndarray]] = {v: [] for v in (*VARIANTS, "confidence")}
+        preds: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
         for i, gt in enumerate(batch["gt"]):
             preds["base"].append(probability_to_uint8(out["base"][i], gt.shape))
             preds["refined"].append(probability_to_uint8(out["alpha"][i], gt.shape))
-            preds["confidence"].append(probability_to_uint8(out["confidence"][i], gt.shape))
         return preds
 
     def _collect_pictures(self, split: str, batch: dict[str, Any], preds: dict[str, list[np.ndarray]]) -> None:
         rows = self._picture_rows.setdefault(split, [])
         for i, gt in enumerate(batch["gt"][: max(0, self.pictures - len(rows))]):
-            image = tensor_to_rgb8(batch["image"][i])
+            image = tensor_to_image(batch["image"][i])
             image = cv2.resize(image, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-            refined = preds["refined"][i]
-            rows.append([image, gray_to_rgb(gt), gray_to_rgb(preds["base"][i]), gray_to_rgb(preds["confidence"][i]),
+            base, refined = preds["base"][i], preds["refined"][i]
+            confidence = np.abs(2 * base.astype(np.int16) - 255).astype(np.uint8)  # |2p - 1| of the drawn Base map
+            rows.append([image, gray_to_rgb(gt), gray_to_rgb(base), gray_to_rgb(confidence),
                          gray_to_rgb(refined), over_checkerboard(image, refined)])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
