@@ -16,13 +16,20 @@ import torch
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to ``size`` = (height, width): bilinear (area when shrinking) for the image, bilinear for the mask."""
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``size`` = (height, width): area averaging when shrinking both sides, bilinear otherwise.
+
+    The one image resize of evaluation and prediction, so both see the network input alike.
+    """
     height, width = size
     shrink = image.shape[0] > height and image.shape[1] > width
-    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-    return image, mask
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`resize_image` for the image, bilinear for the mask."""
+    mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    return resize_image(image, size), mask
 
 
 def random_scale_crop(

@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,7 @@ from torch import nn
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
-from visionzoo.data.transforms import image_to_tensor
+from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError
 from visionzoo.predict.common import BatchReport, check_writable, chunks, find_inputs, progress_bar, resolve_device
 
@@ -103,9 +102,7 @@ class CutoutPredictor:
         """Float alpha ``(H, W)`` in [0, 1] at each image's own size, for ``(H, W, 3)`` uint8 RGB images."""
         size = (self.input_size, self.input_size)
         batch = torch.stack([
-            image_to_tensor(cv2.resize(im, size, interpolation=cv2.INTER_AREA if min(im.shape[:2]) > self.input_size
-                                       else cv2.INTER_LINEAR), self.mean, self.std)
-            for im in images
+            image_to_tensor(resize_image(im, size), self.mean, self.std) for im in images
         ]).to(self.device, memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             alpha = self.net(batch)["alpha"].float()
