@@ -61,6 +61,12 @@ def test_train_eval_predict_round_trip(tiny_dis, tmp_path):
     ("predict.py", ["experiment=ben_cutout", "model=ben_tiny", "input=/no/photos", "output=out"],
      "error: input /no/photos does not exist"),
     ("train.py", [], "error: config has no 'data': pick a recipe with experiment=NAME"),
+    ("train.py", ["experiment=dip_denoise"], "error: experiment dip_denoise has nothing to train"),
+    ("eval.py", ["experiment=dip_denoise", "ckpt_path=x.ckpt"],
+     "error: experiment dip_denoise fits every image from scratch and loads no weights; drop ckpt_path"),
+    ("eval.py", ["experiment=dip_denoise", "data.root=/no/clean"], "error: clean image folder /no/clean does not exist"),
+    ("eval.py", ["experiment=dip_denoise", "data.noise=speckle"], "error: unknown noise kind 'speckle'"),
+    ("predict.py", ["experiment=dip_denoise", "input=/no/photos", "output=out"], "error: input /no/photos does not exist"),
 ])
 def test_user_mistakes_end_in_one_line(script, overrides, message, tmp_path):
     result = run(script, *overrides, "hydra.run.dir=out", cwd=tmp_path)

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
+from torch import nn
 
 from visionzoo.errors import VisionZooError
 from visionzoo.models.weights import load_weights
@@ -92,6 +93,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule, task = build(cfg)
+    if not getattr(task, "trainable", True):
+        raise VisionZooError(
+            f"experiment {cfg.task_name} has nothing to train (every image is fitted at test time); "
+            f"run eval.py or predict.py with the same experiment"
+        )
     trainer = build_trainer(cfg)
     out = output_dir(cfg)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
@@ -109,7 +115,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Evaluate a checkpoint (``ckpt_path``) or pretrained weights (``model.pretrained``) on the test splits."""
     ckpt = cfg.get("ckpt_path")
-    if ckpt is None and OmegaConf.select(cfg, "model.pretrained") is None:
+    if not cfg.get("weights_required", True):
+        if ckpt is not None:
+            raise VisionZooError(f"experiment {cfg.task_name} fits every image from scratch and loads no weights; "
+                                 "drop ckpt_path")
+    elif ckpt is None and OmegaConf.select(cfg, "model.pretrained") is None:
         raise VisionZooError("eval needs weights: pass ckpt_path=PATH (a .ckpt) or model.pretrained=PATH_OR_URL")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -119,7 +129,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     trainer = build_trainer(cfg)
     trainer.test(task, datamodule=datamodule, verbose=False)
     rows = task.results_table()
-    write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {ckpt or cfg.model.pretrained}")
+    source = ckpt or OmegaConf.select(cfg, "model.pretrained") or "fitted per image"
+    write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {source}")
     return rows
 
 
@@ -128,6 +139,9 @@ def predict(cfg: DictConfig) -> Any:
     _require(cfg, "model", "predictor")
     net = instantiate(cfg.model)
     if cfg.get("ckpt_path") is not None:
+        if not isinstance(net, nn.Module):
+            raise VisionZooError(f"experiment {cfg.task_name} fits every image from scratch and loads no weights; "
+                                 "drop ckpt_path")
         load_weights(net, cfg.ckpt_path)
     predictor = instantiate(cfg.predictor, net=net)
     return predictor.run()

@@ -29,10 +29,14 @@ def gray_to_rgb(gray: np.ndarray) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell: int = 192) -> np.ndarray:
-    """Grid of ``(H, W, 3)`` uint8 RGB tiles, each fitted into a ``cell`` square, with a title row on top."""
+def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell: int = 192,
+               captions: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+    """Grid of ``(H, W, 3)`` uint8 RGB tiles, each fitted into a ``cell`` square, with a title row on top and
+    optional per-tile ``captions`` (same nesting as ``rows``) written under each tile."""
     header = 24
-    grid = np.full((header + cell * len(rows), cell * len(titles), 3), 255, np.uint8)
+    footer = 20 if captions else 0
+    cell_h = cell + footer
+    grid = np.full((header + cell_h * len(rows), cell * len(titles), 3), 255, np.uint8)
     for col, title in enumerate(titles):
         cv2.putText(grid, title, (col * cell + 6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     for r, tiles in enumerate(rows):
@@ -40,12 +44,59 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell
             scale = cell / max(tile.shape[:2])
             size = (max(1, round(tile.shape[1] * scale)), max(1, round(tile.shape[0] * scale)))
             fitted = cv2.resize(tile, size, interpolation=cv2.INTER_AREA)
-            top, left = header + r * cell + (cell - size[1]) // 2, c * cell + (cell - size[0]) // 2
+            top, left = header + r * cell_h + (cell - size[1]) // 2, c * cell + (cell - size[0]) // 2
             grid[top : top + size[1], left : left + size[0]] = fitted
+            if captions and captions[r][c]:
+                cv2.putText(grid, captions[r][c], (c * cell + 6, header + r * cell_h + cell + 15),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return grid
 
 
-def save_grid(path: str | Path, rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell: int = 192) -> Path:
+def save_grid(path: str | Path, rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell: int = 192,
+              captions: Sequence[Sequence[str]] | None = None) -> Path:
     path = Path(path)
-    write_image_atomic(path, image_grid(rows, titles, cell))
+    write_image_atomic(path, image_grid(rows, titles, cell, captions))
     return path
+
+
+_PLOT_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
+
+
+def line_plot(curves: dict[str, Sequence[float]], title: str, x_label: str, y_label: str,
+              size: tuple[int, int] = (560, 360)) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB line plot of each named curve against its index, with axes, ticks and a legend."""
+    width, height = size
+    left, right, top, bottom = 58, 12, 28, 40
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    values = [v for curve in curves.values() for v in curve if np.isfinite(v)]
+    if not values:
+        return canvas
+    low, high = min(values), max(values)
+    high = high if high > low else low + 1.0
+    length = max(len(curve) for curve in curves.values())
+    plot_w, plot_h = width - left - right, height - top - bottom
+
+    def to_xy(i: float, v: float) -> tuple[int, int]:
+        return (left + round(i / max(1, length - 1) * plot_w), top + round((high - v) / (high - low) * plot_h))
+
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    cv2.rectangle(canvas, (left, top), (left + plot_w, top + plot_h), black, 1)
+    for k in range(5):
+        v = low + (high - low) * k / 4
+        _, y = to_xy(0, v)
+        cv2.line(canvas, (left - 4, y), (left, y), black, 1)
+        cv2.putText(canvas, f"{v:.4g}", (2, y + 4), font, 0.38, black, 1, cv2.LINE_AA)
+        i = (length - 1) * k / 4
+        x, _ = to_xy(i, low)
+        cv2.line(canvas, (x, top + plot_h), (x, top + plot_h + 4), black, 1)
+        cv2.putText(canvas, f"{i:.0f}", (x - 10, top + plot_h + 16), font, 0.38, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, title, (left, 18), font, 0.5, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, x_label, (left + plot_w // 2 - 30, height - 6), font, 0.42, black, 1, cv2.LINE_AA)
+    cv2.putText(canvas, y_label, (left + 4, top + 14), font, 0.42, (90, 90, 90), 1, cv2.LINE_AA)
+    for n, (label, curve) in enumerate(curves.items()):
+        colour = _PLOT_COLOURS[n % len(_PLOT_COLOURS)]
+        points = np.array([to_xy(i, v) for i, v in enumerate(curve) if np.isfinite(v)], np.int32)
+        if len(points) > 1:
+            cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA)
+        cv2.putText(canvas, label, (left + plot_w - 170, top + 16 + 16 * n), font, 0.42, colour, 1, cv2.LINE_AA)
+    return canvas

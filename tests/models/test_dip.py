@@ -89,3 +89,23 @@ def test_decoder_parameter_counts(name, per_layer):
     # 5 layers (conv + BatchNorm) and a 1x1 output conv to RGB
     assert _params(visionzoo.create_model(name)) == 5 * per_layer + 64 * 3 + 3
     assert visionzoo.create_model(name)(torch.rand(1, 64, 4, 6)).shape == (1, 3, 128, 192)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (37, 50), (64, 64)])
+def test_dip_dla_shapes_and_structure(size):
+    from visionzoo.models.necks import DLAUp
+
+    model = visionzoo.create_model("dip_dla", width=8, depth=3, out_channels=1)
+    assert isinstance(model.neck, DLAUp) and len(model.neck.stages) == 3  # IDA stages over 4 levels
+    assert not [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]  # unlearnt upsampling only
+    assert model.input_shape(*size) == (8, *size)
+    out = model(torch.rand(2, 8, *size))
+    assert out.shape == (2, 1, *size) and 0 <= out.min() and out.max() <= 1
+
+
+def test_dip_dla_width_and_depth_set_the_size():
+    small = _params(visionzoo.create_model("dip_dla", width=16, depth=2))
+    assert _params(visionzoo.create_model("dip_dla", width=32, depth=2)) > 3.5 * small
+    assert _params(visionzoo.create_model("dip_dla", width=16, depth=4)) > small
+    with pytest.raises(ValueError, match="depth must be at least 1"):
+        visionzoo.create_model("dip_dla", depth=0)

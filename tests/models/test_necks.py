@@ -65,3 +65,17 @@ def test_dlaup_pyramid_for_deep_supervision():
     outs = neck.forward_pyramid(_pyramid(channels, strides))
     assert neck.pyramid_channels == [256, 128, 64, 32] and neck.pyramid_strides == [16, 8, 4, 2]
     assert [tuple(o.shape) for o in outs] == [(2, 256, 4, 4), (2, 128, 8, 8), (2, 64, 16, 16), (2, 32, 32, 32)]
+
+
+def test_fixed_bilinear_upsampling_matches_interpolate():
+    import torch.nn.functional as F
+
+    from visionzoo.models.necks import make_upsampler
+
+    x = torch.rand(1, 3, 5, 7)
+    assert torch.equal(make_upsampler(3, 4, "bilinear")(x), F.interpolate(x, scale_factor=4, mode="bilinear"))
+    assert isinstance(make_upsampler(3, 1, "bilinear"), torch.nn.Identity)
+    fixed = DLAUp([8, 16, 32], [1, 2, 4], out_stride=1, upsample="bilinear")
+    assert not [m for m in fixed.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    with pytest.raises(ValueError, match="upsample must be one of"):
+        make_upsampler(3, 2, "cubic")

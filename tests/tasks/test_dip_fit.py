@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cv2
+import pytest
 import numpy as np
 import torch
 from skimage import data
@@ -57,3 +58,33 @@ def test_decoders_fit_through_the_same_loop():
     assert net.input_shape(40, 40) == (16, 5, 5)
     result = fit_dip(net, clean, iterations=5)
     assert result.image.shape == (1, 1, 40, 40)
+
+
+def test_windowed_variance_stops_after_the_minimum():
+    from visionzoo.tasks.dip_fit import WindowedVarianceStop
+
+    stop = WindowedVarianceStop(window=3, patience=4)
+    values = [0.0, 1.0, 0.0, 1.0, 0.5, 0.5, 0.5, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
+    stopped_at = None
+    for step, value in enumerate(values):
+        if stop.update(step, torch.full((1, 1, 2, 2), value), average=torch.full((1, 1, 2, 2), float(step))):
+            stopped_at = step
+            break
+    # window variances from step 2: 2/9, 2/9, 1/6, 1/18, 0 (steps 4-6 all 0.5), 1/18, ...: minimum at step 6
+    assert stop.variances[:6] == pytest.approx([2 / 9, 2 / 9, 1 / 6, 1 / 18, 0.0, 1 / 18])
+    assert stop.best_step == 6 and stopped_at == 10
+    assert torch.equal(stop.best_image, torch.full((1, 1, 2, 2), 6.0))
+
+
+def test_early_stopping_ends_the_fit_and_returns_the_minimum():
+    from visionzoo.tasks.dip_fit import WindowedVarianceStop
+
+    clean = _camera(32)
+    noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 50 / 255).clamp(0, 1)
+    torch.manual_seed(0)
+    net = visionzoo.create_model("dip_scaled", width=32, num_scales=2, out_channels=1)
+    stop = WindowedVarianceStop(window=10, patience=20)
+    result = fit_dip(net, noisy, iterations=2000, early_stop=stop, clean=clean)
+    assert result.iterations < 2000 and result.iterations == stop.best_step + 1 + 20
+    assert result.returned_step == stop.best_step
+    assert torch.equal(result.image, stop.best_image.clamp(0, 1))

@@ -22,12 +22,14 @@ class LoadedImage:
     """An image as the user's file holds it, upright.
 
     ``pixels`` is ``(H, W, 3)`` RGB in the file's depth (uint8 or uint16); ``alpha`` is the file's own alpha
-    channel ``(H, W)`` when it had one.
+    channel ``(H, W)`` when it had one; ``grayscale`` says the file had a single channel (its three RGB channels
+    are then equal).
     """
 
     path: Path
     pixels: np.ndarray
     alpha: np.ndarray | None = None
+    grayscale: bool = False
 
     @property
     def bit_depth(self) -> int:
@@ -90,7 +92,7 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     rgb = apply_orientation(rgb, orientation)
     if alpha is not None:
         alpha = apply_orientation(alpha, orientation)
-    return LoadedImage(path=path, pixels=rgb, alpha=alpha)
+    return LoadedImage(path=path, pixels=rgb, alpha=alpha, grayscale=data.ndim == 2)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Deep Image Prior generators: the original "skip" hourglass and the scaled family of "The Devil is in the
-Upsampling" (Liu et al., ICCV 2023).
+"""Deep Image Prior generators: the original "skip" hourglass, the scaled family of "The Devil is in the
+Upsampling" (Liu et al., ICCV 2023), decoder-only generators, and a DLA-structured generator built on the zoo's
+shared DLA-Up decoder with unlearnt upsampling.
 
 One :class:`Hourglass` builds both. Each scale has an optional skip branch (1x1 conv-BN-act on the scale's input)
 and a deeper branch (stride-2 3x3 conv, 3x3 conv, the next scale, unlearnt upsampling); their concatenation goes
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visionzoo.models.necks import ConvNormAct, DLAUp
 from visionzoo.models.registry import register_model
 
 UPSAMPLERS = ("bilinear", "nearest", "transposed")
@@ -197,3 +199,44 @@ def deep_decoder(channels: int = 64, num_upsamples: int = 5, out_channels: int =
 def conv_decoder(channels: int = 64, num_upsamples: int = 5, out_channels: int = 3) -> UpsamplingDecoder:
     """ConvDecoder generator (Darestani & Heckel 2021)."""
     return UpsamplingDecoder("conv_decoder", channels, num_upsamples, out_channels)
+
+
+class DLAGenerator(nn.Module):
+    """A DIP generator with Deep Layer Aggregation structure.
+
+    A plain encoder (a 3x3 stem, then ``depth`` levels of a stride-2 3x3 conv and a 3x3 conv, all ``width``
+    channels) feeds the zoo's :class:`~visionzoo.models.necks.DLAUp` with fixed bilinear upsampling: its iterative
+    aggregation nodes (3x3 conv over the concatenation of a level and everything deeper) fold the levels back to
+    full resolution, where a 1x1 conv and a sigmoid give the image. No learnt upsampling, as the DIP analysis asks.
+
+    Shapes: ``z`` ``(B, width, H, W)`` -> ``(B, out_channels, H, W)`` in [0, 1]; any ``H, W`` (strided convs round
+    up, the decoder crops back).
+    """
+
+    def __init__(self, width: int = 64, depth: int = 3, out_channels: int = 3) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, not {depth}")
+        self.in_channels, self.out_channels, self.depth = width, out_channels, depth
+        self.stem = ConvNormAct(width, width, 3)
+        self.levels = nn.ModuleList(
+            nn.Sequential(ConvNormAct(width, width, 3, stride=2), ConvNormAct(width, width, 3)) for _ in range(depth)
+        )
+        self.neck = DLAUp([width] * (depth + 1), [2**i for i in range(depth + 1)], out_stride=1, upsample="bilinear")
+        self.head = nn.Sequential(nn.Conv2d(width, out_channels, 1), nn.Sigmoid())
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return self.in_channels, height, width
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        features = [self.stem(z)]
+        for level in self.levels:
+            features.append(level(features[-1]))
+        return self.head(self.neck(features))
+
+
+@register_model("dip_dla", task="generation", input_size=(64, 512, 512), mean=(0.0,), std=(1.0,), license=_DIP_LICENSE,
+                description="DLA-structured DIP generator: DLA-Up aggregation nodes with fixed bilinear upsampling")
+def dip_dla(width: int = 64, depth: int = 3, out_channels: int = 3) -> DLAGenerator:
+    """DLA-structured DIP generator of ``width`` channels and ``depth`` stride-2 levels."""
+    return DLAGenerator(width, depth, out_channels)

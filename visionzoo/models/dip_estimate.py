@@ -5,10 +5,14 @@
 * :func:`texture_strength`: the image's own fine-scale energy: the variance of its Laplacian of Gaussian minus what
   the estimated noise alone contributes, as a standard deviation.
 
-The mapping from these statistics to width/depth is calibrated by the oracle sweep of issue 4 (not yet run).
+* :func:`estimate_architecture`: the ``dip_scaled`` width and number of scales for a noisy image, by
+  :class:`ArchitectureRule` (texture classes -> width, noise level -> scales), calibrated by the oracle sweep in
+  ``benchmarks/dip_oracle.py`` (table and reasoning in ``benchmarks/DIP_ORACLE.md`` and ``docs/dip.md``).
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
@@ -54,3 +58,56 @@ def texture_strength(image: np.ndarray, sigma: float | None = None, blur: float 
     channels = image[..., None] if image.ndim == 2 else image
     variances = [_log_response(np.ascontiguousarray(channels[..., c]), blur).var() for c in range(channels.shape[-1])]
     return float(np.sqrt(max(0.0, float(np.mean(variances)) - noise_gain * sigma**2)))
+
+
+@dataclass(frozen=True)
+class ArchitectureRule:
+    """Texture and noise level -> ``dip_scaled`` architecture.
+
+    ``statistic`` is ``"texture"`` (:func:`texture_strength`) or ``"texture_snr"`` (texture over the noise sigma,
+    both on the [0, 1] scale); below ``thresholds[0]`` the image is smooth (``widths[0]``), above
+    ``thresholds[1]`` busy (``widths[2]``), in between ``widths[1]``. Noise sigma (0..255 scale) below
+    ``noise_split`` takes ``scales[0]`` scales, otherwise ``scales[1]``.
+    """
+
+    statistic: str
+    thresholds: tuple[float, float]
+    widths: tuple[int, int, int]
+    noise_split: float
+    scales: tuple[int, int]
+
+    def choose(self, sigma255: float, texture: float) -> tuple[int, int]:
+        """``(width, num_scales)`` for an estimated noise sigma (0..255) and texture strength."""
+        value = texture if self.statistic == "texture" else texture / max(sigma255 / 255.0, 1e-6)
+        width = self.widths[0] if value < self.thresholds[0] else self.widths[1] if value < self.thresholds[1] \
+            else self.widths[2]
+        return width, self.scales[0] if sigma255 < self.noise_split else self.scales[1]
+
+
+@dataclass(frozen=True)
+class EstimatedArchitecture:
+    """What :func:`estimate_architecture` found: the choice and the statistics behind it."""
+
+    width: int
+    num_scales: int
+    sigma: float  # estimated noise standard deviation, 0..255 scale
+    texture: float  # texture_strength, [0, 1] scale
+
+    def model_kwargs(self) -> dict[str, int]:
+        return {"width": self.width, "num_scales": self.num_scales}
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+#: The rule fitted by ``python benchmarks/dip_oracle.py table`` (see benchmarks/DIP_ORACLE.md).
+DEFAULT_RULE = ArchitectureRule(statistic="texture", thresholds=(0.02, 0.05), widths=(16, 32, 64), noise_split=37.5,
+                                scales=(2, 2))
+
+
+def estimate_architecture(noisy: np.ndarray, rule: ArchitectureRule = DEFAULT_RULE) -> EstimatedArchitecture:
+    """Pick a ``dip_scaled`` architecture from a noisy ``(H, W[, C])`` image alone."""
+    sigma = estimate_noise_sigma(noisy)
+    texture = texture_strength(noisy, sigma=sigma)
+    width, num_scales = rule.choose(sigma * 255.0, texture)
+    return EstimatedArchitecture(width, num_scales, sigma * 255.0, texture)

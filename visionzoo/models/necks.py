@@ -2,7 +2,8 @@
 
 Iterative Deep Aggregation (IDA) merges a list of features from shallow to deep at the resolution of the
 shallowest: each input is projected to a common width, upsampled by a depthwise transposed convolution that
-starts as bilinear interpolation, and folded into the running feature by an aggregation node. DLA-Up chains IDA
+starts as bilinear interpolation (or, with ``upsample="bilinear"``, by fixed unlearnt interpolation, as the Deep
+Image Prior generators need), and folded into the running feature by an aggregation node. DLA-Up chains IDA
 stages from the deepest level towards the shallowest, so the output has the resolution of the first level used.
 """
 
@@ -15,11 +16,11 @@ from torch import nn
 
 
 class ConvNormAct(nn.Sequential):
-    """``k x k`` convolution (same padding, no bias) + BatchNorm + ReLU."""
+    """``k x k`` convolution (same padding, no bias, optional stride) + BatchNorm + ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1) -> None:
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
             nn.BatchNorm2d(out_channels),
             nn.ReLU(inplace=True),
         )
@@ -49,6 +50,20 @@ def bilinear_upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
     return layer
 
 
+UPSAMPLE_MODES = ("learnt", "bilinear")
+
+
+def make_upsampler(channels: int, factor: int, mode: str = "learnt") -> nn.Module:
+    """``x factor`` upsampler: ``"learnt"`` (:func:`bilinear_upsampler`) or fixed ``"bilinear"`` interpolation."""
+    if factor == 1:
+        return nn.Identity()
+    if mode == "learnt":
+        return bilinear_upsampler(channels, factor)
+    if mode == "bilinear":
+        return nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
+    raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, not {mode!r}")
+
+
 class IDAUp(nn.Module):
     """One Iterative Deep Aggregation stage.
 
@@ -57,13 +72,15 @@ class IDAUp(nn.Module):
         in_channels: channels of the inputs, shallowest first.
         up_factors: each input's stride divided by the first input's stride (1 for the first).
         node: ``"concat"`` (the paper: 3x3 conv over the concatenation) or ``"add"`` (CenterNet's variant).
+        upsample: ``"learnt"`` (the paper) or ``"bilinear"`` (fixed), see :func:`make_upsampler`.
 
     ``forward(features)`` returns the aggregation node outputs, all at the first input's resolution; the last one
     has seen every input.
     """
 
     def __init__(
-        self, out_channels: int, in_channels: Sequence[int], up_factors: Sequence[int], node: str = "concat"
+        self, out_channels: int, in_channels: Sequence[int], up_factors: Sequence[int], node: str = "concat",
+        upsample: str = "learnt",
     ) -> None:
         super().__init__()
         if len(in_channels) != len(up_factors) or len(in_channels) < 2:
@@ -74,16 +91,14 @@ class IDAUp(nn.Module):
         self.projections = nn.ModuleList(
             nn.Identity() if c == out_channels else ConvNormAct(c, out_channels, kernel_size=1) for c in in_channels
         )
-        self.upsamplers = nn.ModuleList(
-            nn.Identity() if f == 1 else bilinear_upsampler(out_channels, int(f)) for f in up_factors
-        )
+        self.upsamplers = nn.ModuleList(make_upsampler(out_channels, int(f), upsample) for f in up_factors)
         node_in = 2 * out_channels if node == "concat" else out_channels
         self.nodes = nn.ModuleList(ConvNormAct(node_in, out_channels, 3) for _ in range(len(in_channels) - 1))
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         height, width = features[0].shape[-2:]
         inputs = [
-            up(proj(f))[..., :height, :width]  # transposed convs round odd sizes up; crop to the target
+            up(proj(f))[..., :height, :width]  # upsampling rounds odd sizes up; crop to the target
             for f, proj, up in zip(features, self.projections, self.upsamplers)
         ]
         x = inputs[0]
@@ -102,13 +117,15 @@ class DLAUp(nn.Module):
         strides: strides of those levels (e.g. 2, 4, 8, 16, 32).
         out_stride: stride of the output; must be one of ``strides``.
         node: aggregation node type, see :class:`IDAUp`.
+        upsample: ``"learnt"`` or ``"bilinear"``, see :func:`make_upsampler`.
 
     Shapes: takes the list of backbone features and returns ``(B, out_channels, H / out_stride, W / out_stride)``
     where ``out_channels`` is the channel count of the level at ``out_stride``.
     """
 
     def __init__(
-        self, in_channels: Sequence[int], strides: Sequence[int], out_stride: int = 4, node: str = "concat"
+        self, in_channels: Sequence[int], strides: Sequence[int], out_stride: int = 4, node: str = "concat",
+        upsample: str = "learnt",
     ) -> None:
         super().__init__()
         strides = [int(s) for s in strides]
@@ -123,7 +140,7 @@ class DLAUp(nn.Module):
         stages = []
         for j in range(len(channels) - 2, -1, -1):
             factors = [s // level_strides[j] for s in current_strides[j:]]
-            stages.append(IDAUp(channels[j], current_channels[j:], factors, node=node))
+            stages.append(IDAUp(channels[j], current_channels[j:], factors, node=node, upsample=upsample))
             current_channels[j + 1 :] = [channels[j]] * (len(channels) - j - 1)
             current_strides[j + 1 :] = [level_strides[j]] * (len(channels) - j - 1)
         self.stages = nn.ModuleList(stages)

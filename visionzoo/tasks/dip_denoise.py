@@ -1,0 +1,217 @@
+"""DIP denoising as a Lightning task: each test batch is one image, fitted from scratch inside ``test_step``.
+
+There is nothing to train: the Lightning test loop only walks the images (devices, DDP sharding, progress bar and
+loggers come with it). Per image the task estimates the architecture from the noisy image (or uses the configured
+generator as is), fits it with :func:`~visionzoo.tasks.dip_fit.fit_dip`, runs BM3D/CBM3D on the same noisy image
+for comparison, and records PSNR/SSIM (data range 1, clipped outputs), parameters, iterations and seconds.
+:meth:`DIPDenoiseTask.results_table` lists the images with their means at the bottom; pictures (clean, noisy, DIP,
+BM3D, and the PSNR/loss curves) go to ``<run dir>/pictures/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+from torch import nn
+
+from visionzoo.data.images import write_image_atomic
+from visionzoo.errors import VisionZooError
+from visionzoo.models.dip_estimate import EstimatedArchitecture, estimate_architecture, estimate_noise_sigma
+from visionzoo.tasks.classical import bm3d_denoise
+from visionzoo.tasks.dip_fit import FitResult, WindowedVarianceStop, default_reg_noise_std, fit_dip, psnr
+from visionzoo.visualize import line_plot, save_grid
+
+ARCHITECTURES = ("auto", "fixed")
+
+
+@dataclass
+class DIPFitSettings:
+    """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.tasks.dip_fit.fit_dip`).
+
+    ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
+    all ``iterations``, or a dict ``{window, patience}`` for :class:`WindowedVarianceStop`.
+    """
+
+    iterations: int = 800
+    lr: float = 0.01
+    ema: float = 0.99
+    reg_noise_std: float | None = None
+    backtrack_db: float = 5.0
+    early_stop: dict[str, int] | None = None
+    seed: int = 0
+
+
+def to_hwc(image: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` tensor -> ``(H, W, C)`` float32 array."""
+    return image[0].detach().permute(1, 2, 0).float().cpu().numpy()
+
+
+def build_generator(
+    net: Callable[..., nn.Module], architecture: str, noisy: np.ndarray
+) -> tuple[nn.Module, EstimatedArchitecture]:
+    """The generator for one noisy ``(H, W, C)`` image and the statistics behind the choice.
+
+    ``architecture="auto"`` passes the estimated ``width``/``num_scales`` to ``net`` (a ``dip_scaled`` builder);
+    ``"fixed"`` builds ``net`` as configured. Either way ``out_channels`` follows the image.
+    """
+    if architecture not in ARCHITECTURES:
+        raise VisionZooError(f"task.architecture must be one of {', '.join(ARCHITECTURES)}, not {architecture!r}")
+    estimate = estimate_architecture(noisy)
+    kwargs: dict[str, Any] = {"out_channels": noisy.shape[2]}
+    if architecture == "auto":
+        name = getattr(net, "keywords", {}).get("name")
+        if name not in (None, "dip_scaled"):
+            raise VisionZooError(
+                f"task.architecture=auto estimates dip_scaled widths and scales; model={name} needs "
+                "task.architecture=fixed"
+            )
+        kwargs.update(estimate.model_kwargs())
+    return net(**kwargs), estimate
+
+
+def fit_image(
+    net: Callable[..., nn.Module], architecture: str, noisy: torch.Tensor, settings: DIPFitSettings,
+    clean: torch.Tensor | None = None, on_step: Callable[[int, FitResult], None] | None = None,
+) -> tuple[FitResult, nn.Module, EstimatedArchitecture]:
+    """Estimate (or take) the architecture for ``noisy`` ``(1, C, H, W)`` and fit it; see :func:`fit_dip`.
+
+    Safe inside Lightning's test/predict loops: the network and the inputs are made outside inference mode.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        torch.manual_seed(settings.seed)
+        generator, estimate = build_generator(net, architecture, to_hwc(noisy))
+        reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
+        stop = WindowedVarianceStop(**settings.early_stop) if settings.early_stop else None
+        result = fit_dip(generator, noisy.clone(), iterations=settings.iterations, lr=settings.lr,
+                         reg_noise_std=reg, ema=settings.ema, backtrack_db=settings.backtrack_db,
+                         clean=None if clean is None else clean.clone(), seed=settings.seed, early_stop=stop,
+                         on_step=on_step)
+    return result, generator, estimate
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two ``(H, W, C)`` images in [0, 1] (scikit-image, data range 1, channels averaged)."""
+    return float(structural_similarity(a, b, data_range=1.0, channel_axis=2))
+
+
+def _uint8(image: np.ndarray) -> np.ndarray:
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+class DIPDenoiseTask(L.LightningModule):
+    """Per-image DIP denoising benchmark (``eval.py experiment=dip_denoise``).
+
+    Args:
+        net: builder of the generator (``partial(create_model, name=...)`` from the model config).
+        architecture: ``"auto"`` (estimate width/scales per image; ``dip_scaled``) or ``"fixed"``.
+        fit: the fit recipe, :class:`DIPFitSettings` fields.
+        baseline: ``"bm3d"`` (BM3D / CBM3D on the same noisy images) or ``None``.
+        baseline_sigma: ``"true"`` gives BM3D the synthetic noise level (the usual protocol; for Poisson noise
+            the estimate is used) or ``"estimated"``.
+        pictures: images drawn into ``<run dir>/pictures/`` (grid and PSNR/loss curves); 0: none.
+        save_outputs: write each DIP output as ``<run dir>/denoised/<name>.png``.
+    """
+
+    trainable = False
+
+    def __init__(
+        self, net: Callable[..., nn.Module], architecture: str = "auto", fit: dict[str, Any] | None = None,
+        baseline: str | None = "bm3d", baseline_sigma: str = "true", pictures: int = 4, save_outputs: bool = False,
+    ) -> None:
+        super().__init__()
+        if baseline not in (None, "bm3d"):
+            raise VisionZooError(f"task.baseline must be bm3d or null, not {baseline!r}")
+        if baseline_sigma not in ("true", "estimated"):
+            raise VisionZooError(f"task.baseline_sigma must be true or estimated, not {baseline_sigma!r}")
+        self.net_factory = net
+        self.architecture = architecture
+        self.settings = DIPFitSettings(**(fit or {}))
+        self.baseline, self.baseline_sigma = baseline, baseline_sigma
+        self.pictures, self.save_outputs = int(pictures), save_outputs
+        self.rows: list[dict[str, Any]] = []
+        self._picture_rows: list[tuple[list[np.ndarray], list[str]]] = []
+
+    def on_test_start(self) -> None:
+        self.rows, self._picture_rows = [], []
+        self.run_dir = Path(self.trainer.default_root_dir)
+
+    def _true_sigma(self) -> float | None:
+        data = getattr(self.trainer, "datamodule", None)
+        if data is not None and getattr(data, "noise", None) == "gaussian":
+            return float(data.sigma)
+        return None
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        name, noisy, clean = batch["name"][0], batch["noisy"], batch["clean"]
+        result, generator, estimate = fit_image(self.net_factory, self.architecture, noisy, self.settings, clean)
+        noisy_np, clean_np, dip_np = to_hwc(noisy), to_hwc(clean), to_hwc(result.image)
+        row: dict[str, Any] = {
+            "image": name,
+            "channels": int(noisy.shape[1]),
+            "sigma_est": round(estimate.sigma, 2),
+            "texture": round(estimate.texture, 4),
+            "width": getattr(generator, "in_channels", None) if self.architecture == "fixed" else estimate.width,
+            "scales": getattr(generator, "num_scales", None) if self.architecture == "fixed" else estimate.num_scales,
+            "params": sum(p.numel() for p in generator.parameters()),
+            "iterations": result.iterations,
+            "returned_at": result.returned_step + 1,
+            "psnr_noisy": psnr(noisy, clean),
+            "psnr_dip": psnr(result.image, clean),
+            "ssim_dip": ssim(dip_np, clean_np),
+            "seconds_dip": result.seconds,
+        }
+        captions = [f"{row['psnr_noisy']:.2f} dB", f"{row['psnr_dip']:.2f} dB"]
+        tiles = [_uint8(clean_np), _uint8(noisy_np), _uint8(dip_np)]
+        if self.baseline == "bm3d":
+            true_sigma = self._true_sigma() if self.baseline_sigma == "true" else None
+            sigma = true_sigma / 255.0 if true_sigma is not None else estimate_noise_sigma(noisy_np)
+            start = time.perf_counter()
+            bm3d_np = bm3d_denoise(noisy_np, sigma)
+            bm3d_t = torch.from_numpy(bm3d_np).permute(2, 0, 1)[None]
+            row.update(psnr_bm3d=psnr(bm3d_t, clean.cpu()), ssim_bm3d=ssim(bm3d_np, clean_np),
+                       seconds_bm3d=time.perf_counter() - start)
+            captions.append(f"{row['psnr_bm3d']:.2f} dB")
+            tiles.append(_uint8(bm3d_np))
+        self.rows.append(row)
+        if self.save_outputs:
+            pixels = _uint8(dip_np)
+            write_image_atomic(self.run_dir / "denoised" / f"{name}.png", pixels[..., 0] if dip_np.shape[2] == 1 else pixels)
+        if len(self._picture_rows) < self.pictures:
+            self._picture_rows.append((tiles, ["", *captions]))
+            curves = {"PSNR to clean": result.psnr_clean, "PSNR to noisy": result.psnr_noisy}
+            plot = line_plot(curves, f"{name}: {row['params']:,} params", "iteration", "dB")
+            loss = line_plot({"MSE to noisy": result.loss}, f"{name}: loss", "iteration", "MSE")
+            write_image_atomic(self.run_dir / "pictures" / f"{name}_curves.png", np.concatenate([plot, loss], axis=0))
+
+    def on_test_epoch_end(self) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, (self.rows, self._picture_rows))
+            self.rows = [row for rows, _ in gathered for row in rows]
+            self._picture_rows = [p for _, pictures in gathered for p in pictures][: self.pictures]
+        if self._picture_rows and self.trainer.is_global_zero:
+            titles = ["clean", "noisy", "DIP"] + (["BM3D"] if self.baseline else [])
+            save_grid(self.run_dir / "pictures" / "denoising.png", [tiles for tiles, _ in self._picture_rows],
+                      titles, captions=[captions for _, captions in self._picture_rows])
+        means = self.mean_row()
+        for key, value in means.items():
+            if isinstance(value, float):
+                self.log(f"test/{key}", value, rank_zero_only=True)
+
+    def mean_row(self) -> dict[str, Any]:
+        numeric = [k for k in (self.rows[0] if self.rows else {}) if k not in ("image", "channels", "width", "scales")]
+        return {"image": "mean", **{k: float(np.mean([row[k] for row in self.rows])) for k in numeric}}
+
+    def results_table(self) -> list[dict[str, Any]]:
+        """One row per image, then the means."""
+        if not self.rows:
+            return []
+        return [*self.rows, self.mean_row()]
