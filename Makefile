@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast bench bench-dip install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # The demo trains tiny BEN on the built-in synthetic DIS5K (~10 CPU minutes), tests it (metric table, picture
-# grids in $(DEMO)/ben/pictures/), then cuts objects out of the test images into $(DEMO)/ben/cutouts/.
+# grids in $(DEMO)/ben/pictures/), then cuts objects out of the test images into $(DEMO)/ben/cutouts/; then it
+# denoises two scikit-image images at sigma 25 with DIP (estimated architecture) next to BM3D ($(DEMO)/dip/).
 DEMO := demo_outputs
 
 demo: $(STAMP)
@@ -26,7 +27,9 @@ demo: $(STAMP)
 	$(PY) predict.py experiment=ben_cutout model=ben_tiny ckpt_path=$(DEMO)/ben/checkpoints/last.ckpt \
 		"input='$(DEMO)/cache/datasets/synthetic_dis_*/DIS5K/DIS-TE1/im/*.jpg'" output=$(DEMO)/ben/cutouts \
 		predictor.input_size=256 overwrite=true
-	@echo "demo outputs: $(DEMO)/ben (metrics.csv, pictures/, cutouts/)"
+	rm -rf $(DEMO)/dip
+	$(PY) eval.py experiment=dip_denoise "data.images=[camera,astronaut]" data.sigma=25 hydra.run.dir=$(DEMO)/dip
+	@echo "demo outputs: $(DEMO)/ben (metrics.csv, pictures/, cutouts/), $(DEMO)/dip (metrics.csv, pictures/)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -36,6 +39,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --dtypes fp32 bf16 --out benchmarks/RESULTS.md
+
+# DIP time-to-PSNR: original dip_skip vs the estimated architecture vs BM3D (about 8 CPU minutes per image).
+bench-dip: $(STAMP)
+	$(PY) benchmarks/dip_time_to_psnr.py --images camera astronaut
 
 clean:
 	rm -rf $(VENV) logs outputs $(DEMO) .pytest_cache

@@ -94,6 +94,9 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
     assert rows[2]["psnr_dip"] == pytest.approx((rows[0]["psnr_dip"] + rows[1]["psnr_dip"]) / 2)
     assert all(row["psnr_bm3d"] > row["psnr_noisy"] + 3 for row in rows)  # BM3D ran on the same noisy images
     assert all(row["iterations"] == 20 for row in rows)
-    assert (tmp_path / "metrics.csv").read_text().splitlines()[0].startswith("image,channels,sigma_est,texture,")
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == (
+        "image,channels,sigma_est,texture,model,params,iterations,returned_at,psnr_noisy,psnr_dip,ssim_dip,"
+        "seconds_dip,psnr_bm3d,ssim_bm3d,seconds_bm3d")
+    assert rows[0]["model"].startswith("dip_scaled(width=") and "model" not in rows[2]
     assert {"denoising.png", "camera_curves.png", "astronaut_curves.png"} <= {
         p.name for p in (tmp_path / "pictures").iterdir()}

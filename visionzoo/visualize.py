@@ -63,8 +63,12 @@ _PLOT_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), 
 
 
 def line_plot(curves: dict[str, Sequence[float]], title: str, x_label: str, y_label: str,
-              size: tuple[int, int] = (560, 360)) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB line plot of each named curve against its index, with axes, ticks and a legend."""
+              size: tuple[int, int] = (560, 360), x_max: float | None = None) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB line plot of each named curve against its index, with axes, ticks and a legend.
+
+    The x ticks count samples, or run from 0 to ``x_max`` when given (curves sampled on a uniform grid);
+    non-finite values are left out.
+    """
     width, height = size
     left, right, top, bottom = 58, 12, 28, 40
     canvas = np.full((height, width, 3), 255, np.uint8)
@@ -88,8 +92,9 @@ def line_plot(curves: dict[str, Sequence[float]], title: str, x_label: str, y_la
         cv2.putText(canvas, f"{v:.4g}", (2, y + 4), font, 0.38, black, 1, cv2.LINE_AA)
         i = (length - 1) * k / 4
         x, _ = to_xy(i, low)
+        tick = f"{i:.0f}" if x_max is None else f"{x_max * k / 4:.3g}"
         cv2.line(canvas, (x, top + plot_h), (x, top + plot_h + 4), black, 1)
-        cv2.putText(canvas, f"{i:.0f}", (x - 10, top + plot_h + 16), font, 0.38, black, 1, cv2.LINE_AA)
+        cv2.putText(canvas, tick, (x - 10, top + plot_h + 16), font, 0.38, black, 1, cv2.LINE_AA)
     cv2.putText(canvas, title, (left, 18), font, 0.5, black, 1, cv2.LINE_AA)
     cv2.putText(canvas, x_label, (left + plot_w // 2 - 30, height - 6), font, 0.42, black, 1, cv2.LINE_AA)
     cv2.putText(canvas, y_label, (left + 4, top + 14), font, 0.42, (90, 90, 90), 1, cv2.LINE_AA)

@@ -41,10 +41,12 @@ def test_ssim_matches_hand_values():
 
 def test_auto_architecture_follows_the_estimate_and_the_image_channels():
     noisy = add_noise(skimage_image("astronaut", 64).astype(np.float32) / 255, sigma=25, seed=0)
-    net, estimate = build_generator(partial(visionzoo.create_model, name="dip_scaled"), "auto", noisy)
+    net, estimate, described = build_generator(partial(visionzoo.create_model, name="dip_scaled"), "auto", noisy)
     assert (net.in_channels, net.num_scales, net.out_channels) == (estimate.width, estimate.num_scales, 3)
+    assert described == f"dip_scaled(width={estimate.width}, num_scales={estimate.num_scales})"
     assert estimate.sigma == pytest.approx(25, rel=0.15)
-    fixed, _ = build_generator(partial(visionzoo.create_model, name="dip_skip"), "fixed", noisy[..., :1])
+    fixed, _, described = build_generator(partial(visionzoo.create_model, name="dip_skip"), "fixed", noisy[..., :1])
+    assert described == "dip_skip()"
     assert sum(p.numel() for p in fixed.parameters()) == 2_217_831 - 2 * 129  # RGB head -> gray head
     with pytest.raises(VisionZooError, match="needs task.architecture=fixed"):
         build_generator(partial(visionzoo.create_model, name="dip_skip"), "auto", noisy)
@@ -57,7 +59,7 @@ def test_fit_image_denoises_a_small_image():
     noisy = torch.from_numpy(add_noise(clean.numpy(), sigma=25, seed=0))
     settings = DIPFitSettings(iterations=250)
     with torch.inference_mode():  # as inside Lightning's test loop
-        result, net, _ = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", noisy, settings, clean)
+        result = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", noisy, settings, clean).result
     assert result.iterations == 250 and len(result.psnr_clean) == 250 - result.backtracks
     assert psnr(result.image, clean) > psnr(noisy, clean) + 2.0
 

@@ -136,7 +136,7 @@ class DenoiseDataModule(L.LightningDataModule):
         seed: noise seed; limit: keep only the first ``limit`` images.
     """
 
-    def __init__(self, root: str | None = None, images: Sequence[str] = SKIMAGE_SET, size: int | None = 256,
+    def __init__(self, root: str | None = None, images: Sequence[str] = SKIMAGE_SET, size: int | None = 96,
                  noise: str = "gaussian", sigma: float = 25.0, peak: float = 30.0, seed: int = 0,
                  limit: int | None = None, num_workers: int = 0) -> None:
         super().__init__()

@@ -68,11 +68,11 @@ class DenoisePredictor:
     def denoise(self, image: LoadedImage, on_step: Callable[[int, Any], None] | None = None) -> np.ndarray:
         """The denoised pixels of one image, in the file's depth and colour mode."""
         noisy = torch.from_numpy(image_to_unit(image)).permute(2, 0, 1)[None].to(self.device)
-        result, _, estimate = fit_image(self.net, self.architecture, noisy, self.settings, on_step=on_step)
-        log.info("%s: noise sigma %.1f, texture %.4f -> width %d, %d scales, %d iterations in %.1f s",
-                 image.path.name, estimate.sigma, estimate.texture, estimate.width, estimate.num_scales,
-                 result.iterations, result.seconds)
-        return unit_to_file_pixels(result.image[0].permute(1, 2, 0).float().cpu().numpy(), image)
+        fitted = fit_image(self.net, self.architecture, noisy, self.settings, on_step=on_step)
+        log.info("%s: noise sigma %.1f, texture %.4f -> %s, %d iterations in %.1f s", image.path.name,
+                 fitted.estimate.sigma, fitted.estimate.texture, fitted.description, fitted.result.iterations,
+                 fitted.result.seconds)
+        return unit_to_file_pixels(fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy(), image)
 
     def run(self) -> BatchReport:
         images, others = find_inputs(self.input)

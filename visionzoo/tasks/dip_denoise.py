@@ -55,8 +55,9 @@ def to_hwc(image: torch.Tensor) -> np.ndarray:
 
 def build_generator(
     net: Callable[..., nn.Module], architecture: str, noisy: np.ndarray
-) -> tuple[nn.Module, EstimatedArchitecture]:
-    """The generator for one noisy ``(H, W, C)`` image and the statistics behind the choice.
+) -> tuple[nn.Module, EstimatedArchitecture, str]:
+    """The generator for one noisy ``(H, W, C)`` image, the statistics behind the choice, and a description
+    such as ``dip_scaled(width=32, num_scales=2)``.
 
     ``architecture="auto"`` passes the estimated ``width``/``num_scales`` to ``net`` (a ``dip_scaled`` builder);
     ``"fixed"`` builds ``net`` as configured. Either way ``out_channels`` follows the image.
@@ -64,36 +65,52 @@ def build_generator(
     if architecture not in ARCHITECTURES:
         raise VisionZooError(f"task.architecture must be one of {', '.join(ARCHITECTURES)}, not {architecture!r}")
     estimate = estimate_architecture(noisy)
-    kwargs: dict[str, Any] = {"out_channels": noisy.shape[2]}
+    configured = dict(getattr(net, "keywords", {}))
+    name = configured.pop("name", getattr(net, "__name__", "generator"))
+    kwargs: dict[str, Any] = {}
     if architecture == "auto":
-        name = getattr(net, "keywords", {}).get("name")
-        if name not in (None, "dip_scaled"):
+        if name != "dip_scaled":
             raise VisionZooError(
                 f"task.architecture=auto estimates dip_scaled widths and scales; model={name} needs "
                 "task.architecture=fixed"
             )
         kwargs.update(estimate.model_kwargs())
-    return net(**kwargs), estimate
+    described = ", ".join(f"{k}={v}" for k, v in {**configured, **kwargs}.items())
+    return net(**kwargs, out_channels=noisy.shape[2]), estimate, f"{name}({described})"
+
+
+@dataclass
+class FittedImage:
+    """One image's fit: the result (curves, output), the generator, the statistics and its description."""
+
+    result: FitResult
+    generator: nn.Module
+    estimate: EstimatedArchitecture
+    description: str
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.generator.parameters())
 
 
 def fit_image(
     net: Callable[..., nn.Module], architecture: str, noisy: torch.Tensor, settings: DIPFitSettings,
     clean: torch.Tensor | None = None, on_step: Callable[[int, FitResult], None] | None = None,
-) -> tuple[FitResult, nn.Module, EstimatedArchitecture]:
+) -> FittedImage:
     """Estimate (or take) the architecture for ``noisy`` ``(1, C, H, W)`` and fit it; see :func:`fit_dip`.
 
     Safe inside Lightning's test/predict loops: the network and the inputs are made outside inference mode.
     """
     with torch.inference_mode(False), torch.enable_grad():
         torch.manual_seed(settings.seed)
-        generator, estimate = build_generator(net, architecture, to_hwc(noisy))
+        generator, estimate, description = build_generator(net, architecture, to_hwc(noisy))
         reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
         stop = WindowedVarianceStop(**settings.early_stop) if settings.early_stop else None
         result = fit_dip(generator, noisy.clone(), iterations=settings.iterations, lr=settings.lr,
                          reg_noise_std=reg, ema=settings.ema, backtrack_db=settings.backtrack_db,
                          clean=None if clean is None else clean.clone(), seed=settings.seed, early_stop=stop,
                          on_step=on_step)
-    return result, generator, estimate
+    return FittedImage(result, generator, estimate, description)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -151,16 +168,16 @@ class DIPDenoiseTask(L.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         name, noisy, clean = batch["name"][0], batch["noisy"], batch["clean"]
-        result, generator, estimate = fit_image(self.net_factory, self.architecture, noisy, self.settings, clean)
+        fitted = fit_image(self.net_factory, self.architecture, noisy, self.settings, clean)
+        result, estimate = fitted.result, fitted.estimate
         noisy_np, clean_np, dip_np = to_hwc(noisy), to_hwc(clean), to_hwc(result.image)
         row: dict[str, Any] = {
             "image": name,
             "channels": int(noisy.shape[1]),
             "sigma_est": round(estimate.sigma, 2),
             "texture": round(estimate.texture, 4),
-            "width": getattr(generator, "in_channels", None) if self.architecture == "fixed" else estimate.width,
-            "scales": getattr(generator, "num_scales", None) if self.architecture == "fixed" else estimate.num_scales,
-            "params": sum(p.numel() for p in generator.parameters()),
+            "model": fitted.description,
+            "params": fitted.parameters,
             "iterations": result.iterations,
             "returned_at": result.returned_step + 1,
             "psnr_noisy": psnr(noisy, clean),
@@ -207,7 +224,9 @@ class DIPDenoiseTask(L.LightningModule):
                 self.log(f"test/{key}", value, rank_zero_only=True)
 
     def mean_row(self) -> dict[str, Any]:
-        numeric = [k for k in (self.rows[0] if self.rows else {}) if k not in ("image", "channels", "width", "scales")]
+        """Means of the measured columns (not of image names, channel counts or model descriptions)."""
+        numeric = [k for k, v in (self.rows[0] if self.rows else {}).items()
+                   if isinstance(v, (int, float)) and k != "channels"]
         return {"image": "mean", **{k: float(np.mean([row[k] for row in self.rows])) for k in numeric}}
 
     def results_table(self) -> list[dict[str, Any]]:

@@ -122,19 +122,20 @@ def fit_dip(
             current = out.detach()
             average = current if average is None else ema * average + (1 - ema) * current
             fit_psnr = psnr(current, noisy)
+            stop = False
             if fit_psnr < previous_psnr - backtrack_db:  # as the original: parameters back, optimiser state kept
                 for parameter, good in zip(parameters, last_good):
                     parameter.copy_(good)
                 result.backtracks += 1
-                continue
-            previous_psnr = fit_psnr
-            for good, parameter in zip(last_good, parameters):
-                good.copy_(parameter)
-            result.loss.append(loss.item())
-            result.psnr_noisy.append(fit_psnr)
-            if clean is not None:
-                result.psnr_clean.append(psnr(average, clean))
-            stop = early_stop is not None and early_stop.update(step, current, average)
+            else:
+                previous_psnr = fit_psnr
+                for good, parameter in zip(last_good, parameters):
+                    good.copy_(parameter)
+                result.loss.append(loss.item())
+                result.psnr_noisy.append(fit_psnr)
+                if clean is not None:
+                    result.psnr_clean.append(psnr(average, clean))
+                stop = early_stop is not None and early_stop.update(step, current, average)
         result.iterations = step + 1
         if on_step is not None:
             on_step(step, result)

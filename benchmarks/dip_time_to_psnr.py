@@ -1,0 +1,113 @@
+"""Time-to-PSNR of DIP denoising (issue 4): the estimated architecture vs the original DIP ``skip`` net vs BM3D.
+
+On scikit-image images at sigma 25 (same preparation and noise as the oracle sweep), each DIP variant is fitted
+with the DIP recipe while its wall time and PSNR (EMA output vs clean) are recorded every iteration; BM3D/CBM3D
+gives one point. Reported per image: the original DIP's final PSNR and time, the time the estimated architecture
+needs to reach that PSNR (target: at most 1/10 of the original's time), both final PSNRs and BM3D's.
+
+    python benchmarks/dip_time_to_psnr.py --images camera astronaut          # -> benchmarks/DIP_TIME_TO_PSNR.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import visionzoo
+from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
+from visionzoo.data.images import write_image_atomic
+from visionzoo.tasks.classical import bm3d_denoise
+from visionzoo.tasks.dip_denoise import DIPFitSettings, fit_image
+from visionzoo.tasks.dip_fit import psnr
+from visionzoo.visualize import line_plot
+
+HERE = Path(__file__).resolve().parent
+
+
+def timed_fit(name: str, architecture: str, noisy: torch.Tensor, clean: torch.Tensor, iterations: int):
+    """Fit and return (seconds after each iteration, PSNR after each iteration, estimate, parameters)."""
+    stamps: list[float] = []
+    start = time.perf_counter()
+    fitted = fit_image(partial(visionzoo.create_model, name=name), architecture, noisy,
+                       DIPFitSettings(iterations=iterations), clean,
+                       on_step=lambda step, _: stamps.append(time.perf_counter() - start))
+    psnrs = fitted.result.psnr_clean  # backtracked steps log no PSNR: keep the latest stamps
+    return np.array(stamps[len(stamps) - len(psnrs):]), np.array(psnrs), fitted.estimate, fitted.parameters
+
+
+def first_time_at(seconds: np.ndarray, curve: np.ndarray, target: float) -> float:
+    reached = np.nonzero(curve >= target)[0]
+    return float(seconds[reached[0]]) if len(reached) else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", nargs="+", default=list(SKIMAGE_SET))
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--sigma", type=float, default=25.0)
+    parser.add_argument("--skip-iterations", type=int, default=3000)
+    parser.add_argument("--iterations", type=int, default=800, help="for the estimated architecture")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default=str(HERE / "DIP_TIME_TO_PSNR.md"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows, plots = [], []
+    for image in args.images:
+        clean_np = skimage_image(image, args.size).astype(np.float32) / 255
+        noisy_np = add_noise(clean_np, "gaussian", args.sigma, seed=SKIMAGE_SET.index(image) * 1000 + int(args.sigma))
+        clean, noisy = (torch.from_numpy(a).permute(2, 0, 1)[None].to(device) for a in (clean_np, noisy_np))
+        t_skip, p_skip, _, n_skip = timed_fit("dip_skip", "fixed", noisy, clean, args.skip_iterations)
+        t_est, p_est, estimate, n_est = timed_fit("dip_scaled", "auto", noisy, clean, args.iterations)
+        start = time.perf_counter()
+        bm3d_out = bm3d_denoise(noisy_np, args.sigma / 255)
+        t_bm3d = time.perf_counter() - start
+        p_bm3d = psnr(torch.from_numpy(bm3d_out), torch.from_numpy(clean_np))
+        reach = first_time_at(t_est, p_est, p_skip[-1])
+        rows.append(dict(image=image, skip_psnr=p_skip[-1], skip_peak=p_skip.max(), skip_s=t_skip[-1], est=(
+            estimate.width, estimate.num_scales), est_params=n_est, est_psnr=p_est[-1], est_s=t_est[-1], reach_s=reach,
+            ratio=reach / t_skip[-1], bm3d_psnr=p_bm3d, bm3d_s=t_bm3d, skip_params=n_skip))
+        print(rows[-1], flush=True)
+        grid = np.linspace(0, t_skip[-1], 300)
+        resample = lambda t, p: np.where(grid <= t[-1], np.interp(grid, t, p), np.nan)  # noqa: E731
+        plots.append(line_plot({f"dip_skip ({n_skip:,})": resample(t_skip, p_skip),
+                                f"estimated {estimate.width}x{estimate.num_scales} ({n_est:,})": resample(t_est, p_est),
+                                f"BM3D {p_bm3d:.2f} dB in {t_bm3d:.1f} s": np.full(len(grid), p_bm3d)},
+                               f"{image}, sigma {args.sigma:g}: PSNR vs wall time", "seconds", "dB",
+                               x_max=float(t_skip[-1])))
+    write_image_atomic(Path(args.out).with_suffix(".png"), np.concatenate(plots, axis=0))
+    mean = lambda key: float(np.nanmean([r[key] for r in rows]))  # noqa: E731
+    lines = [
+        "# DIP time-to-PSNR",
+        "",
+        f"{args.size}x{args.size} scikit-image images, Gaussian sigma {args.sigma:g}, device {device} "
+        f"({torch.get_num_threads()} threads). Original DIP `dip_skip`: {args.skip_iterations} iterations; estimated "
+        f"`dip_scaled`: {args.iterations}; both with the DIP recipe (EMA output). BM3D/CBM3D given the true sigma.",
+        f"Made by `python benchmarks/dip_time_to_psnr.py --images {' '.join(args.images)}`; curves in "
+        f"`{Path(args.out).with_suffix('.png').name}`.",
+        "",
+        "| image | dip_skip final dB (peak) | dip_skip s | estimated (w, s), params | estimated final dB | "
+        "estimated s | s to reach dip_skip final | share of dip_skip time | BM3D dB | BM3D s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['image']} | {r['skip_psnr']:.2f} ({r['skip_peak']:.2f}) | {r['skip_s']:.0f} | {r['est']}, "
+                     f"{r['est_params']:,} | {r['est_psnr']:.2f} | {r['est_s']:.0f} | {r['reach_s']:.1f} | "
+                     f"{r['ratio']:.3f} | {r['bm3d_psnr']:.2f} | {r['bm3d_s']:.1f} |")
+    lines += [
+        f"| **mean** | {mean('skip_psnr'):.2f} ({mean('skip_peak'):.2f}) | {mean('skip_s'):.0f} | | "
+        f"{mean('est_psnr'):.2f} | {mean('est_s'):.0f} | {mean('reach_s'):.1f} | {mean('ratio'):.3f} | "
+        f"{mean('bm3d_psnr'):.2f} | {mean('bm3d_s'):.1f} |",
+        "",
+        f"Mean PSNR gap of the estimated architecture to BM3D: {mean('est_psnr') - mean('bm3d_psnr'):+.2f} dB.",
+    ]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
