@@ -100,3 +100,13 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
     assert rows[0]["model"].startswith("dip_scaled(width=") and "model" not in rows[2]
     assert {"denoising.png", "camera_curves.png", "astronaut_curves.png"} <= {
         p.name for p in (tmp_path / "pictures").iterdir()}
+
+
+def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
+    overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera,coins,astronaut]",
+                 "task.fit.iterations=10", "callbacks.rich_progress_bar=null", "task.baseline=null", "task.pictures=0"]
+    one_by_one = runner.evaluate(compose_config("eval", overrides, tmp_path / "single"))
+    batched = runner.evaluate(compose_config("eval", overrides + ["data.batch_size=3"], tmp_path / "batched"))
+    for alone, together in zip(one_by_one, batched):
+        assert together["image"] == alone["image"] and together.get("model") == alone.get("model")
+        assert together["psnr_dip"] == pytest.approx(alone["psnr_dip"], abs=1e-3)

@@ -62,7 +62,11 @@ def test_folder_of_clean_images(tmp_path):
     module = DenoiseDataModule(root=str(tmp_path), size=None)
     module.setup("test")
     batch = next(iter(module.test_dataloader()))
-    assert batch["name"] == ["colour"] and batch["clean"].shape == (1, 3, 30, 40)
+    assert batch["name"] == ["colour"] and batch["clean"][0].shape == (1, 3, 30, 40)
+    module = DenoiseDataModule(root=str(tmp_path), size=16, batch_size=2)
+    module.setup("test")
+    batch = next(iter(module.test_dataloader()))
+    assert batch["name"] == ["colour", "gray"] and [t.shape for t in batch["noisy"]] == [(1, 3, 16, 16), (1, 1, 16, 16)]
     with pytest.raises(DataError, match="does not exist"):
         folder_images(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

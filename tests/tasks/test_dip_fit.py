@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import cv2
 import pytest
 import numpy as np
@@ -88,3 +90,23 @@ def test_early_stopping_ends_the_fit_and_returns_the_minimum():
     assert result.iterations < 2000 and result.iterations == stop.best_step + 1 + 20
     assert result.returned_step == stop.best_step
     assert torch.equal(result.image, stop.best_image.clamp(0, 1))
+
+
+def test_batched_fit_equals_fitting_one_by_one():
+    from visionzoo.tasks.dip_batch import fit_dip_batch
+
+    clean = torch.cat([_camera(24), _camera(24).flip(-1)])
+    noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(2)) * 25 / 255).clamp(0, 1)
+    torch.manual_seed(0)
+    nets = [visionzoo.create_model("dip_scaled", width=8, num_scales=2, out_channels=1) for _ in range(2)]
+    originals = [copy.deepcopy(net) for net in nets]
+    batched = fit_dip_batch(nets, noisy, iterations=30, clean=clean, seeds=[5, 6])
+    for i, net in enumerate(originals):
+        alone = fit_dip(net, noisy[i : i + 1], iterations=30, clean=clean[i : i + 1], seed=5 + i)
+        assert batched[i].psnr_clean == pytest.approx(alone.psnr_clean, abs=1e-3)
+        assert batched[i].loss == pytest.approx(alone.loss, rel=2e-3)  # float rounding grows over the steps
+        assert torch.allclose(batched[i].image, alone.image, atol=1e-3)
+        assert batched[i].iterations == 30 and batched[i].returned_step == 29
+    # the fitted weights are copied back into the generators
+    refit = fit_dip_batch(nets, noisy, iterations=1, seeds=[5, 6])
+    assert refit[0].loss[0] < batched[0].loss[0] / 2

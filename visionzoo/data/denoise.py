@@ -117,12 +117,13 @@ class DenoiseDataset(Dataset):
         }
 
 
-def _collate_one(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Images differ in size and channels, so each batch holds one image: ``(1, C, H, W)`` tensors."""
-    if len(items) != 1:
-        raise ValueError("denoising batches hold one image each")
-    item = items[0]
-    return {"name": [item["name"]], "clean": item["clean"][None], "noisy": item["noisy"][None]}
+def collate_images(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Images may differ in size and channels: a batch holds lists of names and ``(1, C, H, W)`` tensors."""
+    return {
+        "name": [item["name"] for item in items],
+        "clean": [item["clean"][None] for item in items],
+        "noisy": [item["noisy"][None] for item in items],
+    }
 
 
 class DenoiseDataModule(L.LightningDataModule):
@@ -134,15 +135,17 @@ class DenoiseDataModule(L.LightningDataModule):
         size: resize the short side to ``size`` and centre-crop square; ``None`` keeps full size.
         noise: ``"gaussian"`` or ``"poisson"``; sigma: Gaussian std on 0..255; peak: Poisson photons for white.
         seed: noise seed; limit: keep only the first ``limit`` images.
+        batch_size: images per test step; the DIP task fits same-size images that get the same architecture
+            together (faster for small images, see :mod:`visionzoo.tasks.dip_batch`).
     """
 
     def __init__(self, root: str | None = None, images: Sequence[str] = SKIMAGE_SET, size: int | None = 96,
                  noise: str = "gaussian", sigma: float = 25.0, peak: float = 30.0, seed: int = 0,
-                 limit: int | None = None, num_workers: int = 0) -> None:
+                 limit: int | None = None, batch_size: int = 1, num_workers: int = 0) -> None:
         super().__init__()
         self.root, self.names, self.size = root, list(images), size
         self.noise, self.sigma, self.peak, self.seed, self.limit = noise, sigma, peak, seed, limit
-        self.num_workers = num_workers
+        self.batch_size, self.num_workers = batch_size, num_workers
         self.test_set: DenoiseDataset | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -153,4 +156,5 @@ class DenoiseDataModule(L.LightningDataModule):
         self.test_set = DenoiseDataset(images[: self.limit], self.noise, self.sigma, self.peak, self.seed)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=1, num_workers=self.num_workers, collate_fn=_collate_one)
+        return DataLoader(self.test_set, batch_size=self.batch_size, num_workers=self.num_workers,
+                          collate_fn=collate_images)

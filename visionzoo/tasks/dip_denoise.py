@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -25,6 +25,7 @@ from visionzoo.data.images import write_image_atomic
 from visionzoo.errors import VisionZooError
 from visionzoo.models.dip_estimate import EstimatedArchitecture, estimate_architecture, estimate_noise_sigma
 from visionzoo.tasks.classical import bm3d_denoise
+from visionzoo.tasks.dip_batch import fit_dip_batch
 from visionzoo.tasks.dip_fit import FitResult, WindowedVarianceStop, default_reg_noise_std, fit_dip, psnr
 from visionzoo.visualize import line_plot, save_grid
 
@@ -93,24 +94,55 @@ class FittedImage:
         return sum(p.numel() for p in self.generator.parameters())
 
 
+def fit_images(
+    net: Callable[..., nn.Module], architecture: str, noisy: Sequence[torch.Tensor], settings: DIPFitSettings,
+    clean: Sequence[torch.Tensor] | None = None, on_step: Callable[[int, FitResult], None] | None = None,
+) -> list[FittedImage]:
+    """Estimate (or take) the architecture for each ``(1, C, H, W)`` noisy image and fit it.
+
+    Images that get the same architecture, size and perturbation level are fitted together by
+    :func:`~visionzoo.tasks.dip_batch.fit_dip_batch` (their ``seconds`` are the batch's time shared out); the others
+    by :func:`~visionzoo.tasks.dip_fit.fit_dip`, which alone reports to ``on_step``. Every generator starts from
+    ``settings.seed``, so a batched image gets the same result as fitted alone. Safe inside Lightning's
+    test/predict loops: networks and inputs are made outside inference mode.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        plans = []
+        for image in noisy:
+            torch.manual_seed(settings.seed)
+            generator, estimate, description = build_generator(net, architecture, to_hwc(image))
+            reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
+            plans.append((generator, estimate, description, reg))
+        groups: dict[tuple[str, tuple[int, ...], float], list[int]] = {}
+        for i, (_, _, description, reg) in enumerate(plans):
+            groups.setdefault((description, tuple(noisy[i].shape), reg), []).append(i)
+        fitted: list[FittedImage] = [None] * len(noisy)  # type: ignore[list-item]
+        for (_, _, reg), members in groups.items():
+            stops = [WindowedVarianceStop(**settings.early_stop) for _ in members] if settings.early_stop else None
+            common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
+                          backtrack_db=settings.backtrack_db)
+            nets = [plans[i][0] for i in members]
+            inputs = torch.cat([noisy[i] for i in members]).clone()
+            targets = None if clean is None else torch.cat([clean[i] for i in members]).clone()
+            if len(members) == 1:
+                results = [fit_dip(nets[0], inputs, **common, clean=targets, seed=settings.seed,
+                                   early_stop=stops[0] if stops else None, on_step=on_step)]
+            else:
+                results = fit_dip_batch(nets, inputs, **common, clean=targets, seeds=[settings.seed] * len(members),
+                                        early_stops=stops)
+                for result in results:
+                    result.seconds /= len(members)
+            for i, result in zip(members, results):
+                fitted[i] = FittedImage(result, *plans[i][:3])
+    return fitted
+
+
 def fit_image(
     net: Callable[..., nn.Module], architecture: str, noisy: torch.Tensor, settings: DIPFitSettings,
     clean: torch.Tensor | None = None, on_step: Callable[[int, FitResult], None] | None = None,
 ) -> FittedImage:
-    """Estimate (or take) the architecture for ``noisy`` ``(1, C, H, W)`` and fit it; see :func:`fit_dip`.
-
-    Safe inside Lightning's test/predict loops: the network and the inputs are made outside inference mode.
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        torch.manual_seed(settings.seed)
-        generator, estimate, description = build_generator(net, architecture, to_hwc(noisy))
-        reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
-        stop = WindowedVarianceStop(**settings.early_stop) if settings.early_stop else None
-        result = fit_dip(generator, noisy.clone(), iterations=settings.iterations, lr=settings.lr,
-                         reg_noise_std=reg, ema=settings.ema, backtrack_db=settings.backtrack_db,
-                         clean=None if clean is None else clean.clone(), seed=settings.seed, early_stop=stop,
-                         on_step=on_step)
-    return FittedImage(result, generator, estimate, description)
+    """:func:`fit_images` for one ``(1, C, H, W)`` image."""
+    return fit_images(net, architecture, [noisy], settings, None if clean is None else [clean], on_step)[0]
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -167,8 +199,12 @@ class DIPDenoiseTask(L.LightningModule):
         return None
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        name, noisy, clean = batch["name"][0], batch["noisy"], batch["clean"]
-        fitted = fit_image(self.net_factory, self.architecture, noisy, self.settings, clean)
+        fits = fit_images(self.net_factory, self.architecture, batch["noisy"], self.settings, batch["clean"])
+        for name, noisy, clean, fitted in zip(batch["name"], batch["noisy"], batch["clean"], fits):
+            self._record(name, noisy, clean, fitted)
+
+    def _record(self, name: str, noisy: torch.Tensor, clean: torch.Tensor, fitted: FittedImage) -> None:
+        """One image's row, BM3D on it, its outputs and pictures."""
         result, estimate = fitted.result, fitted.estimate
         noisy_np, clean_np, dip_np = to_hwc(noisy), to_hwc(clean), to_hwc(result.image)
         row: dict[str, Any] = {
