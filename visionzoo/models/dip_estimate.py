@@ -101,8 +101,8 @@ class EstimatedArchitecture:
 
 
 #: The rule fitted by ``python benchmarks/dip_oracle.py table`` (see benchmarks/DIP_ORACLE.md).
-DEFAULT_RULE = ArchitectureRule(statistic="texture", thresholds=(0.02, 0.05), widths=(16, 32, 64), noise_split=37.5,
-                                scales=(2, 2))
+DEFAULT_RULE = ArchitectureRule(statistic="texture_snr", thresholds=(-1.0, 0.3655), widths=(16, 16, 32),
+                                noise_split=37.5, scales=(2, 2))
 
 
 def estimate_architecture(noisy: np.ndarray, rule: ArchitectureRule = DEFAULT_RULE) -> EstimatedArchitecture:
