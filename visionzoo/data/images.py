@@ -103,6 +103,12 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_image_atomic(path: str | os.PathLike, pixels: np.ndarray) -> None:
     """Write an RGB/RGBA/gray array to ``path`` via a temporary file, so no half-written file is ever left."""
     path = Path(path)
@@ -113,8 +119,13 @@ def write_image_atomic(path: str | os.PathLike, pixels: np.ndarray) -> None:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(handle)
+    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
     try:
-        if not cv2.imwrite(tmp, pixels):
+        try:
+            written = cv2.imwrite(tmp, pixels)
+        except cv2.error:  # OpenCV raises for suffixes it has no writer for
+            written = False
+        if not written:
             raise DataError(f"could not write {path}; check the folder is writable and the suffix is an image type")
         os.replace(tmp, path)
     finally:
