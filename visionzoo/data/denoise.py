@@ -7,7 +7,6 @@ its own generator seeded by ``(seed, index)``, so a subset or another order give
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -84,13 +83,6 @@ def add_noise(clean: np.ndarray, kind: str = "gaussian", sigma: float = 25.0, pe
     return np.clip(noisy, 0.0, 1.0).astype(np.float32)
 
 
-@dataclass
-class NoisySample:
-    name: str
-    clean: np.ndarray  # (H, W, C) float32 in [0, 1]
-    noisy: np.ndarray  # (H, W, C) float32 in [0, 1]
-
-
 class DenoiseDataset(Dataset):
     """Clean images with seeded noise; items are dicts of ``name``, ``clean`` and ``noisy`` ``(C, H, W)`` tensors."""
 
@@ -103,17 +95,14 @@ class DenoiseDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, index: int) -> NoisySample:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         name, pixels = self.images[index]
         clean = pixels.astype(np.float32) / 255.0
-        return NoisySample(name, clean, add_noise(clean, self.kind, self.sigma, self.peak, seed=self.seed * 100_003 + index))
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.sample(index)
+        noisy = add_noise(clean, self.kind, self.sigma, self.peak, seed=self.seed * 100_003 + index)
         return {
-            "name": sample.name,
-            "clean": torch.from_numpy(sample.clean).permute(2, 0, 1),
-            "noisy": torch.from_numpy(sample.noisy).permute(2, 0, 1),
+            "name": name,
+            "clean": torch.from_numpy(clean).permute(2, 0, 1),
+            "noisy": torch.from_numpy(noisy).permute(2, 0, 1),
         }
 
 

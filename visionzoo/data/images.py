@@ -40,6 +40,11 @@ class LoadedImage:
         return to_uint8(self.pixels)
 
 
+def full_scale(dtype: np.dtype) -> float:
+    """The value of full intensity for integer pixels: 65535 for 16-bit, 255 otherwise (8-bit)."""
+    return 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
+
+
 def to_uint8(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels

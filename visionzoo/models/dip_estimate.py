@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 from skimage.restoration import estimate_sigma
 
+from visionzoo.data.images import full_scale
+
 
 def _as_float(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint8:
-        return image.astype(np.float64) / 255.0
-    if image.dtype == np.uint16:
-        return image.astype(np.float64) / 65535.0
+    if image.dtype in (np.uint8, np.uint16):
+        return image.astype(np.float64) / full_scale(image.dtype)
     return image.astype(np.float64)
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
-from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
+from visionzoo.data.images import LoadedImage, full_scale, read_image, write_image_atomic
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError
 from visionzoo.predict.common import BatchReport, check_writable, chunks, find_inputs, progress_bar, resolve_device
@@ -39,11 +39,10 @@ def alpha_to_uint8(alpha: np.ndarray, normalize: bool) -> np.ndarray:
 
 def compose_cutout(image: LoadedImage, mask: np.ndarray) -> np.ndarray:
     """RGBA cut-out in the image's own depth; an alpha channel the file already had is multiplied in."""
-    depth_max = 65535 if image.pixels.dtype == np.uint16 else 255
     alpha = mask.astype(np.float32) / 255.0
     if image.alpha is not None:
-        alpha *= image.alpha.astype(np.float32) / (65535 if image.alpha.dtype == np.uint16 else 255)
-    alpha_channel = (alpha * depth_max + 0.5).astype(image.pixels.dtype)
+        alpha *= image.alpha.astype(np.float32) / full_scale(image.alpha.dtype)
+    alpha_channel = (alpha * full_scale(image.pixels.dtype) + 0.5).astype(image.pixels.dtype)
     return np.dstack([image.pixels, alpha_channel])
 
 
