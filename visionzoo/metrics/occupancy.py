@@ -13,12 +13,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-#: Occ3D-nuScenes classes, index = label.
-OCC3D_CLASSES = (
-    "others", "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian",
-    "traffic_cone", "trailer", "truck", "driveable_surface", "other_flat", "sidewalk", "terrain", "manmade",
-    "vegetation", "free",
-)
+from visionzoo.constants import OCC3D_CLASSES
+
 
 class OccupancyMIoU(Metric):
     """Occ3D mIoU over camera-visible voxels; the last class is free space (17 for Occ3D).

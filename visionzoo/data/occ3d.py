@@ -1,0 +1,360 @@
+"""Occ3D-nuScenes in its real on-disk layout: BEVDet info pickles, six camera images, labels.npz, LiDAR sweeps.
+
+Layout (under ``root``, the nuScenes folder that holds ``samples/`` and ``gts/``)::
+
+    bevdetv2-nuscenes_infos_{train,val}.pkl     dict(infos=[...], metadata=dict(version=...))
+    samples/CAM_*/<file>.jpg                    the six camera images (info["cams"][CAM]["data_path"])
+    samples/LIDAR_TOP/<file>.pcd.bin            float32 x 5 per point (x, y, z, intensity, ring), LiDAR frame
+    gts/<scene_name>/<token>/labels.npz         semantics / mask_lidar / mask_camera, (200, 200, 16) uint8, (x, y, z)
+
+Paths inside the infos are relative to the mmdet3d working directory (``./data/nuscenes/...``); they are resolved
+against ``root``. The pickles are read with an unpickler that builds only plain Python types and numpy arrays, so
+an info file cannot run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, OCC3D_FREE
+from visionzoo.errors import DataError
+from visionzoo.geometry import OccupancyGrid, bev_flip_matrix, image_affine, rigid
+
+INFO_FILES = {"train": "bevdetv2-nuscenes_infos_train.pkl", "val": "bevdetv2-nuscenes_infos_val.pkl"}
+INFO_KEYS = ("token", "lidar_path", "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation",
+             "ego2global_rotation", "scene_name", "occ_path", "cams")
+CAMERA_KEYS = ("data_path", "sensor2ego_translation", "sensor2ego_rotation", "ego2global_translation",
+               "ego2global_rotation", "cam_intrinsic")
+LABEL_ARRAYS = ("semantics", "mask_lidar", "mask_camera")
+#: The prefix the BEVDet converters write in front of every path.
+BEVDET_PREFIXES = ("./data/nuscenes/", "data/nuscenes/")
+#: Height bins of the HeightNet labels: -1.0 .. 5.4 m in 0.1 m steps (65 bins).
+HEIGHT_BINS = (-1.0, 5.4, 0.1)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds plain Python containers and numpy arrays only; any other class in the file is refused."""
+
+    ALLOWED = {
+        ("collections", "OrderedDict"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_infos(path: str | Path) -> list[dict[str, Any]]:
+    """The sample records of a BEVDet info pickle, sorted as stored (by timestamp)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"info file {path} not found; point data.root at the folder holding the BEVDet info pickles")
+    try:
+        with open(path, "rb") as handle:
+            content = _PlainUnpickler(handle).load()
+    except pickle.UnpicklingError as err:
+        raise DataError(f"info file {path} holds a {err} object; only plain types and numpy arrays are read "
+                        "(regenerate it with the BEVDet converter)") from None
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise DataError(f"info file {path} is not a readable pickle ({err}); regenerate it") from None
+    infos = content.get("infos") if isinstance(content, dict) else None
+    if not isinstance(infos, list):
+        raise DataError(f"info file {path} has no 'infos' list; expected dict(infos=[...], metadata=...)")
+    if not infos:
+        raise DataError(f"info file {path} has no samples")
+    return infos
+
+
+def resolve_path(root: Path, path: str) -> Path:
+    """A path from an info record, relative to ``root`` (the BEVDet ``./data/nuscenes/`` prefix removed)."""
+    for prefix in BEVDET_PREFIXES:
+        if path.startswith(prefix):
+            return root / path[len(prefix):]
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else root / candidate
+
+
+@dataclass
+class CameraRecord:
+    """One camera of a sample: image file, intrinsics ``(3, 3)`` (source pixels) and ``cam2ego`` ``(4, 4)``."""
+
+    name: str
+    image_path: Path
+    intrinsics: np.ndarray
+    cam2ego: np.ndarray
+
+
+@dataclass
+class SampleRecord:
+    """One Occ3D sample: token, scene, LiDAR file and its ``lidar2ego`` ``(4, 4)``, labels file, cameras."""
+
+    token: str
+    scene: str
+    lidar_path: Path
+    lidar2ego: np.ndarray
+    labels_path: Path
+    cameras: list[CameraRecord] = field(default_factory=list)
+
+
+def _matrix(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != shape:
+        raise DataError(f"{what} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = NUSCENES_CAMERAS) -> SampleRecord:
+    """Paths and per-camera matrices of one info record; one :class:`DataError` naming the sample otherwise.
+
+    ``cam2ego`` maps into the sample's key ego frame (the LiDAR timestamp's pose):
+    ``inv(ego2global) @ cam_ego2global @ sensor2ego``.
+    """
+    root = Path(root)
+    token = info.get("token", "<no token>") if isinstance(info, dict) else "<not a dict>"
+    missing = [k for k in INFO_KEYS if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise DataError(f"sample {token}: info record lacks {', '.join(missing)}; regenerate the info file")
+    try:
+        ego2global = rigid(_matrix(info["ego2global_rotation"], (4,), "ego2global_rotation"),
+                           _matrix(info["ego2global_translation"], (3,), "ego2global_translation"))
+        lidar2ego = rigid(_matrix(info["lidar2ego_rotation"], (4,), "lidar2ego_rotation"),
+                          _matrix(info["lidar2ego_translation"], (3,), "lidar2ego_translation"))
+        records = []
+        for name in cameras:
+            cam = info["cams"].get(name)
+            if cam is None:
+                raise DataError(f"camera {name} is missing (has {', '.join(sorted(info['cams']))})")
+            lacking = [k for k in CAMERA_KEYS if k not in cam]
+            if lacking:
+                raise DataError(f"camera {name} lacks {', '.join(lacking)}")
+            sensor2ego = rigid(_matrix(cam["sensor2ego_rotation"], (4,), f"{name} sensor2ego_rotation"),
+                               _matrix(cam["sensor2ego_translation"], (3,), f"{name} sensor2ego_translation"))
+            cam_ego2global = rigid(_matrix(cam["ego2global_rotation"], (4,), f"{name} ego2global_rotation"),
+                                   _matrix(cam["ego2global_translation"], (3,), f"{name} ego2global_translation"))
+            records.append(CameraRecord(name, resolve_path(root, cam["data_path"]),
+                                        _matrix(cam["cam_intrinsic"], (3, 3), f"{name} cam_intrinsic"),
+                                        np.linalg.inv(ego2global) @ cam_ego2global @ sensor2ego))
+    except DataError as err:
+        raise DataError(f"sample {token}: {err}") from None
+    labels = resolve_path(root, info["occ_path"]) / "labels.npz"
+    return SampleRecord(str(token), str(info["scene_name"]), resolve_path(root, info["lidar_path"]), lidar2ego,
+                        labels, records)
+
+
+def read_labels(path: Path, grid: OccupancyGrid, sample: str = "") -> dict[str, np.ndarray]:
+    """``semantics`` / ``mask_lidar`` / ``mask_camera`` arrays ``(X, Y, Z)`` uint8 of a labels.npz, checked against
+    ``grid``."""
+    where = f"sample {sample}: " if sample else ""
+    if not path.is_file():
+        raise DataError(f"{where}labels file {path} not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in LABEL_ARRAYS if k not in data.files]
+            if missing:
+                raise DataError(f"{where}{path} lacks the array(s) {', '.join(missing)}")
+            arrays = {k: np.asarray(data[k]) for k in LABEL_ARRAYS}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise DataError(f"{where}{path} is not a readable .npz ({err}); re-download or regenerate it") from None
+    for name, array in arrays.items():
+        if array.shape != grid.shape:
+            raise DataError(f"{where}{path}: {name} has shape {array.shape} but the grid is {grid.shape}; "
+                            "set data.grid to the labels' grid")
+    if arrays["semantics"].max() > OCC3D_FREE:
+        raise DataError(f"{where}{path}: semantics holds label {int(arrays['semantics'].max())} > {OCC3D_FREE}")
+    return arrays
+
+
+def read_lidar_points(path: Path, sample: str = "") -> np.ndarray:
+    """``(P, 3)`` float32 x, y, z (LiDAR frame, metres) of a nuScenes ``.pcd.bin`` (5 float32 per point)."""
+    where = f"sample {sample}: " if sample else ""
+    if not path.is_file():
+        raise DataError(f"{where}LiDAR file {path} not found")
+    raw = np.fromfile(path, dtype=np.float32)
+    if raw.size % 5:
+        raise DataError(f"{where}{path} holds {raw.size} floats, not a multiple of 5 (x, y, z, intensity, ring)")
+    return raw.reshape(-1, 5)[:, :3]
+
+
+def lidar_depth_height(points_ego: np.ndarray, intrinsics: np.ndarray, cam2ego: np.ndarray, post: np.ndarray,
+                       image_size: tuple[int, int], stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Depth and ego-frame height maps ``(H / stride, W / stride)`` of one camera from LiDAR points in the ego frame.
+
+    Points are projected into the network-input image (``post`` applied); the nearest point wins each pixel; a
+    feature cell takes the smallest depth and the smallest height among its pixels that have a point (the paper's
+    "minimum non-zero" reduction). Cells without points are NaN. Depth in metres along the camera axis, height in
+    metres above the ego origin.
+    """
+    height, width = image_size
+    ego2cam = np.linalg.inv(cam2ego)
+    cam = points_ego @ ego2cam[:3, :3].T + ego2cam[:3, 3]
+    front = cam[:, 2] > 0.1
+    cam, z_ego = cam[front], points_ego[front, 2]
+    uv = cam @ intrinsics.T
+    uv = uv[:, :2] / uv[:, 2:3]
+    uv = uv @ post[:2, :2].T + post[:2, 2]
+    col, row = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+    inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
+    col, row, depth, z_ego = col[inside], row[inside], cam[inside, 2], z_ego[inside]
+    order = np.argsort(-depth)  # far first, so the nearest point is written last and wins its pixel
+    depth_px = np.full((height, width), np.inf)
+    height_px = np.full((height, width), np.inf)
+    depth_px[row[order], col[order]] = depth[order]
+    height_px[row[order], col[order]] = z_ego[order]
+    fh, fw = height // stride, width // stride
+    cells = lambda a: a[: fh * stride, : fw * stride].reshape(fh, stride, fw, stride).min(axis=(1, 3))  # noqa: E731
+    depth_map, height_map = cells(depth_px), cells(height_px)
+    depth_map[~np.isfinite(depth_map)] = np.nan
+    height_map[~np.isfinite(height_map)] = np.nan
+    return depth_map.astype(np.float32), height_map.astype(np.float32)
+
+
+@dataclass
+class ImageAugment:
+    """BEVDet-style camera-image augmentation, drawn per camera.
+
+    ``size`` = (height, width) of the network input. The image is resized to ``size[1]`` wide plus a random
+    ``resize`` offset of the scale (training), cropped bottom-aligned (the top, mostly sky, is dropped) and
+    horizontally at random (centred in evaluation), mirrored with probability 0.5 when ``flip``, and rotated by
+    a uniform angle in ``rotate`` degrees.
+    """
+
+    size: tuple[int, int] = (256, 704)
+    resize: tuple[float, float] = (-0.06, 0.11)
+    rotate: tuple[float, float] = (-5.4, 5.4)
+    flip: bool = True
+
+    def post(self, source_size: tuple[int, int], rng: np.random.Generator | None) -> np.ndarray:
+        """(3, 3) image affine for a source image of ``source_size`` = (height, width); ``rng=None``: evaluation."""
+        height, width = self.size
+        scale = width / source_size[1]
+        if rng is not None:
+            scale += float(rng.uniform(*self.resize))
+        new_h, new_w = source_size[0] * scale, source_size[1] * scale
+        crop_x = float(rng.uniform(0, max(0.0, new_w - width))) if rng is not None else max(0.0, new_w - width) / 2
+        crop = (int(crop_x), int(max(0.0, new_h - height)))
+        flip = bool(rng is not None and self.flip and rng.random() < 0.5)
+        angle = float(rng.uniform(*self.rotate)) if rng is not None else 0.0
+        return image_affine(scale, crop, flip, angle, self.size)
+
+
+def _read_image(path: Path, sample: str, camera: str) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"sample {sample}: {camera} image {path} not found")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"sample {sample}: {camera} image {path} cannot be decoded (corrupt or not an image)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _height_bin(height: np.ndarray) -> np.ndarray:
+    lo, hi, step = HEIGHT_BINS
+    bins = np.rint((np.nan_to_num(height, nan=lo) - lo) / step)
+    return np.clip(bins, 0, round((hi - lo) / step)).astype(np.int64)
+
+
+class Occ3DDataset(Dataset):
+    """Occ3D samples as network inputs and targets.
+
+    Args:
+        records: parsed samples (:func:`parse_info`).
+        grid: the label grid; labels.npz arrays must have its shape.
+        augment: camera-image augmentation (its ``size`` is the network input).
+        train: random augmentation (image and BEV flips) when true; deterministic evaluation view otherwise.
+        bev_flip: mirror ego x / y with probability 0.5 each in training (labels and geometry alike).
+        stride: feature stride of the depth / height maps.
+        seed: base of the per-sample random generators (sample ``i`` in epoch ``e`` draws from
+            ``seed, e, i``), so a run replays exactly.
+
+    Items (tensors; ``N`` cameras, input ``H x W``, maps at ``H / stride x W / stride``): ``images`` (N, 3, H, W)
+    normalised, ``intrinsics`` (N, 3, 3), ``cam2ego`` (N, 4, 4), ``post`` (N, 3, 3), ``bda`` (3, 3), ``semantics``
+    (X, Y, Z) long, ``mask_camera`` / ``mask_lidar`` (X, Y, Z) bool, ``depth`` / ``height`` (N, h, w) metres (NaN
+    where no LiDAR point), ``height_bin`` (N, h, w) long, ``token``.
+    """
+
+    def __init__(self, records: Sequence[SampleRecord], grid: OccupancyGrid, augment: ImageAugment,
+                 train: bool = False, bev_flip: bool = True, stride: int = 16, seed: int = 0) -> None:
+        self.records, self.grid, self.augment = list(records), grid, augment
+        self.train, self.bev_flip, self.stride, self.seed = train, bev_flip, stride, seed
+        self.epoch = 0
+        if train and bev_flip and (grid.x_range[0] != -grid.x_range[1] or grid.y_range[0] != -grid.y_range[1]):
+            raise DataError(f"BEV flips need a grid symmetric about the ego origin, not {grid.ranges}")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
+        labels = read_labels(record.labels_path, self.grid, record.token)
+        points = read_lidar_points(record.lidar_path, record.token)
+        points_ego = points @ record.lidar2ego[:3, :3].T + record.lidar2ego[:3, 3]
+        mean, std = np.array(IMAGENET_MEAN) * 255, np.array(IMAGENET_STD) * 255
+        height, width = self.augment.size
+        images, posts, depths, heights = [], [], [], []
+        for cam in record.cameras:
+            image = _read_image(cam.image_path, record.token, cam.name)
+            post = self.augment.post(image.shape[:2], rng)
+            warped = cv2.warpAffine(image, post[:2], (width, height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(m) for m in mean))
+            images.append(((warped - mean) / std).transpose(2, 0, 1))
+            posts.append(post)
+            depth, z = lidar_depth_height(points_ego, cam.intrinsics, cam.cam2ego, post, (height, width), self.stride)
+            depths.append(depth)
+            heights.append(z)
+        flip_x = flip_y = False
+        if rng is not None and self.bev_flip:
+            flip_x, flip_y = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        flip_axes = tuple(axis for axis, flip in ((0, flip_x), (1, flip_y)) if flip)
+        volumes = {k: np.flip(v, flip_axes).copy() if flip_axes else v for k, v in labels.items()}
+        height_maps = np.stack(heights)
+        return {
+            "images": torch.from_numpy(np.stack(images).astype(np.float32)),
+            "intrinsics": torch.from_numpy(np.stack([c.intrinsics for c in record.cameras]).astype(np.float32)),
+            "cam2ego": torch.from_numpy(np.stack([c.cam2ego for c in record.cameras]).astype(np.float32)),
+            "post": torch.from_numpy(np.stack(posts).astype(np.float32)),
+            "bda": torch.from_numpy(bev_flip_matrix(flip_x, flip_y).astype(np.float32)),
+            "semantics": torch.from_numpy(volumes["semantics"].astype(np.int64)),
+            "mask_camera": torch.from_numpy(volumes["mask_camera"] > 0),
+            "mask_lidar": torch.from_numpy(volumes["mask_lidar"] > 0),
+            "depth": torch.from_numpy(np.stack(depths)),
+            "height": torch.from_numpy(height_maps),
+            "height_bin": torch.from_numpy(_height_bin(height_maps)),
+            "token": record.token,
+        }
+
+
+def collate_occ3d(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack tensors along a new batch dimension; tokens become a list."""
+    return {k: [item[k] for item in items] if k == "token" else torch.stack([item[k] for item in items])
+            for k in items[0]}
+
+
+def occ3d_records(root: str | Path, split: str, cameras: Sequence[str] = NUSCENES_CAMERAS,
+                  info_file: str | None = None) -> list[SampleRecord]:
+    """Parsed samples of ``split`` (``train`` / ``val``) under ``root``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data root {root} not found; set data.root to the nuScenes folder holding gts/ and samples/")
+    if info_file is None and split not in INFO_FILES:
+        raise DataError(f"unknown split {split!r}; use one of {', '.join(INFO_FILES)} or set the info file")
+    infos = load_infos(root / (info_file or INFO_FILES[split]))
+    return [parse_info(info, root, cameras) for info in infos]
