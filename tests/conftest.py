@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from visionzoo.data.synthetic_dis import generate_synthetic_dis
+from visionzoo.data.synthetic_occ3d import generate_synthetic_occ3d
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +22,10 @@ def tiny_dis(tmp_path_factory) -> Path:
     """A synthetic DIS5K with 1-2 images of 48..80 px per split (for end-to-end runs that must be quick)."""
     counts = {"DIS-TR": 2, "DIS-VD": 2, "DIS-TE1": 1, "DIS-TE2": 1, "DIS-TE3": 1, "DIS-TE4": 1}
     return generate_synthetic_dis(tmp_path_factory.mktemp("dis"), counts=counts, seed=0, size_range=(48, 80))
+
+
+@pytest.fixture(scope="session")
+def tiny_occ3d(tmp_path_factory) -> Path:
+    """Synthetic worlds in the Occ3D layout: 2 train + 1 val scenes, cameras at 80 x 144 pixels."""
+    return generate_synthetic_occ3d(tmp_path_factory.mktemp("occ3d"), train_scenes=2, val_scenes=1,
+                                    image_scale=0.09, lidar_azimuths=180)

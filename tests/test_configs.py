@@ -39,7 +39,7 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
 
 def test_experiments_exist():
     assert {"ben_dis5k", "ben_synthetic", "ben_cutout", "dip_denoise"} <= set(EXPERIMENTS)
-    assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_synthetic"]
+    assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_synthetic", "dhd_occ3d", "dhd_synthetic"]
     assert PREDICT_EXPERIMENTS == ["ben_cutout", "dip_denoise"]
 
 
@@ -65,20 +65,25 @@ def test_every_group_option_composes(group, option, tmp_path):
     OmegaConf.to_container(cfg, resolve=True)
 
 
-def small_data_overrides(data_target: str, tiny_dis: Path) -> list[str]:
+def small_data_overrides(data_target: str, tiny_dis: Path, tiny_occ3d: Path) -> list[str]:
     """Point an experiment's data at a few tiny built-in samples; every data module must be covered here."""
     if data_target.endswith("DISDataModule"):
         return [f"data.root={tiny_dis}", "data.synthetic=null", "data.input_size=64", "data.num_workers=0",
                 "data.batch_size=2", "data.eval_batch_size=2"]
+    if data_target.endswith("Occ3DDataModule"):  # the synthetic grid: Occ3D's 200 x 200 BEV is too slow here
+        grid = "{x_range: [-20.0, 20.0], y_range: [-20.0, 20.0], z_range: [-1.0, 5.4], voxel: [0.8, 0.8, 0.4]}"
+        return [f"data.root={tiny_occ3d}", "data.synthetic=null", f"data.grid={grid}", "data.input_size=[32,64]",
+                "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "+model.grid=${data.grid}",
+                "+model.depth_bins=[1.0,29.0,1.0]"]
     raise AssertionError(f"add small-data overrides for {data_target}")
 
 
 @pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS)
-def test_experiment_fast_dev_run(experiment, tiny_dis, tmp_path):
+def test_experiment_fast_dev_run(experiment, tiny_dis, tiny_occ3d, tmp_path):
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=csv", "test=true",
                  "callbacks.rich_progress_bar=null"]
     data_target = compose_config("train", overrides, tmp_path).data._target_
-    cfg = compose_config("train", overrides + small_data_overrides(data_target, tiny_dis), tmp_path)
+    cfg = compose_config("train", overrides + small_data_overrides(data_target, tiny_dis, tiny_occ3d), tmp_path)
     metrics = runner.train(cfg)
     assert metrics["train/loss"] > 0
     assert (tmp_path / "config.yaml").exists()

@@ -69,6 +69,10 @@ class OccupancyGrid:
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
 
 
+#: The synthetic worlds' grid: +-20 m at 0.8 m, with Occ3D's 16 z layers of 0.4 m (50 x 50 x 16).
+SYNTHETIC_GRID = OccupancyGrid((-20.0, 20.0), (-20.0, 20.0), (-1.0, 5.4), (0.8, 0.8, 0.4))
+
+
 def quaternion_to_matrix(q: "np.ndarray | list[float]") -> np.ndarray:
     """(3, 3) rotation of a unit quaternion ``(w, x, y, z)`` (nuScenes order); normalised first."""
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)

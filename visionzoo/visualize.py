@@ -105,3 +105,61 @@ def line_plot(curves: dict[str, Sequence[float]], title: str, x_label: str, y_la
             cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA)
         cv2.putText(canvas, label, (left + plot_w - 170, top + 16 + 16 * n), font, 0.42, colour, 1, cv2.LINE_AA)
     return canvas
+
+
+def occupancy_bev(semantics: np.ndarray, colours: Sequence[Sequence[int]], free: int,
+                  mask: np.ndarray | None = None, scale: int = 4) -> np.ndarray:
+    """Top-down ``(X * scale, Y * scale, 3)`` uint8 picture of an ``(X, Y, Z)`` label volume: each column shows
+    its highest non-free label (white where free); with ``mask``, only masked voxels count and columns without
+    any are grey. Ego forward (+x) points up, left (+y) points left."""
+    labels = np.where(mask > 0, semantics, free) if mask is not None else semantics
+    occupied = labels != free
+    top = labels.shape[2] - 1 - np.argmax(occupied[..., ::-1], axis=2)
+    bev = np.where(occupied.any(axis=2), np.take_along_axis(labels, top[..., None], axis=2)[..., 0], free)
+    picture = np.asarray(colours, dtype=np.uint8)[bev]
+    if mask is not None:
+        picture[~(mask > 0).any(axis=2)] = (200, 200, 200)
+    picture = picture[::-1, ::-1]
+    return np.ascontiguousarray(np.repeat(np.repeat(picture, scale, axis=0), scale, axis=1))
+
+
+def occupancy_voxels(semantics: np.ndarray, colours: Sequence[Sequence[int]], free: int,
+                     mask: np.ndarray | None = None, cell: float = 5.0, z_scale: float = 1.0) -> np.ndarray:
+    """Isometric ``(H, W, 3)`` uint8 rendering of the non-free voxels of an ``(X, Y, Z)`` label volume (only the
+    masked ones with ``mask``), seen from behind-right above, painter's order. ``z_scale`` = voxel height /
+    voxel width."""
+    labels = np.where(mask > 0, semantics, free) if mask is not None else semantics
+    X, Y, Z = labels.shape
+    cos, sin = 0.866 * cell, 0.5 * cell
+    width = int((X + Y) * cos) + 4
+    height = int((X + Y) * sin + Z * z_scale * cell) + 4
+
+    def screen(x: float, y: float, z: float) -> tuple[float, float]:
+        return (x - y + Y) * cos + 2, height - 2 - ((x + y) * sin + z * z_scale * cell)
+
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    xs, ys, zs = np.nonzero(labels != free)
+    order = np.argsort(-(xs + ys) + zs * 1e-3 + 0.0, kind="stable")
+    faces = (((0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)), ((0, 0, 0), (0, 1, 0), (0, 1, 1), (0, 0, 1)),
+             ((0, 0, 0), (1, 0, 0), (1, 0, 1), (0, 0, 1)))
+    shades = (1.0, 0.78, 0.62)
+    palette = np.asarray(colours, dtype=np.float32)
+    for i in order:
+        x, y, z = int(xs[i]), int(ys[i]), int(zs[i])
+        base = palette[labels[x, y, z]]
+        for face, shade in zip(faces, shades):
+            polygon = np.array([screen(x + dx, y + dy, z + dz) for dx, dy, dz in face], np.int32)
+            cv2.fillConvexPoly(canvas, polygon, tuple(int(c) for c in base * shade), cv2.LINE_AA)
+    return canvas
+
+
+def class_legend(names: Sequence[str], colours: Sequence[Sequence[int]], width: int = 192) -> np.ndarray:
+    """``(H, width, 3)`` uint8 legend: a colour swatch and the name per class."""
+    row = 16
+    legend = np.full((row * len(names) + 8, width, 3), 255, np.uint8)
+    for i, (name, colour) in enumerate(zip(names, colours)):
+        top = 4 + i * row
+        cv2.rectangle(legend, (4, top + 2), (16, top + 13), tuple(int(c) for c in colour), -1)
+        cv2.rectangle(legend, (4, top + 2), (16, top + 13), (0, 0, 0), 1)
+        cv2.putText(legend, name, (22, top + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return legend

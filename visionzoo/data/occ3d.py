@@ -278,8 +278,9 @@ class Occ3DDataset(Dataset):
         train: random augmentation (image and BEV flips) when true; deterministic evaluation view otherwise.
         bev_flip: mirror ego x / y with probability 0.5 each in training (labels and geometry alike).
         stride: feature stride of the depth / height maps.
-        seed: base of the per-sample random generators (sample ``i`` in epoch ``e`` draws from
-            ``seed, e, i``), so a run replays exactly.
+
+    Training draws each sample's augmentation from torch's generator (seeded per DataLoader worker from the
+    run's seed), so a seeded run replays exactly.
 
     Items (tensors; ``N`` cameras, input ``H x W``, maps at ``H / stride x W / stride``): ``images`` (N, 3, H, W)
     normalised, ``intrinsics`` (N, 3, 3), ``cam2ego`` (N, 4, 4), ``post`` (N, 3, 3), ``bda`` (3, 3), ``semantics``
@@ -288,22 +289,18 @@ class Occ3DDataset(Dataset):
     """
 
     def __init__(self, records: Sequence[SampleRecord], grid: OccupancyGrid, augment: ImageAugment,
-                 train: bool = False, bev_flip: bool = True, stride: int = 16, seed: int = 0) -> None:
+                 train: bool = False, bev_flip: bool = True, stride: int = 16) -> None:
         self.records, self.grid, self.augment = list(records), grid, augment
-        self.train, self.bev_flip, self.stride, self.seed = train, bev_flip, stride, seed
-        self.epoch = 0
+        self.train, self.bev_flip, self.stride = train, bev_flip, stride
         if train and bev_flip and (grid.x_range[0] != -grid.x_range[1] or grid.y_range[0] != -grid.y_range[1]):
             raise DataError(f"BEV flips need a grid symmetric about the ego origin, not {grid.ranges}")
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        rng = np.random.default_rng((self.seed, self.epoch, index)) if self.train else None
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()))) if self.train else None
         labels = read_labels(record.labels_path, self.grid, record.token)
         points = read_lidar_points(record.lidar_path, record.token)
         points_ego = points @ record.lidar2ego[:3, :3].T + record.lidar2ego[:3, 3]

@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,14 +27,12 @@ import numpy as np
 
 from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_CLASSES, OCC3D_FREE
 from visionzoo.data.occ3d import INFO_FILES
-from visionzoo.geometry import OccupancyGrid, matrix_to_quaternion, rigid, yaw_camera_rotation
+from visionzoo.geometry import SYNTHETIC_GRID, OccupancyGrid, matrix_to_quaternion, rigid, yaw_camera_rotation
 
 log = logging.getLogger(__name__)
 _MARKER = "COMPLETE.json"
 L = {name: index for index, name in enumerate(OCC3D_CLASSES)}
 
-#: The synthetic worlds' default grid: +-20 m at 0.8 m, Occ3D's 16 z layers of 0.4 m.
-SYNTHETIC_GRID = OccupancyGrid((-20.0, 20.0), (-20.0, 20.0), (-1.0, 5.4), (0.8, 0.8, 0.4))
 
 #: (position in ego (m), yaw (deg), focal (px at 1600x900)) of a nuScenes-like rig.
 CAMERA_RIG = {
@@ -354,7 +353,7 @@ def generate_synthetic_occ3d(cache_dir: str | os.PathLike, **settings) -> Path:
     ``settings`` are :class:`WorldSettings` fields. The folder name carries their hash and a marker file is
     written last, so an interrupted generation is redone and different settings never share a folder.
     """
-    if "grid" in settings and isinstance(settings["grid"], dict):
+    if isinstance(settings.get("grid"), Mapping):
         g = settings["grid"]
         settings["grid"] = (tuple(g["x_range"]), tuple(g["y_range"]), tuple(g["z_range"]), tuple(g["voxel"]))
     world = WorldSettings(**settings)

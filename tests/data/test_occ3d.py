@@ -1,0 +1,210 @@
+"""Occ3D reader, geometry and synthetic worlds: projections by hand, LiDAR maps, layout, errors on broken samples."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_FREE
+from visionzoo.data.occ3d import (ImageAugment, Occ3DDataset, collate_occ3d, lidar_depth_height, load_infos,
+                                  occ3d_records, read_labels, read_lidar_points)
+from visionzoo.data.synthetic_occ3d import camera_rig
+from visionzoo.errors import DataError
+from visionzoo.geometry import (SYNTHETIC_GRID, OccupancyGrid, bev_flip_matrix, image_affine, lift_to_ego,
+                                project_to_image, rigid, yaw_camera_rotation)
+from visionzoo.models.voxel_pooling import voxel_indices
+
+T = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
+
+
+def test_grid_shapes_and_sub_grids():
+    assert OccupancyGrid().shape == (200, 200, 16)
+    assert SYNTHETIC_GRID.shape == (50, 50, 16)
+    assert [SYNTHETIC_GRID.z_slice(a, b).shape[2] for a, b in ((-1.0, 0.6), (0.6, 2.2), (2.2, 5.4))] == [4, 4, 8]
+    with pytest.raises(ValueError, match="whole number"):
+        OccupancyGrid(voxel=(0.3, 0.4, 0.4))
+    with pytest.raises(ValueError, match="layer boundary"):
+        SYNTHETIC_GRID.layer_index(0.5)
+
+
+@pytest.mark.parametrize("camera", NUSCENES_CAMERAS)
+def test_known_point_lands_on_expected_pixel_and_lifts_back_into_its_voxel(camera):
+    cam2ego, intrinsics, _ = camera_rig(0.16)[camera]
+    in_camera = np.array([1.0, 0.5, 10.0])  # 1 m right, 0.5 m down, 10 m ahead of the camera
+    point = cam2ego[:3, :3] @ in_camera + cam2ego[:3, 3]
+    f, cx, cy = intrinsics[0, 0], intrinsics[0, 2], intrinsics[1, 2]
+    source_pixel = np.array([cx + f * 0.1, cy + f * 0.05])
+    post = image_affine(0.5, (3, 5), False, 0.0, (64, 128))
+    uv, depth = project_to_image(T(point)[None], T(intrinsics), T(cam2ego), T(post))
+    assert uv[0].numpy() == pytest.approx(source_pixel * 0.5 - [3, 5], abs=1e-9)
+    assert float(depth[0]) == pytest.approx(10.0)
+    back = lift_to_ego(uv, depth, T(intrinsics), T(cam2ego), T(post))
+    assert back[0].numpy() == pytest.approx(point, abs=1e-9)
+    kept, index = voxel_indices(back[None].float(), SYNTHETIC_GRID)
+    cell = np.floor((point - np.array(SYNTHETIC_GRID.lower)) / np.array(SYNTHETIC_GRID.voxel)).astype(int)
+    assert kept.tolist() == [0]
+    assert int(index) == (cell[0] * 50 + cell[1]) * 16 + cell[2]
+
+
+def test_flip_rotation_and_bev_flip_round_trip():
+    cam2ego, intrinsics, _ = camera_rig(0.16)["CAM_FRONT_LEFT"]
+    points = T([[8.0, 9.0, 1.0], [5.0, 6.0, 0.2], [12.0, 3.0, 2.5]])
+    plain = image_affine(0.6, (10, 20), False, 0.0, (80, 160))
+    flipped = image_affine(0.6, (10, 20), True, 0.0, (80, 160))
+    uv, _ = project_to_image(points, T(intrinsics), T(cam2ego), T(plain))
+    uv_flip, _ = project_to_image(points, T(intrinsics), T(cam2ego), T(flipped))
+    assert uv_flip[:, 0].numpy() == pytest.approx(160 - uv[:, 0].numpy())
+    assert uv_flip[:, 1].numpy() == pytest.approx(uv[:, 1].numpy())
+    rotated = image_affine(0.6, (10, 20), True, 5.0, (80, 160))
+    bda = T(bev_flip_matrix(True, False))
+    mirrored = points * T([-1.0, 1.0, 1.0])
+    uv_rot, depth = project_to_image(mirrored, T(intrinsics), T(cam2ego), T(rotated), bda)
+    assert float((uv_rot - T([80, 40])).norm(dim=1)[0]) == pytest.approx(float((uv_flip - T([80, 40])).norm(dim=1)[0]))
+    back = lift_to_ego(uv_rot, depth, T(intrinsics), T(cam2ego), T(rotated), bda)
+    assert back.numpy() == pytest.approx(mirrored.numpy(), abs=1e-9)
+
+
+def test_lidar_maps_take_the_nearest_point_per_pixel_and_the_minimum_per_cell():
+    intrinsics = np.array([[10.0, 0, 8], [0, 10.0, 8], [0, 0, 1]])
+    cam2ego = rigid(yaw_camera_rotation(0.0), (0.0, 0.0, 1.0))  # looking along +x from 1 m high
+    # ego (x ahead, y left, z up) -> pixel (8 - 10 y / x, 8 - 10 (z - 1) / x)
+    points = np.array([
+        [10.0, 0.0, 1.0],   # pixel (8, 8), depth 10, height 1.0
+        [5.0, 0.0, 1.0],    # the same pixel, nearer: wins, height 1.0
+        [4.0, 0.0, 0.6],    # pixel (8, 9): another pixel of the same 8x8 cell, height 0.6
+        [10.0, -5.0, 1.0],  # pixel (13, 8): cell (1, 1) with stride 8, depth 10
+        [2.0, 0.0, 1.0],    # pixel (8, 8) again, nearest: depth 2 wins the pixel
+        [-3.0, 0.0, 1.0],   # behind the camera: dropped
+    ])
+    depth, height = lidar_depth_height(points, intrinsics, cam2ego, np.eye(3), (16, 16), 8)
+    assert depth.shape == (2, 2)
+    assert depth[1, 1] == pytest.approx(2.0) and height[1, 1] == pytest.approx(0.6)  # min depth, min height
+    assert np.isnan(depth[0]).all() and np.isnan(depth[1, 0])
+    points = points[[0, 3]]
+    depth, height = lidar_depth_height(points, intrinsics, cam2ego, np.eye(3), (16, 16), 8)
+    assert depth[1, 1] == pytest.approx(10.0) and height[1, 1] == pytest.approx(1.0)
+
+
+def test_synthetic_layout_matches_occ3d(tiny_occ3d):
+    for split in ("train", "val"):
+        assert (tiny_occ3d / f"bevdetv2-nuscenes_infos_{split}.pkl").is_file()
+    infos = load_infos(tiny_occ3d / "bevdetv2-nuscenes_infos_train.pkl")
+    assert len(infos) == 2 and set(infos[0]["cams"]) == set(NUSCENES_CAMERAS)
+    assert infos[0]["occ_path"].startswith("./data/nuscenes/gts/")
+    records = occ3d_records(tiny_occ3d, "train")
+    labels = read_labels(records[0].labels_path, SYNTHETIC_GRID)
+    assert {k: v.shape for k, v in labels.items()} == {k: (50, 50, 16) for k in ("semantics", "mask_lidar", "mask_camera")}
+    assert all(v.dtype == np.uint8 for v in labels.values())
+    visible = labels["semantics"][labels["mask_camera"] > 0]
+    counts = np.bincount(visible, minlength=18)
+    assert counts[OCC3D_FREE] > counts[:OCC3D_FREE].sum()  # mostly free space, as in the real sample
+    assert counts[11] > 0 and counts[15] + counts[16] > 0  # road and buildings/vegetation seen
+
+
+def test_key_frame_camera_poses_match_the_rig(tiny_occ3d):
+    record = occ3d_records(tiny_occ3d, "train")[0]
+    rig = camera_rig(0.09)
+    for camera in record.cameras:
+        assert camera.cam2ego == pytest.approx(rig[camera.name][0], abs=1e-6)
+        assert camera.intrinsics == pytest.approx(rig[camera.name][1])
+
+
+def test_lidar_points_in_the_ego_frame_sit_on_occupied_voxels(tiny_occ3d):
+    record = occ3d_records(tiny_occ3d, "train")[0]
+    labels = read_labels(record.labels_path, SYNTHETIC_GRID)["semantics"]
+    points = read_lidar_points(record.lidar_path)
+    ego = points @ record.lidar2ego[:3, :3].T + record.lidar2ego[:3, 3]
+    ray = ego - record.lidar2ego[:3, 3]
+    inside = ego + 0.01 * ray / np.linalg.norm(ray, axis=1, keepdims=True)  # 1 cm past the surface
+    cell = np.floor((inside - np.array(SYNTHETIC_GRID.lower)) / np.array(SYNTHETIC_GRID.voxel)).astype(int)
+    assert len(points) > 1000
+    assert (labels[cell[:, 0], cell[:, 1], cell[:, 2]] != OCC3D_FREE).mean() > 0.99
+
+
+def test_dataset_items_and_bev_flip_moves_labels_with_geometry(tiny_occ3d):
+    records = occ3d_records(tiny_occ3d, "train")
+    plain = Occ3DDataset(records, SYNTHETIC_GRID, ImageAugment(size=(32, 64)))[0]
+    assert plain["images"].shape == (6, 3, 32, 64) and plain["depth"].shape == (6, 2, 4)
+    assert plain["bda"].numpy() == pytest.approx(np.eye(3))
+    assert plain["height_bin"].min() >= 0 and plain["height_bin"].max() <= 64
+    seen = set()
+    dataset = Occ3DDataset(records, SYNTHETIC_GRID, ImageAugment(size=(32, 64)), train=True)
+    for seed in range(12):
+        torch.manual_seed(seed)
+        item = dataset[0]
+        flips = (bool(item["bda"][0, 0] < 0), bool(item["bda"][1, 1] < 0))
+        seen.add(flips)
+        axes = tuple(a for a, f in enumerate(flips) if f)
+        expected = torch.flip(plain["semantics"], axes) if axes else plain["semantics"]
+        assert torch.equal(item["semantics"], expected)
+    assert len(seen) >= 3
+    batch = collate_occ3d([plain, plain])
+    assert batch["images"].shape == (2, 6, 3, 32, 64) and batch["token"] == [plain["token"]] * 2
+
+
+def _copy(tiny_occ3d: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "nuscenes"
+    shutil.copytree(tiny_occ3d, root)
+    return root
+
+
+def _rewrite_infos(root: Path, change) -> None:
+    path = root / "bevdetv2-nuscenes_infos_train.pkl"
+    content = pickle.loads(path.read_bytes())
+    change(content["infos"][0])
+    path.write_bytes(pickle.dumps(content))
+
+
+def test_broken_info_records_name_the_sample(tiny_occ3d, tmp_path):
+    root = _copy(tiny_occ3d, tmp_path)
+    token = load_infos(root / "bevdetv2-nuscenes_infos_train.pkl")[0]["token"]
+    _rewrite_infos(root, lambda info: info["cams"].pop("CAM_BACK"))
+    with pytest.raises(DataError, match=rf"sample {token}: camera CAM_BACK is missing"):
+        occ3d_records(root, "train")
+    _rewrite_infos(root, lambda info: info.pop("occ_path"))
+    with pytest.raises(DataError, match=rf"sample {token}: info record lacks occ_path"):
+        occ3d_records(root, "train")
+
+
+def test_info_files_cannot_run_code(tmp_path):
+    class Exploit:
+        def __reduce__(self):
+            return (math.factorial, (5,))
+
+    path = tmp_path / "bevdetv2-nuscenes_infos_train.pkl"
+    path.write_bytes(pickle.dumps({"infos": [Exploit()]}))
+    with pytest.raises(DataError, match=r"holds a math.factorial object; only plain types and numpy arrays"):
+        load_infos(path)
+    with pytest.raises(DataError, match="not found"):
+        load_infos(tmp_path / "missing.pkl")
+    with pytest.raises(DataError, match="data root .* not found"):
+        occ3d_records(tmp_path / "nowhere", "train")
+
+
+def test_broken_files_name_the_sample(tiny_occ3d, tmp_path):
+    root = _copy(tiny_occ3d, tmp_path)
+    record = occ3d_records(root, "train")[0]
+    dataset = Occ3DDataset([record], SYNTHETIC_GRID, ImageAugment(size=(32, 64)))
+    np.savez(record.labels_path, semantics=np.zeros((200, 200, 16), np.uint8),
+             mask_lidar=np.zeros((200, 200, 16), np.uint8), mask_camera=np.zeros((200, 200, 16), np.uint8))
+    with pytest.raises(DataError, match=rf"sample {record.token}: .*semantics has shape \(200, 200, 16\) but the grid"):
+        dataset[0]
+    record.labels_path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(DataError, match=rf"sample {record.token}: .*labels.npz is not a readable .npz"):
+        dataset[0]
+    shutil.copy(tiny_occ3d / record.labels_path.relative_to(root), record.labels_path)
+    record.cameras[2].image_path.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match=rf"sample {record.token}: CAM_FRONT_RIGHT image .* cannot be decoded"):
+        dataset[0]
+    record.cameras[2].image_path.unlink()
+    with pytest.raises(DataError, match=rf"sample {record.token}: CAM_FRONT_RIGHT image .* not found"):
+        dataset[0]
+    record.lidar_path.write_bytes(np.zeros(7, np.float32).tobytes())
+    with pytest.raises(DataError, match="not a multiple of 5"):
+        read_lidar_points(record.lidar_path)
