@@ -40,7 +40,7 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
 def test_experiments_exist():
     assert {"ben_dis5k", "ben_synthetic", "ben_cutout", "dip_denoise"} <= set(EXPERIMENTS)
     assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_synthetic", "dhd_occ3d", "dhd_synthetic"]
-    assert PREDICT_EXPERIMENTS == ["ben_cutout", "dip_denoise"]
+    assert PREDICT_EXPERIMENTS == ["ben_cutout", "dhd_occ3d", "dip_denoise"]
 
 
 ENTRY_CASES = [("train", e) for e in TRAIN_EXPERIMENTS] + [("eval", e) for e in EVAL_EXPERIMENTS] + [

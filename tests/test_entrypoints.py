@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 
@@ -52,7 +53,48 @@ def test_train_eval_predict_round_trip(tiny_dis, tmp_path):
                                                                           "DIS-TE2_0000_mask.png"]
 
 
+def small_occ3d(tiny_occ3d: Path) -> list[str]:
+    return [f"data.root={tiny_occ3d}", "data.synthetic=null", "data.input_size=[32,64]", "data.num_workers=0",
+            "data.batch_size=1", "data.eval_batch_size=1"]
+
+
+def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
+    trained = run("train.py", "experiment=dhd_synthetic", "trainer.max_epochs=1", "hydra.run.dir=run",
+                  "callbacks.rich_progress_bar=null", *small_occ3d(tiny_occ3d), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+    evaluated = run("eval.py", "experiment=dhd_synthetic", f"ckpt_path={ckpt}", "hydra.run.dir=eval",
+                    *small_occ3d(tiny_occ3d), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert [r["class"] for r in rows][:2] == ["others", "barrier"] and rows[-1]["class"] == "mIoU"
+    assert len(rows) == 18 and 0 <= rows[-1]["IoU"] <= 100
+    assert "driveable_surface" in evaluated.stdout and "mIoU" in evaluated.stdout
+    picture = cv2.imread(str(tmp_path / "eval" / "pictures" / "occupancy.png"))
+    assert picture.shape[1] > 5 * 256  # five tiles and the legend
+
+    predicted = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
+                    "output=occ", "data.input_size=[32,64]", "hydra.run.dir=predict", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    written = sorted((tmp_path / "occ").glob("*/*/labels.npz"))
+    assert len(written) == 1 and written[0].parts[-3] == "synthetic-val-0000"
+    with np.load(written[0]) as data:
+        assert data.files == ["semantics"] and data["semantics"].shape == (50, 50, 16)
+        assert data["semantics"].dtype == np.uint8 and data["semantics"].max() <= 17
+    assert len(list((tmp_path / "occ" / "pictures").glob("*.png"))) == 1
+    again = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
+                "output=occ", "data.input_size=[32,64]", "hydra.run.dir=predict", cwd=tmp_path)
+    assert "0 processed, 1 already done" in again.stderr
+
+
 @pytest.mark.parametrize("script, overrides, message", [
+    ("train.py", ["experiment=dhd_occ3d", "data.root=/no/such/nuscenes", "trainer.fast_dev_run=true"],
+     "error: data root /no/such/nuscenes not found; set data.root"),
+    ("train.py", ["experiment=dhd_occ3d", "data.root=null"], "error: data.root is not set"),
+    ("predict.py", ["experiment=dhd_occ3d", "input=/no/such/nuscenes", "output=out"],
+     "error: data root /no/such/nuscenes not found"),
+    ("train.py", ["experiment=dhd_synthetic", "model.name=dhd_dla43"], "error: unknown model 'dhd_dla43'; closest: "),
     ("eval.py", ["experiment=ben_synthetic"], "error: eval needs weights: pass ckpt_path="),
     ("train.py", ["experiment=ben_synthetic", "model.name=ben_dla43"], "error: unknown model 'ben_dla43'; closest: "),
     ("train.py", ["experiment=ben_dis5k", "data.root=/no/such/dis5k", "trainer.fast_dev_run=true"],

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -66,6 +66,13 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if isinstance(entry, DictConfig) and "_target_" in entry]
 
 
+def _drop_predictor(cfg: DictConfig) -> None:
+    """A recipe's ``predictor`` reads predict.py's ``input``/``output``; train and eval do not use it."""
+    if "predictor" in cfg:
+        with open_dict(cfg):
+            del cfg["predictor"]
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the datamodule, the network and the task around it."""
     _require(cfg, "data", "model", "task")
@@ -90,6 +97,7 @@ def output_dir(cfg: DictConfig) -> Path:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the task; resume from ``ckpt_path`` when given; test the best checkpoint when ``test=true``."""
+    _drop_predictor(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     datamodule, task = build(cfg)
@@ -114,6 +122,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Evaluate a checkpoint (``ckpt_path``) or pretrained weights (``model.pretrained``) on the test splits."""
+    _drop_predictor(cfg)
     ckpt = cfg.get("ckpt_path")
     if not cfg.get("weights_required", True):
         if ckpt is not None:

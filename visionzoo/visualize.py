@@ -163,3 +163,14 @@ def class_legend(names: Sequence[str], colours: Sequence[Sequence[int]], width: 
         cv2.rectangle(legend, (4, top + 2), (16, top + 13), (0, 0, 0), 1)
         cv2.putText(legend, name, (22, top + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return legend
+
+
+def side_by_side(*images: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` uint8 images placed left to right, top-aligned, on white."""
+    height = max(image.shape[0] for image in images)
+    canvas = np.full((height, sum(image.shape[1] for image in images), 3), 255, np.uint8)
+    left = 0
+    for image in images:
+        canvas[: image.shape[0], left : left + image.shape[1]] = image
+        left += image.shape[1]
+    return canvas

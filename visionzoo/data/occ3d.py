@@ -278,6 +278,7 @@ class Occ3DDataset(Dataset):
         train: random augmentation (image and BEV flips) when true; deterministic evaluation view otherwise.
         bev_flip: mirror ego x / y with probability 0.5 each in training (labels and geometry alike).
         stride: feature stride of the depth / height maps.
+        targets: read labels and LiDAR (training, evaluation); ``False`` reads only the cameras (prediction).
 
     Training draws each sample's augmentation from torch's generator (seeded per DataLoader worker from the
     run's seed), so a seeded run replays exactly.
@@ -289,9 +290,9 @@ class Occ3DDataset(Dataset):
     """
 
     def __init__(self, records: Sequence[SampleRecord], grid: OccupancyGrid, augment: ImageAugment,
-                 train: bool = False, bev_flip: bool = True, stride: int = 16) -> None:
+                 train: bool = False, bev_flip: bool = True, stride: int = 16, targets: bool = True) -> None:
         self.records, self.grid, self.augment = list(records), grid, augment
-        self.train, self.bev_flip, self.stride = train, bev_flip, stride
+        self.train, self.bev_flip, self.stride, self.targets = train, bev_flip, stride, targets
         if train and bev_flip and (grid.x_range[0] != -grid.x_range[1] or grid.y_range[0] != -grid.y_range[1]):
             raise DataError(f"BEV flips need a grid symmetric about the ego origin, not {grid.ranges}")
 
@@ -301,9 +302,10 @@ class Occ3DDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()))) if self.train else None
-        labels = read_labels(record.labels_path, self.grid, record.token)
-        points = read_lidar_points(record.lidar_path, record.token)
-        points_ego = points @ record.lidar2ego[:3, :3].T + record.lidar2ego[:3, 3]
+        if self.targets:
+            labels = read_labels(record.labels_path, self.grid, record.token)
+            points = read_lidar_points(record.lidar_path, record.token)
+            points_ego = points @ record.lidar2ego[:3, :3].T + record.lidar2ego[:3, 3]
         mean, std = np.array(IMAGENET_MEAN) * 255, np.array(IMAGENET_STD) * 255
         height, width = self.augment.size
         images, posts, depths, heights = [], [], [], []
@@ -314,28 +316,35 @@ class Occ3DDataset(Dataset):
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(m) for m in mean))
             images.append(((warped - mean) / std).transpose(2, 0, 1))
             posts.append(post)
-            depth, z = lidar_depth_height(points_ego, cam.intrinsics, cam.cam2ego, post, (height, width), self.stride)
-            depths.append(depth)
-            heights.append(z)
+            if self.targets:
+                depth, z = lidar_depth_height(points_ego, cam.intrinsics, cam.cam2ego, post, (height, width),
+                                              self.stride)
+                depths.append(depth)
+                heights.append(z)
         flip_x = flip_y = False
         if rng is not None and self.bev_flip:
             flip_x, flip_y = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
-        flip_axes = tuple(axis for axis, flip in ((0, flip_x), (1, flip_y)) if flip)
-        volumes = {k: np.flip(v, flip_axes).copy() if flip_axes else v for k, v in labels.items()}
-        height_maps = np.stack(heights)
-        return {
+        item = {
             "images": torch.from_numpy(np.stack(images).astype(np.float32)),
             "intrinsics": torch.from_numpy(np.stack([c.intrinsics for c in record.cameras]).astype(np.float32)),
             "cam2ego": torch.from_numpy(np.stack([c.cam2ego for c in record.cameras]).astype(np.float32)),
             "post": torch.from_numpy(np.stack(posts).astype(np.float32)),
             "bda": torch.from_numpy(bev_flip_matrix(flip_x, flip_y).astype(np.float32)),
+            "token": record.token,
+        }
+        if not self.targets:
+            return item
+        flip_axes = tuple(axis for axis, flip in ((0, flip_x), (1, flip_y)) if flip)
+        volumes = {k: np.flip(v, flip_axes).copy() if flip_axes else v for k, v in labels.items()}
+        height_maps = np.stack(heights)
+        return {
+            **item,
             "semantics": torch.from_numpy(volumes["semantics"].astype(np.int64)),
             "mask_camera": torch.from_numpy(volumes["mask_camera"] > 0),
             "mask_lidar": torch.from_numpy(volumes["mask_lidar"] > 0),
             "depth": torch.from_numpy(np.stack(depths)),
             "height": torch.from_numpy(height_maps),
             "height_bin": torch.from_numpy(_height_bin(height_maps)),
-            "token": record.token,
         }
 
 

@@ -58,7 +58,7 @@ class WorldSettings:
     image_scale: float = 0.16  # of nuScenes' 1600x900
     lidar_azimuths: int = 720
     grid: tuple = (SYNTHETIC_GRID.x_range, SYNTHETIC_GRID.y_range, SYNTHETIC_GRID.z_range, SYNTHETIC_GRID.voxel)
-    version: int = 1
+    version: int = 2  # 2: only rays that hit mark voxels visible
 
     @property
     def occupancy_grid(self) -> OccupancyGrid:
@@ -201,7 +201,11 @@ class RayHits:
 
 
 def cast_rays(world: World, origins: np.ndarray, directions: np.ndarray) -> RayHits:
-    """Exact voxel traversal (Amanatides & Woo) of rays ``(R, 3)`` starting inside the grid, unit directions."""
+    """Exact voxel traversal (Amanatides & Woo) of rays ``(R, 3)`` starting inside the grid, unit directions.
+
+    As Occ3D's visibility masks, ``visited`` holds only the voxels of rays that reach an occupied voxel: a ray that
+    leaves the grid (sky, far away) observes nothing.
+    """
     grid = world.grid
     lower, size, shape = np.array(grid.lower), np.array(grid.voxel), np.array(grid.shape)
     count = len(origins)
@@ -217,6 +221,7 @@ def cast_rays(world: World, origins: np.ndarray, directions: np.ndarray) -> RayH
                    np.full(count, -1, np.int64), np.zeros(grid.shape, dtype=bool))
     entered = np.full(count, -1, np.int64)
     active = np.arange(count)
+    path_rays, path_cells = [], []  # (ray, flat voxel) of every traversed voxel, kept for the rays that hit
     while active.size:
         c = cell[active]
         inside = ((c >= 0) & (c < shape)).all(axis=1)
@@ -224,7 +229,8 @@ def cast_rays(world: World, origins: np.ndarray, directions: np.ndarray) -> RayH
         if not active.size:
             break
         labels = world.labels[c[:, 0], c[:, 1], c[:, 2]]
-        hits.visited[c[:, 0], c[:, 1], c[:, 2]] = True
+        path_rays.append(active.astype(np.int32))
+        path_cells.append(np.ravel_multi_index(c.T, grid.shape).astype(np.int32))
         hit = labels != OCC3D_FREE
         done = active[hit]
         hits.distance[done], hits.label[done], hits.axis[done] = travelled[done], labels[hit], entered[done]
@@ -235,6 +241,9 @@ def cast_rays(world: World, origins: np.ndarray, directions: np.ndarray) -> RayH
         cell[active, axis] += step[active, axis]
         boundary[active, axis] += delta[active, axis]
         entered[active] = axis
+    if path_rays:
+        rays, cells = np.concatenate(path_rays), np.concatenate(path_cells)
+        hits.visited.reshape(-1)[cells[np.isfinite(hits.distance)[rays]]] = True
     return hits
 
 

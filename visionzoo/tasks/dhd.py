@@ -26,7 +26,7 @@ from visionzoo.metrics.occupancy import OccupancyMIoU
 from visionzoo.tasks.base import VisionTask
 from visionzoo.tasks.occupancy_losses import (bin_bce_loss, class_weights_from_counts, depth_bins_of,
                                               geo_scal_loss, sem_scal_loss, weighted_cross_entropy)
-from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels
+from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels, side_by_side
 
 DEFAULT_LOSS_WEIGHTS = {"ce": 10.0, "sem_scal": 0.2, "geo_scal": 0.2, "height": 0.1, "depth": 0.0}
 PICTURE_TITLES = ("front camera", "BEV truth", "BEV predicted", "voxels truth", "voxels predicted")
@@ -144,12 +144,9 @@ class DHDTask(VisionTask):
         rows.append({"class": "mIoU", "IoU": float(values["mIoU"])})
         self._results = rows
         if self._picture_rows and self.trainer.is_global_zero:
-            grid = image_grid(self._picture_rows, PICTURE_TITLES, cell=256)
-            legend = class_legend(OCC3D_CLASSES, OCC3D_COLOURS)
-            canvas = np.full((max(grid.shape[0], legend.shape[0]), grid.shape[1] + legend.shape[1], 3), 255, np.uint8)
-            canvas[: grid.shape[0], : grid.shape[1]] = grid
-            canvas[: legend.shape[0], grid.shape[1]:] = legend
-            write_image_atomic(Path(self.trainer.default_root_dir) / "pictures" / "occupancy.png", canvas)
+            picture = side_by_side(image_grid(self._picture_rows, PICTURE_TITLES, cell=256),
+                                   class_legend(OCC3D_CLASSES, OCC3D_COLOURS))
+            write_image_atomic(Path(self.trainer.default_root_dir) / "pictures" / "occupancy.png", picture)
 
     def results_table(self) -> list[dict[str, Any]]:
         return list(self._results)

@@ -1,0 +1,113 @@
+"""Predict 3D semantic occupancy for the samples of an Occ3D-layout folder (info pickle + six camera images).
+
+For each sample it writes ``<output>/<scene_name>/<token>/labels.npz`` with ``semantics`` ``(X, Y, Z)`` uint8 in
+the Occ3D layout (the model's grid; 17 = free), and for the first ``pictures`` samples
+``<output>/pictures/<token>.png``: the front camera, the BEV map and the voxel rendering of the prediction, next to
+the ground truth's (camera-visible voxels) when the sample has a labels.npz, with the class legend. Only the
+cameras are read: no LiDAR or labels are needed. A sample whose files are broken is reported and skipped; files
+are written atomically, and finished samples are skipped unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
+from visionzoo.data.images import write_image_atomic
+from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
+from visionzoo.data.transforms import tensor_to_image
+from visionzoo.errors import DataError
+from visionzoo.predict.common import BatchReport, check_writable, progress_bar, resolve_device
+from visionzoo.tasks.dhd import PICTURE_TITLES, occupancy_picture_row
+from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels, side_by_side
+
+log = logging.getLogger(__name__)
+
+
+def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez_compressed`` into a temporary file beside ``path``, then rename: no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    os.close(handle)
+    try:
+        with open(temporary, "wb") as out:
+            np.savez_compressed(out, **arrays)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+class OccupancyPredictor:
+    """DHD over the samples of an Occ3D-layout folder.
+
+    Args:
+        net: the occupancy network (weights loaded by ``predict.py`` from ``ckpt_path`` / ``model.pretrained``).
+        input: the folder holding the info pickles and ``samples/`` (like ``data.root``).
+        output: folder for the predicted ``labels.npz`` files and ``pictures/``.
+        split / info_file: which info pickle to read (``info_file``, relative to ``input``, wins).
+        input_size: network input (height, width); cameras: camera names in the model's order.
+        pictures: samples drawn (0: none). device: ``auto``, ``cpu``, ``cuda``...
+    """
+
+    def __init__(
+        self, net: nn.Module, input: str, output: str, overwrite: bool = False, split: str = "val",
+        info_file: str | None = None, input_size: Sequence[int] = (256, 704),
+        cameras: Sequence[str] = NUSCENES_CAMERAS, pictures: int = 4, device: str = "auto",
+    ) -> None:
+        self.net, self.input, self.output, self.overwrite = net, Path(input), Path(output), overwrite
+        self.split, self.info_file, self.cameras = split, info_file, list(cameras)
+        self.augment = ImageAugment(size=(int(input_size[0]), int(input_size[1])))
+        self.pictures, self.device = pictures, resolve_device(device)
+
+    def run(self) -> BatchReport:
+        records = occ3d_records(self.input, self.split, self.cameras, self.info_file)
+        check_writable(self.output)
+        grid = self.net.grid
+        dataset = Occ3DDataset(records, grid, self.augment, targets=False)
+        net = self.net.to(self.device).eval()
+        front = self.cameras.index("CAM_FRONT") if "CAM_FRONT" in self.cameras else 0
+        report, drawn = BatchReport(), 0
+        with progress_bar() as bar, torch.inference_mode():
+            task = bar.add_task("occupancy", total=len(records))
+            for index, record in enumerate(records):
+                target = self.output / record.scene / record.token / "labels.npz"
+                if target.exists() and not self.overwrite:
+                    report.finished.append(target)
+                    bar.advance(task)
+                    continue
+                try:
+                    batch = collate_occ3d([dataset[index]])
+                    inputs = [batch[k].to(self.device) for k in ("images", "intrinsics", "cam2ego", "post", "bda")]
+                    semantics = net(*inputs)["logits"][0].argmax(dim=-1).to(torch.uint8).cpu().numpy()
+                    write_npz_atomic(target, semantics=semantics)
+                    report.written.append(target)
+                    if drawn < self.pictures:
+                        self._draw(record, batch["images"][0, front], semantics, grid)
+                        drawn += 1
+                except DataError as err:
+                    report.failed[Path(record.token)] = str(err)
+                bar.advance(task)
+        report.print()
+        return report
+
+    def _draw(self, record, image: torch.Tensor, semantics: np.ndarray, grid) -> None:
+        front, z_scale = tensor_to_image(image), grid.voxel[2] / grid.voxel[0]
+        if record.labels_path.is_file():
+            truth = read_labels(record.labels_path, grid, record.token)
+            tiles = occupancy_picture_row(front, truth["semantics"], semantics, truth["mask_camera"], z_scale)
+            titles = PICTURE_TITLES
+        else:
+            tiles = [front, occupancy_bev(semantics, OCC3D_COLOURS, OCC3D_FREE),
+                     occupancy_voxels(semantics, OCC3D_COLOURS, OCC3D_FREE, z_scale=z_scale)]
+            titles = ("front camera", "BEV predicted", "voxels predicted")
+        picture = side_by_side(image_grid([tiles], titles, cell=256), class_legend(OCC3D_CLASSES, OCC3D_COLOURS))
+        write_image_atomic(self.output / "pictures" / f"{record.token}.png", picture)
