@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-RECORD_EVERY = 50
+RECORD_EVERY = 10
 
 
 def _case(name: str, sigma: float, size: int):
@@ -42,12 +42,30 @@ def _fit(job: dict) -> dict:
     torch.manual_seed(0)
     net = visionzoo.create_model("dip_scaled", width=job["width"], num_scales=job["scales"],
                                  out_channels=clean.shape[2])
+    recorder = _Recorder(as_tensor(noisy))
     start = time.perf_counter()
     result = fit_dip(net, as_tensor(noisy), iterations=job["iterations"], clean=as_tensor(clean),
-                     reg_noise_std=default_reg_noise_std(job["sigma"]))
+                     reg_noise_std=default_reg_noise_std(job["sigma"]), early_stop=recorder)
     curve = result.psnr_clean[RECORD_EVERY - 1 :: RECORD_EVERY]
     return {**{k: job[k] for k in ("image", "sigma", "width", "scales", "size", "iterations")},
-            "psnr": result.psnr_clean[-1], "curve": curve, "seconds": time.perf_counter() - start}
+            "psnr": result.psnr_clean[-1], "curve": curve, "mse_noisy": recorder.mse_noisy,
+            "seconds": time.perf_counter() - start}
+
+
+class _Recorder:
+    """Stands in for an early-stopping rule: never stops, records the EMA output's MSE to the noisy image (the
+    quantity no-reference stopping rules watch) every ``RECORD_EVERY`` iterations, next to the PSNR curve."""
+
+    best_image = None
+
+    def __init__(self, noisy) -> None:
+        self.noisy, self.mse_noisy, self.calls = noisy, [], 0
+
+    def update(self, step: int, output, average) -> bool:
+        self.calls += 1  # counted like the PSNR curve: steps undone by backtracking are not recorded
+        if self.calls % RECORD_EVERY == 0:
+            self.mse_noisy.append(float((average - self.noisy).pow(2).mean()))
+        return False
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -73,15 +91,26 @@ def sweep(args: argparse.Namespace) -> None:
                   f"s{record['scales']}: {record['psnr']:.2f} dB in {record['seconds']:.0f} s", flush=True)
 
 
-def _load(args: argparse.Namespace, peak: bool = False) -> dict[tuple[str, float], dict[tuple[int, int], float]]:
-    """PSNR per case and architecture: at the end of the fit, or (``peak``) at its best recorded iteration."""
-    grid: dict[tuple[str, float], dict[tuple[int, int], float]] = {}
+Grid = dict[tuple[str, float], dict[tuple[int, int], float]]
+
+
+def _records(args: argparse.Namespace) -> dict[tuple[str, float], dict[tuple[int, int], dict]]:
+    """The sweep's fits for this protocol, per case (image, sigma) and architecture (width, scales)."""
+    fits: dict[tuple[str, float], dict[tuple[int, int], dict]] = {}
     for line in Path(args.out).read_text().splitlines():
         r = json.loads(line)
         if r["size"] == args.size and r["iterations"] == args.iterations:
-            grid.setdefault((r["image"], r["sigma"]), {})[(r["width"], r["scales"])] = max(r["curve"]) if peak \
-                else r["psnr"]
-    return grid
+            fits.setdefault((r["image"], r["sigma"]), {})[(r["width"], r["scales"])] = r
+    return fits
+
+
+def _stopped(record: dict, sigma: float, factor: float) -> tuple[float, int]:
+    """PSNR and iteration where :class:`DiscrepancyStop` (checked every RECORD_EVERY steps) fires for a fit whose
+    noisy image has estimated sigma ``sigma`` ([0, 1] scale); the end of the fit when it never fires."""
+    for k, mse in enumerate(record["mse_noisy"]):
+        if mse <= factor * sigma**2:
+            return record["curve"][k], (k + 1) * RECORD_EVERY
+    return record["curve"][-1], record["iterations"]
 
 
 def _candidate_rules(values: dict[str, list[float]], widths: list[int], scales: list[int]):
@@ -118,66 +147,115 @@ def _fit_rule(cases, stats, grid, widths, scales):
     return best
 
 
+def _loo(cases, stats, grid, widths, scales) -> dict:
+    """Leave-one-image-out: the rule refitted without each image (both noise levels), applied to it."""
+    regrets, chosen = [], []
+    for image in sorted({c[0] for c in cases}):
+        rule = _fit_rule([c for c in cases if c[0] != image], stats, grid, widths, scales)
+        for case in (c for c in cases if c[0] == image):
+            pick = grid[case][rule.choose(stats[case].sigma, stats[case].texture)]
+            regrets.append(max(grid[case].values()) - pick)
+            chosen.append(pick)
+    return {"regret": sum(regrets) / len(regrets), "psnr": sum(chosen) / len(chosen)}
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
 def table(args: argparse.Namespace) -> None:
     from visionzoo.models.dip_estimate import DEFAULT_RULE, estimate_architecture
+    from visionzoo.tasks.dip_fit import DISCREPANCY_FACTOR
 
-    grid = _load(args)
-    full = {case: psnrs for case, psnrs in grid.items() if len(psnrs) == len(args.widths) * len(args.scales)}
-    cases = sorted(full, key=lambda c: (c[1], c[0]))
+    fits = _records(args)
+    cases = sorted((c for c, f in fits.items() if len(f) == len(args.widths) * len(args.scales)),
+                   key=lambda c: (c[1], c[0]))
     if not cases:
         raise SystemExit(f"no complete grid for size {args.size}, {args.iterations} iterations in {args.out}")
     stats = {case: estimate_architecture(_case(case[0], case[1], args.size)[1]) for case in cases}
-    fitted = _fit_rule(cases, stats, full, args.widths, args.scales)
-    loo = []
-    for image in sorted({c[0] for c in cases}):
-        train = [c for c in cases if c[0] != image]
-        rule = _fit_rule(train, stats, full, args.widths, args.scales)
-        loo += _regrets(rule, [c for c in cases if c[0] == image], stats, full)
-    used = _regrets(DEFAULT_RULE, cases, stats, full)
-    fitted_regret = sum(_regrets(fitted, cases, stats, full)) / len(cases)
-    fixed = {arch: sum(max(full[c].values()) - full[c][arch] for c in cases) / len(cases)
-             for arch in full[cases[0]]}
+    archs = sorted(fits[cases[0]])
+
+    def grid_of(value) -> Grid:
+        return {c: {a: value(fits[c][a], c) for a in archs} for c in cases}
+
+    end = grid_of(lambda r, c: r["psnr"])
+    peak = grid_of(lambda r, c: max(r["curve"]))
+    stop = {f: grid_of(lambda r, c, f=f: _stopped(r, stats[c].sigma / 255, f)[0]) for f in args.factors}
+    # Pick the factor by held-out quality: the mean PSNR of leave-one-image-out rule choices.
+    sweep = {}
+    for factor, grid in stop.items():
+        fitted = _fit_rule(cases, stats, grid, args.widths, args.scales)
+        sweep[factor] = {"rule": fitted, "in": _mean(_regrets(fitted, cases, stats, grid)), **_loo(
+            cases, stats, grid, args.widths, args.scales), "oracle": _mean(max(grid[c].values()) for c in cases)}
+    best_factor = max(sweep, key=lambda f: sweep[f]["psnr"])
+    grid = stop[DISCREPANCY_FACTOR] if DISCREPANCY_FACTOR in stop else stop[best_factor]
+    used = _regrets(DEFAULT_RULE, cases, stats, grid)
+    fitted = sweep.get(DISCREPANCY_FACTOR, sweep[best_factor])["rule"]
+    fixed = {a: _mean(max(grid[c].values()) - grid[c][a] for c in cases) for a in archs}
     best_fixed = min(fixed, key=fixed.get)
-    peaks = {case: psnrs for case, psnrs in _load(args, peak=True).items() if case in full}
-    peak_fixed = {arch: sum(max(peaks[c].values()) - peaks[c][arch] for c in cases) / len(cases)
-                  for arch in peaks[cases[0]]}
-    peak_rule = _fit_rule(cases, stats, peaks, args.widths, args.scales)
-    peak_rule_regret = sum(_regrets(peak_rule, cases, stats, peaks)) / len(cases)
+    chosen = {c: DEFAULT_RULE.choose(stats[c].sigma, stats[c].texture) for c in cases}
     lines = [
         "# DIP architecture estimator: oracle sweep",
         "",
         f"Protocol: scikit-image images resized (short side) and centre-cropped to {args.size}x{args.size}, seeded",
-        f"Gaussian noise, `dip_scaled` fitted {args.iterations} iterations with the DIP recipe (Adam 0.01, EMA 0.99,",
-        "reg_noise_std 1/30 or 1/20), PSNR of the EMA output at the end. Grid: width "
-        f"{'/'.join(map(str, args.widths))} x scales {'/'.join(map(str, args.scales))}.",
+        "Gaussian noise, `dip_scaled` fitted with the DIP recipe (Adam 0.01, EMA 0.99, reg_noise_std 1/30 or 1/20) "
+        f"for up to {args.iterations} iterations. Grid: width {'/'.join(map(str, args.widths))} x scales "
+        f"{'/'.join(map(str, args.scales))}. Every fit records, every {RECORD_EVERY} iterations, the PSNR of the EMA",
+        "output to the clean image and its MSE to the noisy image, so stopping rules are compared on the same fits.",
         "Made by `python benchmarks/dip_oracle.py sweep` then `python benchmarks/dip_oracle.py table`.",
+        "",
+        "**Protocol the product uses** (`task.fit.early_stop={rule: discrepancy}`): each fit stops by the discrepancy "
+        f"principle at factor {DISCREPANCY_FACTOR} (`DISCREPANCY_FACTOR`): the first check where the EMA output's MSE "
+        "to the noisy image is <= factor x the estimated noise variance. Best = the best grid architecture under the "
+        "same rule; regret = best - estimated.",
         "",
         f"Rule in `visionzoo/models/dip_estimate.py` (DEFAULT_RULE): `{DEFAULT_RULE}`",
         f"Rule fitted by this table: `{fitted}`" + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)"),
+        f"Factor with the best held-out PSNR: {best_factor}" + (
+            "" if best_factor == DISCREPANCY_FACTOR else " (differs: update DISCREPANCY_FACTOR)"),
         "",
-        "| image | sigma | sigma est. | texture | best (w, s) | best dB | estimated (w, s) | estimated dB | regret dB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| image | sigma | sigma est. | texture | best (w, s) | best dB | estimated (w, s) | estimated dB | regret dB | "
+        "stopped at it. | fixed-budget best dB | peak best dB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case, regret in zip(cases, used):
-        best_arch = max(full[case], key=full[case].get)
-        choice = DEFAULT_RULE.choose(stats[case].sigma, stats[case].texture)
+        best_arch = max(grid[case], key=grid[case].get)
+        at = _stopped(fits[case][chosen[case]], stats[case].sigma / 255, DISCREPANCY_FACTOR)[1]
         lines.append(f"| {case[0]} | {case[1]:g} | {stats[case].sigma:.1f} | {stats[case].texture:.4f} | "
-                     f"{best_arch} | {full[case][best_arch]:.2f} | {choice} | {full[case][choice]:.2f} | {regret:.2f} |")
+                     f"{best_arch} | {grid[case][best_arch]:.2f} | {chosen[case]} | {grid[case][chosen[case]]:.2f} | "
+                     f"{regret:.2f} | {at} | {max(end[case].values()):.2f} | {max(peak[case].values()):.2f} |")
     for sigma in sorted({c[1] for c in cases}):
         subset = [r for c, r in zip(cases, used) if c[1] == sigma]
-        lines.append(f"| **mean, sigma {sigma:g}** | | | | | | | | **{sum(subset) / len(subset):.3f}** |")
+        lines.append(f"| **mean, sigma {sigma:g}** | | | | | | | | **{_mean(subset):.3f}** | | | |")
     lines += [
         "",
-        f"- Mean regret of the estimator: **{sum(used) / len(used):.3f} dB** over {len(cases)} cases "
-        f"(max {max(used):.2f}).",
-        f"- The fitted rule in-sample: {fitted_regret:.3f} dB; leave-one-image-out (rule refitted without the image, "
-        f"both noise levels held out): {sum(loo) / len(loo):.3f} dB mean regret.",
+        f"- Mean regret of the estimator: **{_mean(used):.3f} dB** over {len(cases)} cases (max {max(used):.2f}); "
+        f"mean PSNR of its choices {_mean(grid[c][chosen[c]] for c in cases):.2f} dB.",
+        f"- Leave-one-image-out (rule refitted without the image, both noise levels held out): "
+        f"{sweep.get(DISCREPANCY_FACTOR, sweep[best_factor])['regret']:.3f} dB mean regret.",
         f"- Best single fixed architecture {best_fixed}: {fixed[best_fixed]:.3f} dB mean regret; "
         + ", ".join(f"{a}: {r:.2f}" for a, r in sorted(fixed.items())) + ".",
-        "- With oracle stopping (each fit read at its best recorded iteration, every 50; needs the clean image, so "
-        "an upper bound, not a method): fixed architectures "
-        + ", ".join(f"{a}: {r:.2f}" for a, r in sorted(peak_fixed.items()))
-        + f" dB mean regret; the rule family fitted to these peaks: {peak_rule_regret:.3f} dB (`{peak_rule}`).",
+        "",
+        "Stopping factor (each row: the rule family refitted to the fits stopped at that factor):",
+        "",
+        "| factor | in-sample regret dB | leave-one-out regret dB | leave-one-out mean PSNR dB | oracle mean PSNR dB |",
+        "|---|---|---|---|---|",
+    ]
+    for factor, row in sweep.items():
+        lines.append(f"| {factor} | {row['in']:.3f} | {row['regret']:.3f} | {row['psnr']:.2f} | {row['oracle']:.2f} |")
+    end_rule = _fit_rule(cases, stats, end, args.widths, args.scales)
+    end_fixed = {a: _mean(max(end[c].values()) - end[c][a] for c in cases) for a in archs}
+    lines += [
+        "",
+        f"Without stopping (every fit read after all {args.iterations} iterations): oracle mean "
+        f"{_mean(max(end[c].values()) for c in cases):.2f} dB; the rule family fitted to it "
+        f"{_mean(_regrets(end_rule, cases, stats, end)):.3f} dB in-sample regret (`{end_rule}`), "
+        f"leave-one-out {_loo(cases, stats, end, args.widths, args.scales)['regret']:.3f} dB; best fixed "
+        f"{min(end_fixed, key=end_fixed.get)}: {min(end_fixed.values()):.3f} dB. Under a fixed budget the final PSNR "
+        "mostly measures when each net starts fitting noise, which is why the product stops by the discrepancy rule.",
+        f"With oracle stopping (each fit read at its best recorded iteration; needs the clean image, so an upper "
+        f"bound, not a method): oracle mean {_mean(max(peak[c].values()) for c in cases):.2f} dB.",
     ]
     Path(args.table_out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -187,10 +265,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["sweep", "table"])
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--iterations", type=int, default=800)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--sigmas", type=float, nargs="+", default=[25.0, 50.0])
+    parser.add_argument("--factors", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1],
+                        help="discrepancy-stopping factors compared by the table")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--out", default=str(HERE / "dip_oracle.jsonl"))

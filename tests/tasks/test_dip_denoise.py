@@ -92,3 +92,19 @@ def test_pixel_round_trip_at_file_depth(tmp_path):
     unit = image_to_unit(image)
     assert unit.shape == (12, 10, 3) and unit.max() <= 1.0
     assert np.array_equal(unit_to_file_pixels(unit, image), image.pixels)
+
+
+def test_early_stop_config_builds_the_named_rule():
+    from visionzoo.tasks.dip_denoise import make_early_stop
+    from visionzoo.tasks.dip_fit import DiscrepancyStop, WindowedVarianceStop
+
+    noisy = torch.zeros(1, 1, 4, 4)
+    stop = make_early_stop({"rule": "discrepancy", "factor": 0.9}, noisy, sigma255=25.5)
+    assert isinstance(stop, DiscrepancyStop) and stop.threshold == pytest.approx(0.9 * 0.1**2)
+    assert isinstance(make_early_stop({"rule": "variance", "window": 5, "patience": 9}, noisy, 25.0),
+                      WindowedVarianceStop)
+    assert make_early_stop(None, noisy, 25.0) is None
+    with pytest.raises(VisionZooError, match="task.fit.early_stop.rule must be one of discrepancy, variance"):
+        make_early_stop({"rule": "patience"}, noisy, 25.0)
+    with pytest.raises(VisionZooError, match="task.fit.early_stop: .*unexpected keyword argument 'window'"):
+        make_early_stop({"rule": "discrepancy", "window": 5}, noisy, 25.0)

@@ -92,6 +92,28 @@ def test_early_stopping_ends_the_fit_and_returns_the_minimum():
     assert torch.equal(result.image, stop.best_image.clamp(0, 1))
 
 
+def test_discrepancy_stop_fires_once_the_output_is_within_the_noise_level():
+    from visionzoo.tasks.dip_fit import DiscrepancyStop
+
+    clean = _camera(32)
+    noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 25 / 255).clamp(0, 1)
+    sigma = 25 / 255
+    torch.manual_seed(0)
+    net = visionzoo.create_model("dip_scaled", width=32, num_scales=2, out_channels=1)
+    stop = DiscrepancyStop(noisy, sigma, factor=1.0, every=5)
+    result = fit_dip(net, noisy, iterations=3000, early_stop=stop, clean=clean)
+    assert result.iterations < 3000 and result.iterations % 5 == 0 and result.returned_step == stop.best_step
+    assert float((stop.best_image - noisy).pow(2).mean()) <= sigma**2
+    assert psnr(result.image, clean) > psnr(noisy, clean) + 3.0
+    # the check five steps earlier had not fired: the distance was still above the noise level then
+    torch.manual_seed(0)
+    net = visionzoo.create_model("dip_scaled", width=32, num_scales=2, out_channels=1)
+    earlier = fit_dip(net, noisy, iterations=result.iterations - 5, clean=clean)
+    assert float((earlier.image - noisy).pow(2).mean()) > sigma**2
+    with pytest.raises(ValueError, match="sigma > 0"):
+        DiscrepancyStop(noisy, 0.0)
+
+
 def test_batched_fit_equals_fitting_one_by_one():
     from visionzoo.tasks.dip_batch import fit_dip_batch
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
 
-from visionzoo.tasks.dip_fit import FitResult, WindowedVarianceStop, psnr
+from visionzoo.tasks.dip_fit import DiscrepancyStop, FitResult, WindowedVarianceStop, psnr
 
 
 def _psnr_per_image(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ def fit_dip_batch(
     backtrack_db: float = 5.0,
     clean: torch.Tensor | None = None,
     seeds: Sequence[int] | None = None,
-    early_stops: Sequence[WindowedVarianceStop] | None = None,
+    early_stops: Sequence[DiscrepancyStop | WindowedVarianceStop] | None = None,
 ) -> list[FitResult]:
     """Fit ``nets[i]`` to ``noisy[i]`` (``(N, C, H, W)`` in [0, 1]); one :class:`FitResult` per image.
 

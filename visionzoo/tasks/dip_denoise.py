@@ -26,7 +26,8 @@ from visionzoo.errors import VisionZooError
 from visionzoo.models.dip_estimate import EstimatedArchitecture, estimate_architecture, estimate_noise_sigma
 from visionzoo.tasks.classical import bm3d_denoise
 from visionzoo.tasks.dip_batch import fit_dip_batch
-from visionzoo.tasks.dip_fit import FitResult, WindowedVarianceStop, default_reg_noise_std, fit_dip, psnr
+from visionzoo.tasks.dip_fit import (DiscrepancyStop, FitResult, WindowedVarianceStop, default_reg_noise_std,
+                                     fit_dip, psnr)
 from visionzoo.visualize import line_plot, save_grid
 
 ARCHITECTURES = ("auto", "fixed")
@@ -37,7 +38,8 @@ class DIPFitSettings:
     """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.tasks.dip_fit.fit_dip`).
 
     ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
-    all ``iterations``, or a dict ``{window, patience}`` for :class:`WindowedVarianceStop`.
+    all ``iterations``; ``{rule: discrepancy, factor: F}`` stops by :class:`DiscrepancyStop` at the estimated noise
+    level; ``{rule: variance, window: W, patience: P}`` by :class:`WindowedVarianceStop`.
     """
 
     iterations: int = 800
@@ -45,8 +47,29 @@ class DIPFitSettings:
     ema: float = 0.99
     reg_noise_std: float | None = None
     backtrack_db: float = 5.0
-    early_stop: dict[str, int] | None = None
+    early_stop: dict[str, Any] | None = None
     seed: int = 0
+
+
+EARLY_STOP_RULES = ("discrepancy", "variance")
+
+
+def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor,
+                    sigma255: float) -> DiscrepancyStop | WindowedVarianceStop | None:
+    """The early-stopping rule of ``task.fit.early_stop`` for one noisy ``(1, C, H, W)`` image whose estimated
+    noise sigma is ``sigma255`` (0..255 scale)."""
+    if not config:
+        return None
+    options = dict(config)
+    rule = options.pop("rule", None)
+    try:
+        if rule == "discrepancy":
+            return DiscrepancyStop(noisy, max(sigma255, 1e-3) / 255.0, **options)
+        if rule == "variance":
+            return WindowedVarianceStop(**options)
+    except TypeError as err:
+        raise VisionZooError(f"task.fit.early_stop: {err}") from None
+    raise VisionZooError(f"task.fit.early_stop.rule must be one of {', '.join(EARLY_STOP_RULES)}, not {rule!r}")
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -118,7 +141,8 @@ def fit_images(
             groups.setdefault((description, tuple(noisy[i].shape), reg), []).append(i)
         fitted: list[FittedImage] = [None] * len(noisy)  # type: ignore[list-item]
         for (_, _, reg), members in groups.items():
-            stops = [WindowedVarianceStop(**settings.early_stop) for _ in members] if settings.early_stop else None
+            stops = [make_early_stop(settings.early_stop, noisy[i], plans[i][1].sigma) for i in members] \
+                if settings.early_stop else None
             common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
                           backtrack_db=settings.backtrack_db)
             nets = [plans[i][0] for i in members]

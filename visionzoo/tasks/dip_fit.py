@@ -5,8 +5,9 @@ the generator to the image; Adam minimises the MSE to the noisy image; the retur
 moving average of the outputs. If the PSNR of the output against the noisy image drops by more than
 ``backtrack_db`` from one iteration to the next (a collapse), the weights go back to the last good ones.
 
-Optional early stopping needs no clean image: :class:`WindowedVarianceStop` follows the variance of the last
-``window`` outputs (Wang et al., "Early Stopping for Deep Image Prior", 2023): it falls while the network fits
+Optional early stopping needs no clean image: :class:`DiscrepancyStop` (the default of the denoising task) stops
+once the output is as close to the noisy image as the estimated noise level allows; :class:`WindowedVarianceStop`
+follows the variance of the last ``window`` outputs (Wang et al., "Early Stopping for Deep Image Prior", 2023): it falls while the network fits
 image content and rises once it starts fitting noise, so the fit stops when it has not reached a new minimum for
 ``patience`` iterations and returns the moving average as it was at the minimum.
 """
@@ -65,6 +66,37 @@ class WindowedVarianceStop:
         return step - self.best_step >= self.patience
 
 
+#: The discrepancy-stopping factor calibrated by the oracle sweep (benchmarks/DIP_ORACLE.md).
+DISCREPANCY_FACTOR = 1.0
+
+
+class DiscrepancyStop:
+    """Morozov's discrepancy principle on the EMA output: stop at the first step where its mean squared distance to
+    the noisy image ``(1, C, H, W)`` has fallen to ``factor x sigma^2``, ``sigma`` the (estimated) noise standard
+    deviation on the image's [0, 1] scale. Fitting closer than the noise level can only mean fitting the noise.
+
+    ``factor`` is calibrated by the oracle sweep (``benchmarks/dip_oracle.py``); the check runs every ``every``
+    steps. ``best_image`` / ``best_step``: the EMA output and step where the rule fired.
+    """
+
+    def __init__(self, noisy: torch.Tensor, sigma: float, factor: float = DISCREPANCY_FACTOR, every: int = 10) -> None:
+        if sigma <= 0 or factor <= 0 or every < 1:
+            raise ValueError("discrepancy stopping needs sigma > 0, factor > 0 and every >= 1")
+        self.noisy, self.threshold, self.every = noisy, factor * sigma**2, every
+        self.best_step = -1
+        self.best_image: torch.Tensor | None = None
+        self.calls = 0
+
+    def update(self, step: int, output: torch.Tensor, average: torch.Tensor) -> bool:
+        self.calls += 1
+        if self.calls % self.every:
+            return False
+        if (average - self.noisy).pow(2).mean().item() > self.threshold:
+            return False
+        self.best_step, self.best_image = step, average.clone()
+        return True
+
+
 @dataclass
 class FitResult:
     """The returned output ``(1, C, H, W)`` in [0, 1] (the EMA, at the early-stopping point when one was used),
@@ -90,7 +122,7 @@ def fit_dip(
     backtrack_db: float = 5.0,
     clean: torch.Tensor | None = None,
     seed: int = 0,
-    early_stop: WindowedVarianceStop | None = None,
+    early_stop: DiscrepancyStop | WindowedVarianceStop | None = None,
     on_step: Callable[[int, FitResult], None] | None = None,
 ) -> FitResult:
     """Fit ``net`` to ``noisy`` ``(1, C, H, W)`` in [0, 1] for at most ``iterations`` steps.
