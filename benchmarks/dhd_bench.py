@@ -8,8 +8,8 @@ Input: one sample of the six nuScenes-like cameras at 256x704 (the DHD-S input);
 "View transform" is everything between the image features and the BEV encoders: the frustum's voxel indices
 (:meth:`DHD.geometry`; computed once and cached while the camera geometry stays the same, as in evaluation) and
 the lift-splat voxel pooling of the depth-based feature and of the three MGHS subspaces (:func:`pool_voxels`).
-Each row runs in a fresh process so its peak memory is its own (CPU: growth of the peak resident set; GPU:
-``torch.cuda.max_memory_allocated``). FLOPs from ``torch.utils.flop_counter`` (FLOP = 2 x MAC).
+Each row runs in a fresh process so its peak memory is its own (CPU: growth of the peak resident set over the
+forwards, from after the model and inputs were built; GPU: ``torch.cuda.max_memory_allocated``, weights included). FLOPs from ``torch.utils.flop_counter`` (FLOP = 2 x MAC).
 """
 
 from __future__ import annotations
@@ -76,14 +76,12 @@ def _row(job: dict, queue: mp.Queue) -> None:
     dhd.pool_voxels = timer.wrap(dhd.pool_voxels)
     geometry = model.geometry
     model.geometry = timer.wrap(geometry)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.inference_mode(), autocast:
         cold_start = time.perf_counter()
         model(*inputs)  # warm-up; computes the voxel indices
         cold = time.perf_counter() - cold_start
         cold_view = timer.seconds
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         times, shares = [], []
         for _ in range(job["repeats"]):
             timer.seconds = 0.0

@@ -37,5 +37,5 @@ def test_dhd_synthetic_beats_the_position_prior_twice(tmp_path):
         for labels in (read_labels(r.labels_path, datamodule.grid) for r in datamodule.records(split))]
     baseline = prior_miou(position_prior(volumes("train")), volumes("val"))["mIoU"]
     print(f"val mIoU {metrics['val/mIoU']:.2f}, position prior {baseline:.2f}")
-    assert 10 < baseline < 20  # the synthetic worlds' layout statistics (14.0 at seed 0)
+    assert 10 < baseline < 25  # the synthetic worlds' layout statistics (18.9 at seed 0)
     assert metrics["val/mIoU"] >= 2 * baseline

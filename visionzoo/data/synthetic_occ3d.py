@@ -53,7 +53,7 @@ class WorldSettings:
     """What a synthetic set is made of; its hash names the cache folder."""
 
     seed: int = 0
-    train_scenes: int = 48
+    train_scenes: int = 96
     val_scenes: int = 12
     image_scale: float = 0.16  # of nuScenes' 1600x900
     lidar_azimuths: int = 720
