@@ -22,3 +22,7 @@ class WeightsError(VisionZooError):
 
 class DataError(VisionZooError):
     """A data folder or file that does not match the expected layout."""
+
+
+class TrainingDivergedError(VisionZooError, FloatingPointError):
+    """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -95,8 +96,31 @@ def output_dir(cfg: DictConfig) -> Path:
     return path
 
 
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """``ckpt_path`` to resume from. ``last``: the newest ``checkpoints/last.ckpt`` of this run folder or, failing
+    that, of this task's earlier runs under ``paths.log_dir`` (an error when there is none). ``auto``: this run
+    folder's last.ckpt when it exists, else a fresh start (for cluster jobs that may be requeued)."""
+    value = cfg.get("ckpt_path")
+    if value not in ("last", "auto"):
+        return value
+    own = output_dir(cfg) / "checkpoints" / "last.ckpt"
+    if value == "auto":
+        if own.is_file():
+            log.info("resuming from %s", own)
+            return str(own)
+        return None
+    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
+    candidates = [own] if own.is_file() else sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise VisionZooError(f"ckpt_path=last: no checkpoints/last.ckpt in {output_dir(cfg)} or under {runs}; "
+                             "pass ckpt_path=PATH or hydra.run.dir=THE_RUN_TO_RESUME")
+    log.info("resuming from %s", candidates[-1])
+    return str(candidates[-1])
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the task; resume from ``ckpt_path`` when given; test the best checkpoint when ``test=true``."""
+    """Fit the task; resume from ``ckpt_path`` (a file, or ``last``) when given; test the best checkpoint when
+    ``test=true``."""
     _drop_predictor(cfg)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -108,15 +132,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = build_trainer(cfg)
     out = output_dir(cfg)
-    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    _save_config(cfg, out / "config.yaml")
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""
         if best:
             load_weights(task, best)
         trainer.test(task, datamodule=datamodule, verbose=False)
-        write_results(task.results_table(), out, title=f"{cfg.task_name}: test")
+        if trainer.is_global_zero:  # under DDP every process tests; one writes
+            write_results(task.results_table(), out, title=f"{cfg.task_name}: test")
     return metrics
 
 
@@ -139,7 +164,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     trainer.test(task, datamodule=datamodule, verbose=False)
     rows = task.results_table()
     source = ckpt or OmegaConf.select(cfg, "model.pretrained") or "fitted per image"
-    write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {source}")
+    if trainer.is_global_zero:
+        write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {source}")
     return rows
 
 
@@ -154,6 +180,13 @@ def predict(cfg: DictConfig) -> Any:
         load_weights(net, cfg.ckpt_path)
     predictor = instantiate(cfg.predictor, net=net)
     return predictor.run()
+
+
+def _save_config(cfg: DictConfig, path: Path) -> None:
+    """The resolved config, written atomically (every DDP process writes the same file)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    OmegaConf.save(cfg, temporary, resolve=True)
+    os.replace(temporary, path)
 
 
 def write_results(rows: list[dict[str, Any]], directory: Path, title: str = "results") -> None:

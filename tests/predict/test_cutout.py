@@ -11,7 +11,7 @@ from PIL import Image
 import visionzoo
 from visionzoo.data.images import read_image
 from visionzoo.errors import DataError
-from visionzoo.predict.cutout import CutoutPredictor, alpha_to_uint8, compose_cutout
+from visionzoo.predict.cutout import CutoutPredictor, alpha_to_uint8
 
 
 class _LeftHalf(torch.nn.Module):

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
 from visionzoo.data.images import IMAGE_SUFFIXES, read_image, read_mask
+from visionzoo.data.sampling import sample_rng
 from visionzoo.data.transforms import PairedAugment, image_to_tensor, mask_to_tensor, resize_pair
 from visionzoo.errors import DataError
 
@@ -114,15 +114,19 @@ class DISDataset(Dataset):
     original-resolution uint8 mask, for metrics), ``gt_path`` and ``name``.
     """
 
-    def __init__(self, pairs: Sequence[DISPair], size: tuple[int, int], augment: PairedAugment | None = None) -> None:
+    def __init__(self, pairs: Sequence[DISPair], size: tuple[int, int], augment: PairedAugment | None = None,
+                 seed: int = 0) -> None:
         self.pairs = list(pairs)
         self.size = (int(size[0]), int(size[1]))
-        self.augment = augment
+        self.augment, self.seed = augment, seed
 
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """``key``: an index, or an ``(epoch, index)`` pair from :class:`~visionzoo.data.sampling.EpochShuffle`
+        (the augmentation is then drawn from ``(seed, epoch, index)``)."""
+        index, rng = sample_rng(key, self.seed)
         pair = self.pairs[index]
         image = read_image(pair.image).rgb8()
         gt = read_mask(pair.mask)
@@ -130,7 +134,6 @@ class DISDataset(Dataset):
             raise DataError(f"{pair.image} is {image.shape[1]}x{image.shape[0]} but {pair.mask} is "
                             f"{gt.shape[1]}x{gt.shape[0]} (after EXIF rotation); fix or remove the pair")
         if self.augment is not None:
-            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
             image, mask = self.augment(image, gt, rng)
             return {"image": image_to_tensor(image), "mask": mask_to_tensor(mask)}
         image, mask = resize_pair(image, gt, self.size)

@@ -9,6 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from visionzoo.data.dis5k import DIS5K_TEST_SPLITS, DISDataset, collate_dis, dis5k_pairs
+from visionzoo.data.sampling import EpochShuffle
 from visionzoo.data.synthetic_dis import generate_synthetic_dis
 from visionzoo.data.transforms import PairedAugment
 from visionzoo.errors import DataError
@@ -25,6 +26,7 @@ class DISDataModule(L.LightningDataModule):
         on_mismatch: ``"raise"`` (one error listing unpaired/size-mismatched files) or ``"skip"`` (report, leave out).
         augment: keyword arguments of :class:`~visionzoo.data.transforms.PairedAugment` for training.
         synthetic: ``{"cache_dir": ..., "seed": 0, "counts": {...}}`` to generate and use the synthetic DIS5K.
+        seed: seeds the training order and augmentation per epoch (:mod:`visionzoo.data.sampling`).
     """
 
     def __init__(
@@ -40,8 +42,10 @@ class DISDataModule(L.LightningDataModule):
         on_mismatch: str = "raise",
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         self.size = (int(size[0]), int(size[1]))
         self.root, self.synthetic = root, dict(synthetic) if synthetic else None
@@ -66,13 +70,13 @@ class DISDataModule(L.LightningDataModule):
 
     def _dataset(self, split: str, train: bool) -> DISDataset:
         pairs = dis5k_pairs(self.data_root(), split, on_mismatch=self.on_mismatch)
-        return DISDataset(pairs, self.size, augment=self.augment if train else None)
+        return DISDataset(pairs, self.size, augment=self.augment if train else None, seed=self.seed)
 
     def _loader(self, dataset: DISDataset, train: bool) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            sampler=EpochShuffle(len(dataset), self.seed) if train else None,
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

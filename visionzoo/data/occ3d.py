@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, OCC3D_FREE
+from visionzoo.data.sampling import sample_rng
 from visionzoo.errors import DataError
 from visionzoo.geometry import OccupancyGrid, bev_flip_matrix, image_affine, rigid
 
@@ -280,8 +281,8 @@ class Occ3DDataset(Dataset):
         stride: feature stride of the depth / height maps.
         targets: read labels and LiDAR (training, evaluation); ``False`` reads only the cameras (prediction).
 
-    Training draws each sample's augmentation from torch's generator (seeded per DataLoader worker from the
-    run's seed), so a seeded run replays exactly.
+    Keys are indices, or ``(epoch, index)`` pairs from :class:`~visionzoo.data.sampling.EpochShuffle`, whose
+    augmentation is drawn from ``(seed, epoch, index)``: a seeded run, and a resumed one, replays exactly.
 
     Items (tensors; ``N`` cameras, input ``H x W``, maps at ``H / stride x W / stride``): ``images`` (N, 3, H, W)
     normalised, ``intrinsics`` (N, 3, 3), ``cam2ego`` (N, 4, 4), ``post`` (N, 3, 3), ``bda`` (3, 3), ``semantics``
@@ -290,8 +291,9 @@ class Occ3DDataset(Dataset):
     """
 
     def __init__(self, records: Sequence[SampleRecord], grid: OccupancyGrid, augment: ImageAugment,
-                 train: bool = False, bev_flip: bool = True, stride: int = 16, targets: bool = True) -> None:
-        self.records, self.grid, self.augment = list(records), grid, augment
+                 train: bool = False, bev_flip: bool = True, stride: int = 16, targets: bool = True,
+                 seed: int = 0) -> None:
+        self.records, self.grid, self.augment, self.seed = list(records), grid, augment, seed
         self.train, self.bev_flip, self.stride, self.targets = train, bev_flip, stride, targets
         if train and bev_flip and (grid.x_range[0] != -grid.x_range[1] or grid.y_range[0] != -grid.y_range[1]):
             raise DataError(f"BEV flips need a grid symmetric about the ego origin, not {grid.ranges}")
@@ -299,9 +301,10 @@ class Occ3DDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, rng = sample_rng(key, self.seed)
         record = self.records[index]
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()))) if self.train else None
+        rng = rng if self.train else None
         if self.targets:
             labels = read_labels(record.labels_path, self.grid, record.token)
             points = read_lidar_points(record.lidar_path, record.token)

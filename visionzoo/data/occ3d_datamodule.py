@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_CLASSES
 from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
+from visionzoo.data.sampling import EpochShuffle
 from visionzoo.data.synthetic_occ3d import generate_synthetic_occ3d
 from visionzoo.errors import DataError
 from visionzoo.geometry import OccupancyGrid
@@ -29,6 +30,7 @@ class Occ3DDataModule(L.LightningDataModule):
         bev_flip: random BEV flips in training.
         limit: use only the first ``limit`` samples of each split (quick runs); ``None`` uses all.
         synthetic: :class:`~visionzoo.data.synthetic_occ3d.WorldSettings` fields plus ``cache_dir``.
+        seed: seeds the training order and augmentation per epoch (:mod:`visionzoo.data.sampling`).
     """
 
     def __init__(
@@ -44,8 +46,10 @@ class Occ3DDataModule(L.LightningDataModule):
         bev_flip: bool = True,
         limit: int | None = None,
         synthetic: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
         if root is None and synthetic is None:
             raise DataError("data.root is not set; pass data.root=PATH/TO/nuscenes (or use data=occ3d_synthetic)")
         self.root, self.synthetic = root, dict(synthetic) if synthetic else None
@@ -71,7 +75,8 @@ class Occ3DDataModule(L.LightningDataModule):
         return records[: self.limit] if self.limit else records
 
     def dataset(self, split: str, train: bool = False) -> Occ3DDataset:
-        return Occ3DDataset(self.records(split), self.grid, self.augment, train=train, bev_flip=self.bev_flip)
+        return Occ3DDataset(self.records(split), self.grid, self.augment, train=train, bev_flip=self.bev_flip,
+                            seed=self.seed)
 
     def class_counts(self, split: str = "train", max_samples: int = 500) -> torch.Tensor:
         """``(18,)`` camera-visible voxel counts per class over up to ``max_samples`` evenly spaced samples."""
@@ -86,8 +91,8 @@ class Occ3DDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.dataset(split, train)
-        return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-                          drop_last=train and len(dataset) > self.batch_size, num_workers=self.num_workers,
+        return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
+                          sampler=EpochShuffle(len(dataset), self.seed) if train else None, drop_last=train and len(dataset) > self.batch_size, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, collate_fn=collate_occ3d)
 
     def train_dataloader(self) -> DataLoader:

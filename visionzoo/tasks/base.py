@@ -6,11 +6,14 @@ network's registry record (name + builder arguments) is stored under ``checkpoin
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 import torch
 from torch import nn
+
+from visionzoo.errors import TrainingDivergedError
 
 
 class VisionTask(L.LightningModule):
@@ -44,6 +47,20 @@ class VisionTask(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def check_finite(self, losses: dict[str, torch.Tensor]) -> None:
+        """Stop with one clear line when the total loss is NaN/inf: the step, the loss terms, and the last
+        checkpoint (written before this step, so its weights are good) to resume from."""
+        if torch.isfinite(losses["loss"]):
+            return
+        terms = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
+        callbacks = self.trainer.checkpoint_callbacks if self._trainer is not None else []
+        written = [Path(p) for cb in callbacks for p in (cb.last_model_path, cb.best_model_path) if p and Path(p).is_file()]
+        last = str(max(reversed(written), key=lambda p: p.stat().st_mtime)) if written else ""  # ties: last.ckpt
+        keep = (f"the last good checkpoint is {last}; resume from it with ckpt_path={last} and a lower "
+                "task.optimizer.lr" if last else "no checkpoint was written yet; lower task.optimizer.lr")
+        raise TrainingDivergedError(f"training diverged: non-finite loss at step {self.global_step} "
+                                    f"(epoch {self.current_epoch}): {terms}; {keep}")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         record = getattr(self.net, "visionzoo_config", None)

@@ -116,8 +116,7 @@ class BENTask(VisionTask):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self.net(batch["image"], refine=self.stage != "base")
         losses = self.compute_losses(out, batch["mask"])
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite BEN loss at step {self.global_step}: {losses}")
+        self.check_finite(losses)
         size = len(batch["image"])
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)

@@ -102,9 +102,7 @@ class DHDTask(VisionTask):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         losses = self.compute_losses(self(batch), batch)
-        if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"non-finite DHD loss at step {self.global_step}: "
-                                     f"{ {k: float(v) for k, v in losses.items()} }")
+        self.check_finite(losses)
         size = len(batch["images"])
         self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
