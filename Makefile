@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The demo trains tiny BEN on the built-in synthetic DIS5K (~10 CPU minutes), tests it (metric table, picture
+# The demo trains tiny BEN on the built-in synthetic DIS5K (~4 CPU minutes), tests it (metric table, picture
 # grids in $(DEMO)/ben/pictures/), then cuts objects out of the test images into $(DEMO)/ben/cutouts/; then it
 # denoises two scikit-image images at sigma 25 with DIP (estimated architecture) next to BM3D ($(DEMO)/dip/);
 # last it trains tiny DHD on the synthetic street worlds (~6 CPU minutes), evaluates it (per-class IoU, BEV and

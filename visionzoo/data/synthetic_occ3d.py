@@ -31,7 +31,7 @@ from visionzoo.geometry import SYNTHETIC_GRID, OccupancyGrid, matrix_to_quaterni
 
 log = logging.getLogger(__name__)
 _MARKER = "COMPLETE.json"
-L = {name: index for index, name in enumerate(OCC3D_CLASSES)}
+LABEL = {name: index for index, name in enumerate(OCC3D_CLASSES)}
 
 
 #: (position in ego (m), yaw (deg), focal (px at 1600x900)) of a nuScenes-like rig.
@@ -107,19 +107,19 @@ def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
     world = World(grid)
     (x0, x1), (y0, y1), _ = grid.ranges
     ground = (GROUND_TOP - grid.voxel[2], GROUND_TOP)
-    world.box((x0, x1), (y0, y1), ground, L["terrain"], _jitter(rng, (0.42, 0.5, 0.28)))
+    world.box((x0, x1), (y0, y1), ground, LABEL["terrain"], _jitter(rng, (0.42, 0.5, 0.28)))
     road_y, road_w = rng.uniform(-1.5, 1.5), rng.uniform(7.0, 11.0)
     walk_w = rng.uniform(2.0, 3.5)
     road = (road_y - road_w / 2, road_y + road_w / 2)
     walks = [(road[0] - walk_w, road[0]), (road[1], road[1] + walk_w)]
     for walk in walks:
-        world.box((x0, x1), walk, ground, L["sidewalk"], _jitter(rng, (0.62, 0.6, 0.58)))
-    world.box((x0, x1), road, ground, L["driveable_surface"], _jitter(rng, (0.28, 0.28, 0.3), 0.03))
+        world.box((x0, x1), walk, ground, LABEL["sidewalk"], _jitter(rng, (0.62, 0.6, 0.58)))
+    world.box((x0, x1), road, ground, LABEL["driveable_surface"], _jitter(rng, (0.28, 0.28, 0.3), 0.03))
     cross = None
     if rng.random() < 0.4:
         cx, cw = rng.uniform(x0 + 8, x1 - 8), rng.uniform(6.0, 9.0)
         cross = (cx - cw / 2, cx + cw / 2)
-        world.box(cross, (y0, y1), ground, L["driveable_surface"], _jitter(rng, (0.28, 0.28, 0.3), 0.03))
+        world.box(cross, (y0, y1), ground, LABEL["driveable_surface"], _jitter(rng, (0.28, 0.28, 0.3), 0.03))
     top = grid.z_range[1]
 
     def clear_of_ego(x: tuple[float, float], y: tuple[float, float]) -> bool:
@@ -141,21 +141,21 @@ def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
                 depth = rng.uniform(5.0, 10.0)
                 ys = (near - setback - depth, near - setback) if side < 0 else (near + setback, near + setback + depth)
                 colour = _jitter(rng, ((0.75, 0.68, 0.55), (0.6, 0.3, 0.25), (0.55, 0.55, 0.6))[rng.integers(3)])
-                world.box(span, ys, (GROUND_TOP, min(top, GROUND_TOP + rng.uniform(3.0, 5.4))), L["manmade"], colour)
+                world.box(span, ys, (GROUND_TOP, min(top, GROUND_TOP + rng.uniform(3.0, 5.4))), LABEL["manmade"], colour)
             elif off_cross(span) and kind < 0.85:
                 for tx in np.arange(span[0] + 1.5, span[1] - 1.0, rng.uniform(3.5, 6.0)):
                     ty = near - setback if side < 0 else near + setback
                     green = _jitter(rng, (0.15, 0.42, 0.12))
                     if rng.random() < 0.6:  # tree: trunk and canopy
-                        world.box((tx - 0.2, tx + 0.2), (ty - 0.2, ty + 0.2), (GROUND_TOP, 2.2), L["vegetation"],
+                        world.box((tx - 0.2, tx + 0.2), (ty - 0.2, ty + 0.2), (GROUND_TOP, 2.2), LABEL["vegetation"],
                                   _jitter(rng, (0.35, 0.25, 0.15)))
                         r = rng.uniform(1.2, 1.9)
                         world.box((tx - r, tx + r), (ty - r, ty + r), (2.2, min(top, 2.2 + rng.uniform(1.6, 2.8))),
-                                  L["vegetation"], green)
+                                  LABEL["vegetation"], green)
                     else:  # bush
                         r = rng.uniform(0.6, 1.2)
                         world.box((tx - r, tx + r), (ty - r, ty + r), (GROUND_TOP, GROUND_TOP + rng.uniform(0.8, 1.4)),
-                                  L["vegetation"], green)
+                                  LABEL["vegetation"], green)
             x = span[1] + rng.uniform(0.5, 3.0)
 
     def place(label: str, size: tuple[float, float, float], lanes: tuple[float, float], count: int,
@@ -166,7 +166,7 @@ def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
                 along = rng.random() < 0.85 or label in ("pedestrian", "traffic_cone")
                 sx, sy = (size[0], size[1]) if along else (size[1], size[0])
                 xs, ys = (cx - sx / 2, cx + sx / 2), (cy - sy / 2, cy + sy / 2)
-                if clear_of_ego(xs, ys) and world.box(xs, ys, (GROUND_TOP, GROUND_TOP + size[2]), L[label],
+                if clear_of_ego(xs, ys) and world.box(xs, ys, (GROUND_TOP, GROUND_TOP + size[2]), LABEL[label],
                                                       colour_of(), only_free=True):
                     break
 
@@ -183,7 +183,7 @@ def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
         start = rng.uniform(x0 + 2, x1 - 12)
         for bx in np.arange(start, start + rng.uniform(4, 10), 2.0):
             if clear_of_ego((bx, bx + 1.8), (edge - 0.3, edge + 0.3)):
-                world.box((bx, bx + 1.8), (edge - 0.3, edge + 0.3), (GROUND_TOP, GROUND_TOP + 1.0), L["barrier"],
+                world.box((bx, bx + 1.8), (edge - 0.3, edge + 0.3), (GROUND_TOP, GROUND_TOP + 1.0), LABEL["barrier"],
                           _jitter(rng, (0.9, 0.9, 0.85)), only_free=True)
     return world
 
