@@ -95,6 +95,12 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
     ("predict.py", ["experiment=dhd_occ3d", "input=/no/such/nuscenes", "output=out"],
      "error: data root /no/such/nuscenes not found"),
     ("train.py", ["experiment=dhd_synthetic", "model.name=dhd_dla43"], "error: unknown model 'dhd_dla43'; closest: "),
+    ("eval.py", ["experiment=dhd_synthetic", "data.root=.", "data.synthetic=null", "ckpt_path=ben.ckpt"],
+     "error: weights ben.ckpt are not for model 'dhd_tiny' (none of its"),
+    ("eval.py", ["experiment=dhd_synthetic", "data.root=.", "data.synthetic=null", "ckpt_path=evil.ckpt"],
+     "error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
+    ("predict.py", ["experiment=dhd_occ3d", "model=dhd_tiny", "input=.", "output=out"],
+     "error: info file bevdetv2-nuscenes_infos_val.pkl not found"),
     ("eval.py", ["experiment=ben_synthetic"], "error: eval needs weights: pass ckpt_path="),
     ("train.py", ["experiment=ben_synthetic", "model.name=ben_dla43"], "error: unknown model 'ben_dla43'; closest: "),
     ("train.py", ["experiment=ben_dis5k", "data.root=/no/such/dis5k", "trainer.fast_dev_run=true"],
@@ -111,7 +117,19 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
     ("predict.py", ["experiment=dip_denoise", "input=/no/photos", "output=out"], "error: input /no/photos does not exist"),
 ])
 def test_user_mistakes_end_in_one_line(script, overrides, message, tmp_path):
+    import torch
+    import visionzoo
+
+    torch.save({"state_dict": {f"net.{k}": v for k, v in visionzoo.create_model("ben_tiny").state_dict().items()}},
+               tmp_path / "ben.ckpt")  # a checkpoint of another model
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"state_dict": Exploit()}, tmp_path / "evil.ckpt")
     result = run(script, *overrides, "hydra.run.dir=out", cwd=tmp_path)
+    assert "code ran" not in result.stdout + result.stderr  # the pickled call was never made
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(message), result.stderr[-2000:]

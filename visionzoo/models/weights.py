@@ -211,7 +211,12 @@ def load_weights(model: nn.Module, source: str | os.PathLike, sha256: str | None
     """
     report = load_state_dict_into(model, read_state_dict(source, sha256), source=str(source))
     if strict and not report.clean:
-        name = getattr(model, "visionzoo_config", {}).get("name", type(model).__name__)
+        network = getattr(model, "net", model)  # a task LightningModule: name its network
+        name = getattr(network, "visionzoo_config", {}).get("name", type(network).__name__)
+        if report.loaded == 0:
+            raise WeightsError(f"weights {source} are not for model {name!r} (none of its "
+                               f"{len(report.missing)} tensors is in the file); pass a checkpoint of a {name} run, "
+                               "or the model= the checkpoint was trained with")
         raise WeightsError(f"weights {source} do not fit model {name!r}: {report.summary()}")
     return report
 
