@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ from rich.table import Table
 from torch import nn
 
 from visionzoo.errors import VisionZooError
+from visionzoo.files import atomic_write
 from visionzoo.models.weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = build_trainer(cfg)
     out = output_dir(cfg)
-    _save_config(cfg, out / "config.yaml")
+    # every DDP process writes the same file: atomically
+    atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg), weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
@@ -180,13 +181,6 @@ def predict(cfg: DictConfig) -> Any:
         load_weights(net, cfg.ckpt_path)
     predictor = instantiate(cfg.predictor, net=net)
     return predictor.run()
-
-
-def _save_config(cfg: DictConfig, path: Path) -> None:
-    """The resolved config, written atomically (every DDP process writes the same file)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    OmegaConf.save(cfg, temporary, resolve=True)
-    os.replace(temporary, path)
 
 
 def write_results(rows: list[dict[str, Any]], directory: Path, title: str = "results") -> None:

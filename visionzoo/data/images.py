@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from visionzoo.errors import DataError
+from visionzoo.files import atomic_write
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _EXIF_ORIENTATION = 0x0112
@@ -108,31 +108,20 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_image_atomic(path: str | os.PathLike, pixels: np.ndarray) -> None:
     """Write an RGB/RGBA/gray array to ``path`` via a temporary file, so no half-written file is ever left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     elif pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
-    try:
+
+    def write(temporary: Path) -> None:
         try:
-            written = cv2.imwrite(tmp, pixels)
+            written = cv2.imwrite(str(temporary), pixels)
         except cv2.error:  # OpenCV raises for suffixes it has no writer for
             written = False
         if not written:
             raise DataError(f"could not write {path}; check the folder is writable and the suffix is an image type")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write, suffix=path.suffix)  # OpenCV picks the format from the suffix

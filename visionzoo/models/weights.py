@@ -28,6 +28,7 @@ from safetensors.torch import save_file as save_safetensors
 from torch import nn
 
 from visionzoo.errors import WeightsError
+from visionzoo.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +230,9 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    _atomic_write(directory / WEIGHTS_FILE, lambda p: save_safetensors(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(directory / WEIGHTS_FILE, lambda p: save_safetensors(tensors, str(p), metadata={"format": "pt"}))
     text = json.dumps({"name": config["name"], "kwargs": config["kwargs"]}, indent=2, sort_keys=True)
-    _atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text + "\n"))
+    atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text + "\n"))
     return directory
 
 
@@ -251,12 +252,3 @@ def from_pretrained(directory: str | os.PathLike) -> nn.Module:
     return create_model(name, pretrained=str(directory), **kwargs)
 
 
-def _atomic_write(path: Path, write) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -10,9 +10,8 @@ are written atomically, and finished samples are skipped unless ``overwrite``.
 
 from __future__ import annotations
 
+import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +24,7 @@ from visionzoo.data.images import write_image_atomic
 from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import DataError
+from visionzoo.files import atomic_write
 from visionzoo.predict.common import BatchReport, check_writable, progress_bar, resolve_device
 from visionzoo.tasks.dhd import PICTURE_TITLES, occupancy_picture_row
 from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels, side_by_side
@@ -32,18 +32,10 @@ from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupan
 log = logging.getLogger(__name__)
 
 
-def write_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """``np.savez_compressed`` into a temporary file beside ``path``, then rename: no half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    os.close(handle)
-    try:
-        with open(temporary, "wb") as out:
-            np.savez_compressed(out, **arrays)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
 
 
 class OccupancyPredictor:
@@ -88,7 +80,7 @@ class OccupancyPredictor:
                     batch = collate_occ3d([dataset[index]])
                     inputs = [batch[k].to(self.device) for k in ("images", "intrinsics", "cam2ego", "post", "bda")]
                     semantics = net(*inputs)["logits"][0].argmax(dim=-1).to(torch.uint8).cpu().numpy()
-                    write_npz_atomic(target, semantics=semantics)
+                    atomic_write(target, lambda tmp: tmp.write_bytes(_npz_bytes(semantics=semantics)))
                     report.written.append(target)
                     if drawn < self.pictures:
                         self._draw(record, batch["images"][0, front], semantics, grid)

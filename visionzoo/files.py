@@ -1,0 +1,33 @@
+"""Atomic file writes: a file is written beside its target and renamed onto it, so no half-written file is ever
+left, and an existing file is replaced only by a complete one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], suffix: str = ".part") -> Path:
+    """Call ``write(temporary_path)`` for a temporary file in ``path``'s folder (created if needed), then rename it
+    onto ``path``; the temporary file is removed if ``write`` fails. ``suffix`` is the temporary file's suffix
+    (writers that pick the format from it, like OpenCV, need the real one). Files get the usual umask permissions."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600 files
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+    return path
