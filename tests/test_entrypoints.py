@@ -88,6 +88,24 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
     assert "0 processed, 1 already done" in again.stderr
 
 
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory) -> Path:
+    """``ben.ckpt``: a checkpoint of another model; ``evil.ckpt``: a pickle that would run code when loaded."""
+    import torch
+    import visionzoo
+
+    folder = tmp_path_factory.mktemp("bad_checkpoints")
+    torch.save({"state_dict": {f"net.{k}": v for k, v in visionzoo.create_model("ben_tiny").state_dict().items()}},
+               folder / "ben.ckpt")
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    torch.save({"state_dict": Exploit()}, folder / "evil.ckpt")
+    return folder
+
+
 @pytest.mark.parametrize("script, overrides, message", [
     ("train.py", ["experiment=dhd_occ3d", "data.root=/no/such/nuscenes", "trainer.fast_dev_run=true"],
      "error: data root /no/such/nuscenes not found; set data.root"),
@@ -116,18 +134,9 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
     ("eval.py", ["experiment=dip_denoise", "data.noise=speckle"], "error: unknown noise kind 'speckle'"),
     ("predict.py", ["experiment=dip_denoise", "input=/no/photos", "output=out"], "error: input /no/photos does not exist"),
 ])
-def test_user_mistakes_end_in_one_line(script, overrides, message, tmp_path):
-    import torch
-    import visionzoo
-
-    torch.save({"state_dict": {f"net.{k}": v for k, v in visionzoo.create_model("ben_tiny").state_dict().items()}},
-               tmp_path / "ben.ckpt")  # a checkpoint of another model
-
-    class Exploit:
-        def __reduce__(self):
-            return (print, ("code ran",))
-
-    torch.save({"state_dict": Exploit()}, tmp_path / "evil.ckpt")
+def test_user_mistakes_end_in_one_line(script, overrides, message, bad_checkpoints, tmp_path):
+    for name in ("ben.ckpt", "evil.ckpt"):
+        (tmp_path / name).symlink_to(bad_checkpoints / name)
     result = run(script, *overrides, "hydra.run.dir=out", cwd=tmp_path)
     assert "code ran" not in result.stdout + result.stderr  # the pickled call was never made
     assert result.returncode == 2, result.stderr[-2000:]
