@@ -9,7 +9,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from visionzoo.data.dis5k import DIS5K_TEST_SPLITS, DISDataset, collate_dis, dis5k_pairs
-from visionzoo.data.sampling import EpochShuffle
+from visionzoo.data.sampling import split_loader
 from visionzoo.data.synthetic_dis import generate_synthetic_dis
 from visionzoo.data.transforms import PairedAugment
 from visionzoo.errors import DataError
@@ -73,15 +73,8 @@ class DISDataModule(L.LightningDataModule):
         return DISDataset(pairs, self.size, augment=self.augment if train else None, seed=self.seed)
 
     def _loader(self, dataset: DISDataset, train: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=EpochShuffle(len(dataset), self.seed) if train else None,
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=collate_dis,
-        )
+        return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size, self.num_workers,
+                            self.seed, collate_dis)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._dataset(self.train_split, train=True), train=True)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_CLASSES
 from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
-from visionzoo.data.sampling import EpochShuffle
+from visionzoo.data.sampling import split_loader
 from visionzoo.data.synthetic_occ3d import generate_synthetic_occ3d
 from visionzoo.errors import DataError
 from visionzoo.geometry import OccupancyGrid
@@ -90,10 +90,8 @@ class Occ3DDataModule(L.LightningDataModule):
         return torch.from_numpy(counts)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.dataset(split, train)
-        return DataLoader(dataset, batch_size=self.batch_size if train else self.eval_batch_size,
-                          sampler=EpochShuffle(len(dataset), self.seed) if train else None, drop_last=train and len(dataset) > self.batch_size, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, collate_fn=collate_occ3d)
+        return split_loader(self.dataset(split, train), train, self.batch_size if train else self.eval_batch_size,
+                            self.num_workers, self.seed, collate_occ3d)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

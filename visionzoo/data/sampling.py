@@ -9,11 +9,11 @@ of every epoch (and forwards it through its distributed sampler wrapper under DD
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class EpochShuffle(Sampler):
@@ -41,3 +41,12 @@ def sample_rng(key: int | tuple[int, int], seed: int) -> tuple[int, np.random.Ge
         epoch, index = int(key[0]), int(key[1])
         return index, np.random.default_rng((seed, epoch, index))
     return int(key), np.random.default_rng(int(torch.randint(0, 2**62, ())))
+
+
+def split_loader(dataset: Dataset, train: bool, batch_size: int, num_workers: int, seed: int,
+                 collate_fn: Callable[[list], Any]) -> DataLoader:
+    """The DataLoader every datamodule uses: training in :class:`EpochShuffle` order, dropping a last partial
+    batch (when there is more than one); evaluation in file order. Workers persist across epochs."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=EpochShuffle(len(dataset), seed) if train else None,
+                      drop_last=train and len(dataset) > batch_size, num_workers=num_workers,
+                      persistent_workers=num_workers > 0, collate_fn=collate_fn)
