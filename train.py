@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from visionzoo import runner
+from visionzoo import cli, runner
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
@@ -12,4 +12,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    cli.check_command_line("train")  # a mistyped override: one line, exit 2
     main()

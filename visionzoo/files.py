@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from visionzoo.errors import DataError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -31,3 +33,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], suffi
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def ensure_writable_folder(directory: str | os.PathLike, key: str = "output") -> Path:
+    """Create ``directory`` and check a file can be written in it, or fail with one line naming the config ``key``
+    that chose it."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".visionzoo_write_test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise DataError(f"output folder {directory} is not writable ({err.strerror}); choose another {key}=") from err
+    return directory

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +25,7 @@ from torch import nn
 
 from visionzoo.errors import VisionZooError
 from visionzoo.files import atomic_write
-from visionzoo.models.weights import load_weights
+from visionzoo.models.weights import check_training_checkpoint, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,17 @@ def main(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         sys.exit(2)
 
 
-def _find_user_error(err: BaseException) -> VisionZooError | None:
-    """Hydra wraps errors raised in constructors; dig the user's error out of the chain."""
+def _find_user_error(err: BaseException) -> VisionZooError | str | None:
+    """Hydra wraps errors raised in constructors; dig the user's error out of the chain. A constructor that got
+    an argument it does not take (``+trainer.foo=1``) is the config's fault too: named by its config key."""
     seen: BaseException | None = err
     while seen is not None:
         if isinstance(seen, VisionZooError):
             return seen
+        if isinstance(seen, TypeError) and isinstance(err, InstantiationException) and "argument" in str(seen):
+            key = re.search(r"full_key: (\S+)", str(err))
+            where = key.group(1) if key else "the config"
+            return f"{where}: {seen}; check the {where}.* overrides against configs/"
         seen = seen.__cause__ or seen.__context__
     return None
 
@@ -134,7 +140,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out = output_dir(cfg)
     # every DDP process writes the same file: atomically
     atomic_write(out / "config.yaml", lambda tmp: OmegaConf.save(cfg, tmp, resolve=True))
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg), weights_only=True)
+    resume = resume_checkpoint(cfg)
+    if resume is not None:
+        check_training_checkpoint(task, resume)  # a clear line instead of Lightning's traceback
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test"):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if trainer.checkpoint_callback else ""

@@ -61,11 +61,12 @@ class _PlainUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_infos(path: str | Path) -> list[dict[str, Any]]:
-    """The sample records of a BEVDet info pickle, sorted as stored (by timestamp)."""
+def load_infos(path: str | Path, root_key: str = "data.root") -> list[dict[str, Any]]:
+    """The sample records of a BEVDet info pickle, sorted as stored (by timestamp). ``root_key``: the config key
+    that chose the folder, named when the file is missing."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"info file {path} not found; point data.root at the folder holding the BEVDet info pickles")
+        raise DataError(f"info file {path} not found; point {root_key} at the folder holding the BEVDet info pickles")
     try:
         with open(path, "rb") as handle:
             content = _PlainUnpickler(handle).load()
@@ -358,12 +359,12 @@ def collate_occ3d(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def occ3d_records(root: str | Path, split: str, cameras: Sequence[str] = NUSCENES_CAMERAS,
-                  info_file: str | None = None) -> list[SampleRecord]:
-    """Parsed samples of ``split`` (``train`` / ``val``) under ``root``."""
+                  info_file: str | None = None, root_key: str = "data.root") -> list[SampleRecord]:
+    """Parsed samples of ``split`` (``train`` / ``val``) under ``root`` (chosen by the config key ``root_key``)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"data root {root} not found; set data.root to the nuScenes folder holding gts/ and samples/")
+        raise DataError(f"data root {root} not found; set {root_key} to the nuScenes folder holding gts/ and samples/")
     if info_file is None and split not in INFO_FILES:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(INFO_FILES)} or set the info file")
-    infos = load_infos(root / (info_file or INFO_FILES[split]))
+    infos = load_infos(root / (info_file or INFO_FILES[split]), root_key)
     return [parse_info(info, root, cameras) for info in infos]

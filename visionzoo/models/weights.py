@@ -129,8 +129,13 @@ def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dic
             return load_safetensors(str(path), device="cpu")
         except Exception as err:  # safetensors raises its own error types for corrupt headers
             raise WeightsError(f"{path} is not a readable safetensors file ({err}); re-download or re-export it") from err
+    return _unwrap(_torch_load(path), path)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load`` that builds only tensors and plain containers; failures are one-line WeightsErrors."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise WeightsError(
             f"refused to load {path}: it holds pickled objects beyond tensors, which could run code; "
@@ -139,7 +144,6 @@ def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dic
     except (RuntimeError, EOFError, OSError) as err:
         kind = "unknown suffix" if path.suffix not in _TORCH_SUFFIXES else "corrupt or truncated"
         raise WeightsError(f"cannot read weights {path} ({kind}: {err}); use .safetensors or a torch .pt/.ckpt") from err
-    return _unwrap(obj, path)
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -211,7 +215,14 @@ def load_weights(model: nn.Module, source: str | os.PathLike, sha256: str | None
     that is what a checkpoint of another model looks like.
     """
     report = load_state_dict_into(model, read_state_dict(source, sha256), source=str(source))
-    if strict and not report.clean:
+    if strict:
+        _require_clean(model, report, source)
+    return report
+
+
+def _require_clean(model: nn.Module, report: LoadReport, source: str | os.PathLike) -> None:
+    """Every tensor of ``model`` loaded and nothing else in the file, or a WeightsError naming the model."""
+    if not report.clean:
         network = getattr(model, "net", model)  # a task LightningModule: name its network
         name = getattr(network, "visionzoo_config", {}).get("name", type(network).__name__)
         if report.loaded == 0:
@@ -219,7 +230,17 @@ def load_weights(model: nn.Module, source: str | os.PathLike, sha256: str | None
                                f"{len(report.missing)} tensors is in the file); pass a checkpoint of a {name} run, "
                                "or the model= the checkpoint was trained with")
         raise WeightsError(f"weights {source} do not fit model {name!r}: {report.summary()}")
-    return report
+
+
+def check_training_checkpoint(task: nn.Module, source: str | os.PathLike) -> None:
+    """Before resuming training from ``source``: it exists, unpickles safely, is a Lightning training checkpoint
+    (weights plus epoch/step and optimizer state) and its weights fit ``task``; else one WeightsError line."""
+    path = resolve(source)
+    checkpoint = _torch_load(path)
+    if not isinstance(checkpoint, Mapping) or not {"state_dict", "global_step", "optimizer_states"} <= set(checkpoint):
+        raise WeightsError(f"{path} is not a training checkpoint (no optimizer or step state) and cannot be resumed; "
+                           "to start a new run from its weights use model.pretrained=" + str(path))
+    _require_clean(task, load_state_dict_into(task, _unwrap(checkpoint, path), source=str(source)), source)
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:

@@ -59,16 +59,6 @@ def find_inputs(spec: str | Path) -> tuple[list[Path], list[Path]]:
     return images, others
 
 
-def check_writable(directory: Path) -> None:
-    """Create ``directory`` or fail with one clear line."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".visionzoo_write_test"
-        probe.touch()
-        probe.unlink()
-    except OSError as err:
-        raise DataError(f"output folder {directory} is not writable ({err.strerror}); choose another output=") from err
-
 
 def progress_bar() -> Progress:
     return Progress(

@@ -22,7 +22,8 @@ from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.data.images import LoadedImage, full_scale, read_image, write_image_atomic
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError
-from visionzoo.predict.common import BatchReport, check_writable, chunks, find_inputs, progress_bar, resolve_device
+from visionzoo.files import ensure_writable_folder
+from visionzoo.predict.common import BatchReport, chunks, find_inputs, progress_bar, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class CutoutPredictor:
 
     def run(self) -> BatchReport:
         images, others = find_inputs(self.input)
-        check_writable(self.output)
+        ensure_writable_folder(self.output)
         report = BatchReport(ignored=others)
         targets = self.output_paths(images)
         todo = [p for p in images if self.overwrite or not all(t.exists() for t in targets[p])]

@@ -18,7 +18,8 @@ from torch import nn
 
 from visionzoo.data.images import LoadedImage, full_scale, read_image, write_image_atomic
 from visionzoo.errors import DataError
-from visionzoo.predict.common import BatchReport, check_writable, find_inputs, progress_bar, resolve_device
+from visionzoo.files import ensure_writable_folder
+from visionzoo.predict.common import BatchReport, find_inputs, progress_bar, resolve_device
 from visionzoo.tasks.dip_denoise import DIPFitSettings, fit_image
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class DenoisePredictor:
 
     def run(self) -> BatchReport:
         images, others = find_inputs(self.input)
-        check_writable(self.output)
+        ensure_writable_folder(self.output)
         report = BatchReport(ignored=others)
         todo = []
         for path in images:

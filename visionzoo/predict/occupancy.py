@@ -24,8 +24,8 @@ from visionzoo.data.images import write_image_atomic
 from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import DataError
-from visionzoo.files import atomic_write
-from visionzoo.predict.common import BatchReport, check_writable, progress_bar, resolve_device
+from visionzoo.files import atomic_write, ensure_writable_folder
+from visionzoo.predict.common import BatchReport, progress_bar, resolve_device
 from visionzoo.tasks.dhd import PICTURE_TITLES, occupancy_picture_row
 from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels, side_by_side
 
@@ -61,8 +61,8 @@ class OccupancyPredictor:
         self.pictures, self.device = pictures, resolve_device(device)
 
     def run(self) -> BatchReport:
-        records = occ3d_records(self.input, self.split, self.cameras, self.info_file)
-        check_writable(self.output)
+        records = occ3d_records(self.input, self.split, self.cameras, self.info_file, root_key="input")
+        ensure_writable_folder(self.output)
         grid = self.net.grid
         dataset = Occ3DDataset(records, grid, self.augment, targets=False)
         net = self.net.to(self.device).eval()

@@ -23,6 +23,7 @@ from torch import nn
 from visionzoo.data.images import write_image_atomic
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import VisionZooError
+from visionzoo.files import ensure_writable_folder
 from visionzoo.metrics.dis import DIS_METRIC_ORDER, DISMetrics
 from visionzoo.models.ben import TRIMAP_UNKNOWN
 from visionzoo.tasks.base import VisionTask
@@ -162,6 +163,8 @@ class BENTask(VisionTask):
         ).to(self.device)  # states must live where the process group can gather them (NCCL: the GPU)
         self._results = []
         self._picture_rows = {}
+        if self.save_predictions is not None:
+            ensure_writable_folder(self.save_predictions, key="task.save_predictions")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self.test_split_names[dataloader_idx]

@@ -1,0 +1,353 @@
+"""The bad-input suite: each entry point (train, eval, predict) x task (BEN, DHD, DIP) given a user's mistake.
+
+A mistake ends in one ``error:`` line naming the file or key and the fix, exit status 2, no traceback, and no file
+added to or changed in the output folder. A per-file fault in batch work (predict) is reported, the rest is
+processed, and nothing half-written is left. docs/errors.md lists every case here (checked below).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs" / "errors.md"
+
+BEN = ["experiment=ben_dis5k", "model=ben_tiny", "data.root={dis}", "data.input_size=64", "data.num_workers=0",
+       "data.batch_size=2", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null"]
+BEN_PREDICT = ["experiment=ben_cutout", "model=ben_tiny", "predictor.input_size=64", "input={photos}", "output=out"]
+DHD = ["experiment=dhd_synthetic", "data.root={occ}", "data.synthetic=null", "data.input_size=[32,64]",
+       "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "trainer.max_epochs=1",
+       "callbacks.rich_progress_bar=null"]
+DHD_PREDICT = ["experiment=dhd_occ3d", "model=dhd_tiny", "data.input_size=[32,64]", "input={occ}", "output=out"]
+DIP = ["experiment=dip_denoise", "data.root={clean}", "data.size=32", "task.fit.iterations=10"]
+DIP_PREDICT = ["experiment=dip_denoise", "task.fit.iterations=10", "input={photos}", "output=out"]
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    script: str
+    args: tuple[str, ...]
+    message: str  # the start of the last stderr line; {w} is the case's working folder
+    batch: bool = False  # a per-file fault in batch work: reported, the rest processed, exit 0
+
+
+def case(id: str, script: str, base: list[str], *overrides: str, message: str, batch: bool = False) -> Case:
+    return Case(id, script, (*base, *overrides), message, batch)
+
+
+CASES = [
+    # missing data root / input
+    case("train-ben-missing-root", "train.py", BEN, "data.root=/no/such/dis5k",
+         message="error: DIS5K root /no/such/dis5k does not exist; set data.root"),
+    case("eval-ben-missing-root", "eval.py", BEN, "data.root=/no/such/dis5k", "ckpt_path=ben.ckpt",
+         message="error: DIS5K root /no/such/dis5k does not exist; set data.root"),
+    case("predict-ben-missing-input", "predict.py", BEN_PREDICT, "input=/no/photos",
+         message="error: input /no/photos does not exist; pass an image file, a folder or a quoted glob"),
+    case("train-dhd-missing-root", "train.py", DHD, "data.root=/no/such/nuscenes",
+         message="error: data root /no/such/nuscenes not found; set data.root to the nuScenes folder"),
+    case("train-dhd-unset-root", "train.py", ["experiment=dhd_occ3d", "data.root=null"],
+         message="error: data.root is not set"),
+    case("eval-dhd-missing-root", "eval.py", DHD, "data.root=/no/such/nuscenes", "ckpt_path=dhd.ckpt",
+         message="error: data root /no/such/nuscenes not found; set data.root to the nuScenes folder"),
+    case("predict-dhd-missing-input", "predict.py", DHD_PREDICT, "input=/no/such/nuscenes",
+         message="error: data root /no/such/nuscenes not found; set input to the nuScenes folder"),
+    case("predict-dhd-no-info-file", "predict.py", DHD_PREDICT, "input=.",
+         message="error: info file bevdetv2-nuscenes_infos_val.pkl not found; point input at the folder"),
+    case("train-dip", "train.py", DIP, message="error: experiment dip_denoise has nothing to train"),
+    case("eval-dip-missing-root", "eval.py", DIP, "data.root=/no/clean",
+         message="error: clean image folder /no/clean does not exist; set data.root to a folder of images"),
+    case("predict-dip-missing-input", "predict.py", DIP_PREDICT, "input=/no/photos",
+         message="error: input /no/photos does not exist"),
+    case("predict-missing-input-output", "predict.py", ["experiment=ben_cutout"],
+         message="error: missing values for input, output: pass input=... output=..."),
+    # empty split / folder
+    case("train-ben-empty-split", "train.py", BEN, "data.root=dis_empty",
+         message="error: dis_empty/DIS5K/DIS-TR has no image/mask pairs; check data.root points at DIS5K"),
+    case("eval-dhd-empty-split", "eval.py", DHD, "data.root=occ_empty", "ckpt_path=dhd.ckpt",
+         message="error: info file occ_empty/bevdetv2-nuscenes_infos_val.pkl has no samples"),
+    case("predict-dhd-empty-split", "predict.py", DHD_PREDICT, "input=occ_empty",
+         message="error: info file occ_empty/bevdetv2-nuscenes_infos_val.pkl has no samples"),
+    case("eval-dip-empty-folder", "eval.py", DIP, "data.root=empty",
+         message="error: no images (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) in empty; set data.root"),
+    case("predict-ben-empty-folder", "predict.py", BEN_PREDICT, "input=empty",
+         message="error: no image files (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) found at empty"),
+    case("predict-dip-empty-folder", "predict.py", DIP_PREDICT, "input=empty",
+         message="error: no image files (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) found at empty"),
+    # image / mask (label) size mismatch
+    case("train-ben-size-mismatch", "train.py", BEN, "data.root=dis_size",
+         message="error: dis_size/DIS5K/DIS-TR: 1 image/mask size mismatches (DIS-TR_0000 "),
+    case("eval-dhd-label-shape", "eval.py", DHD, "data.root=occ_shape", "ckpt_path=dhd.ckpt",
+         message="error: sample {val}: occ_shape/gts/synthetic-val-0000/{val}/labels.npz: semantics has shape"),
+    # corrupt JPEG / PNG
+    case("eval-ben-corrupt-jpeg", "eval.py", BEN, "data.root=dis_jpeg", "ckpt_path=ben.ckpt",
+         message="error: dis_jpeg/DIS5K/DIS-TE1: 1 unreadable files (DIS-TE1_0000.jpg); fix them or set "
+                 "data.on_mismatch=skip"),
+    case("train-ben-corrupt-png", "train.py", BEN, "data.root=dis_png",
+         message="error: dis_png/DIS5K/DIS-TR: 1 unreadable files (DIS-TR_0001.png)"),
+    case("eval-dhd-corrupt-jpeg", "eval.py", DHD, "data.root=occ_jpeg", "ckpt_path=dhd.ckpt",
+         message="error: sample {val}: CAM_FRONT image occ_jpeg/samples/CAM_FRONT/{val}_CAM_FRONT.jpg cannot be "
+                 "decoded (corrupt or not an image)"),
+    case("eval-dip-corrupt-png", "eval.py", DIP, "data.root=clean_png",
+         message="error: cannot read image clean_png/b.png: not an image or corrupt; remove or replace the file"),
+    case("predict-ben-bad-files", "predict.py", BEN_PREDICT, "ckpt_path=ben.ckpt", batch=True,
+         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 1 non-image files ignored"),
+    case("predict-dip-bad-files", "predict.py", DIP_PREDICT, batch=True,
+         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 1 non-image files ignored"),
+    case("predict-dhd-corrupt-jpeg", "predict.py", DHD_PREDICT, "input=occ_train_jpeg", "predictor.split=train",
+         batch=True, message="1 processed, 0 already done (overwrite=true redoes them), 1 failed"),
+    # truncated .npz
+    case("eval-dhd-truncated-npz", "eval.py", DHD, "data.root=occ_npz", "ckpt_path=dhd.ckpt",
+         message="error: sample {val}: occ_npz/gts/synthetic-val-0000/{val}/labels.npz is not a readable .npz"),
+    # info pickle: missing fields or cameras, or a pickle that would run code
+    case("eval-dhd-info-missing-camera", "eval.py", DHD, "data.root=occ_nocam", "ckpt_path=dhd.ckpt",
+         message="error: sample {val}: camera CAM_BACK is missing (has CAM_BACK_LEFT, CAM_BACK_RIGHT, CAM_FRONT,"),
+    case("eval-dhd-info-missing-field", "eval.py", DHD, "data.root=occ_nofield", "ckpt_path=dhd.ckpt",
+         message="error: sample {val}: info record lacks ego2global_rotation; regenerate the info file"),
+    case("train-dhd-info-runs-code", "train.py", DHD, "data.root=occ_evil",
+         message="error: info file occ_evil/bevdetv2-nuscenes_infos_train.pkl holds a builtins.print object; "
+                 "only plain types and numpy arrays are read"),
+    # unknown model
+    case("train-ben-unknown-model", "train.py", BEN, "model.name=ben_dla43",
+         message="error: unknown model 'ben_dla43'; closest: "),
+    case("eval-dhd-unknown-model", "eval.py", DHD, "model.name=dhd_dla43", "ckpt_path=dhd.ckpt",
+         message="error: unknown model 'dhd_dla43'; closest: "),
+    case("predict-ben-unknown-model", "predict.py", BEN_PREDICT, "model.name=ben_dla43",
+         message="error: unknown model 'ben_dla43'; closest: "),
+    case("eval-dip-unknown-model", "eval.py", DIP, "task.architecture=fixed", "model.name=dip_foo",
+         message="error: unknown model 'dip_foo'; closest: "),
+    case("train-unknown-model-config", "train.py", BEN, "model=ben_tin",
+         message="error: no config model=ben_tin (did you mean model=ben_tiny?); pick one of configs/model/: "),
+    # unknown or mistyped override
+    case("train-unknown-key", "train.py", BEN, "trainer.max_epoch=1",
+         message="error: unknown config key 'trainer.max_epoch' (did you mean trainer.max_epochs?); fix the name, "
+                 "or write +trainer.max_epoch=1 to add a new key"),
+    case("eval-unknown-experiment", "eval.py", ["experiment=ben_dis"],
+         message="error: no config experiment=ben_dis (did you mean experiment=ben_dis5k?); pick one of "
+                 "configs/experiment/: "),
+    case("predict-dip-unknown-key", "predict.py", DIP_PREDICT, "task.fit.iteration=5",
+         message="error: unknown config key 'task.fit.iteration' (did you mean task.fit.iterations?)"),
+    case("train-unparsable-override", "train.py", BEN, "trainer.max_epochs=[1",
+         message="error: cannot parse override 'trainer.max_epochs=[1' (no viable alternative at input '[1')"),
+    case("train-argument-not-taken", "train.py", BEN, "+trainer.foo=1",
+         message="error: trainer: Trainer.__init__() got an unexpected keyword argument 'foo'; check the trainer.* "
+                 "overrides"),
+    case("eval-dip-bad-noise", "eval.py", DIP, "data.noise=speckle",
+         message="error: unknown noise kind 'speckle'; pick one of gaussian, poisson"),
+    case("train-no-experiment", "train.py", [], message="error: config has no 'data': pick a recipe with experiment=NAME"),
+    # checkpoint for another model (or not a checkpoint)
+    case("eval-ben-foreign-checkpoint", "eval.py", BEN, "ckpt_path=dhd.ckpt",
+         message="error: weights dhd.ckpt are not for model 'ben_tiny' (none of its 514 tensors is in the file)"),
+    case("eval-dhd-foreign-checkpoint", "eval.py", DHD, "ckpt_path=ben.ckpt",
+         message="error: weights ben.ckpt are not for model 'dhd_tiny' (none of its 569 tensors is in the file)"),
+    case("predict-ben-foreign-checkpoint", "predict.py", BEN_PREDICT, "ckpt_path=dhd.ckpt",
+         message="error: weights dhd.ckpt are not for model 'ben_tiny'"),
+    case("predict-dhd-foreign-checkpoint", "predict.py", DHD_PREDICT, "ckpt_path=ben.ckpt",
+         message="error: weights ben.ckpt are not for model 'dhd_tiny'"),
+    case("train-ben-resume-foreign", "train.py", BEN, "ckpt_path=dhd_run.ckpt",
+         message="error: weights dhd_run.ckpt are not for model 'ben_tiny'"),
+    case("train-ben-resume-weights-only", "train.py", BEN, "ckpt_path=ben.ckpt",
+         message="error: ben.ckpt is not a training checkpoint (no optimizer or step state) and cannot be resumed; "
+                 "to start a new run from its weights use model.pretrained=ben.ckpt"),
+    case("train-ben-resume-missing", "train.py", BEN, "ckpt_path=last",
+         message="error: ckpt_path=last: no checkpoints/last.ckpt in "),
+    case("eval-ben-missing-checkpoint", "eval.py", BEN, "ckpt_path=/no/such.ckpt",
+         message="error: weights not found: /no/such.ckpt; pass an existing file"),
+    case("eval-ben-no-weights", "eval.py", BEN, message="error: eval needs weights: pass ckpt_path="),
+    case("eval-dip-checkpoint", "eval.py", DIP, "ckpt_path=ben.ckpt",
+         message="error: experiment dip_denoise fits every image from scratch and loads no weights; drop ckpt_path"),
+    case("predict-dip-checkpoint", "predict.py", DIP_PREDICT, "ckpt_path=ben.ckpt",
+         message="error: experiment dip_denoise fits every image from scratch and loads no weights; drop ckpt_path"),
+    # checkpoint that is a code-executing pickle
+    case("train-ben-resume-runs-code", "train.py", BEN, "ckpt_path=evil.ckpt",
+         message="error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
+    case("eval-dhd-checkpoint-runs-code", "eval.py", DHD, "ckpt_path=evil.ckpt",
+         message="error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
+    case("predict-ben-checkpoint-runs-code", "predict.py", BEN_PREDICT, "ckpt_path=evil.ckpt",
+         message="error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
+    case("eval-ben-pretrained-runs-code", "eval.py", BEN, "model.pretrained=evil.ckpt",
+         message="error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
+    # output folder not writable
+    case("predict-ben-output-not-writable", "predict.py", BEN_PREDICT, "output=a_file",
+         message="error: output folder a_file is not writable (File exists); choose another output="),
+    case("predict-dhd-output-not-writable", "predict.py", DHD_PREDICT, "output=a_file/labels",
+         message="error: output folder a_file/labels is not writable (Not a directory); choose another output="),
+    case("predict-dip-output-not-writable", "predict.py", DIP_PREDICT, "output=a_file",
+         message="error: output folder a_file is not writable (File exists); choose another output="),
+    case("eval-ben-predictions-not-writable", "eval.py", BEN, "ckpt_path=ben.ckpt", "task.save_predictions=a_file/m",
+         message="error: output folder a_file/m is not writable (Not a directory); choose another "
+                 "task.save_predictions="),
+    case("train-run-folder-not-writable", "train.py", BEN, "hydra.run.dir=a_file/run",
+         message="error: cannot create the run folder a_file/run: a_file is not a folder; set hydra.run.dir="),
+]
+
+PREVIOUS = b"an earlier run's output"
+
+
+def _copy(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target)
+    return target
+
+
+def _rewrite_infos(root: Path, split: str, change) -> None:
+    path = root / f"bevdetv2-nuscenes_infos_{split}.pkl"
+    with open(path, "rb") as handle:
+        info = pickle.load(handle)
+    with open(path, "wb") as handle:
+        pickle.dump(change(info), handle)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_dis, tiny_occ3d) -> Path:
+    """One folder holding a broken copy of the data per case, the checkpoints and the photo folders."""
+    import torch
+
+    import visionzoo
+
+    w = tmp_path_factory.mktemp("bad_inputs")
+    _copy(tiny_dis, w / "dis")
+    for name in ("dis_empty", "dis_size", "dis_jpeg", "dis_png"):
+        _copy(tiny_dis, w / name)
+    for path in [*(w / "dis_empty/DIS5K/DIS-TR/im").iterdir(), *(w / "dis_empty/DIS5K/DIS-TR/gt").iterdir()]:
+        path.unlink()
+    mask_path = w / "dis_size/DIS5K/DIS-TR/gt/DIS-TR_0000.png"
+    cv2.imwrite(str(mask_path), cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)[:-5])
+    (w / "dis_jpeg/DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (w / "dis_png/DIS5K/DIS-TR/gt/DIS-TR_0001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+    _copy(tiny_occ3d, w / "occ")
+    val = _val_token(tiny_occ3d)
+    for name in ("occ_empty", "occ_shape", "occ_jpeg", "occ_train_jpeg", "occ_npz", "occ_nocam", "occ_nofield",
+                 "occ_evil"):
+        _copy(tiny_occ3d, w / name)
+    _rewrite_infos(w / "occ_empty", "val", lambda info: {**info, "infos": []})
+    labels = next((w / "occ_shape/gts").rglob(f"{val}/labels.npz"))
+    with np.load(labels) as data:
+        arrays = {key: data[key][:, :-1] for key in data.files}
+    np.savez_compressed(labels, **arrays)
+    (w / f"occ_jpeg/samples/CAM_FRONT/{val}_CAM_FRONT.jpg").write_bytes(b"not a jpeg")
+    train_image = sorted((w / "occ_train_jpeg/samples/CAM_FRONT").glob("*.jpg"))
+    train_image = next(p for p in train_image if not p.name.startswith(val))
+    train_image.write_bytes(b"not a jpeg")
+    npz = next((w / "occ_npz/gts").rglob(f"{val}/labels.npz"))
+    npz.write_bytes(npz.read_bytes()[:100])
+    _rewrite_infos(w / "occ_nocam", "val", lambda info: {
+        **info, "infos": [{**r, "cams": {k: v for k, v in r["cams"].items() if k != "CAM_BACK"}} for r in info["infos"]]})
+    _rewrite_infos(w / "occ_nofield", "val", lambda info: {
+        **info, "infos": [{k: v for k, v in r.items() if k != "ego2global_rotation"} for r in info["infos"]]})
+    _rewrite_infos(w / "occ_evil", "train", lambda info: {**info, "metadata": _RunsCode()})
+
+    photos = w / "photos"
+    photos.mkdir()
+    shutil.copy(tiny_dis / "DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg", photos / "good.jpg")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (photos / "notes.txt").write_text("not an image")
+    clean = w / "clean"
+    clean.mkdir()
+    shutil.copy(tiny_dis / "DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg", clean / "a.jpg")
+    _copy(clean, w / "clean_png")
+    (w / "clean_png/b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (w / "empty").mkdir()
+    (w / "a_file").write_text("a file where a folder is expected")
+
+    def weights(name: str) -> dict:
+        return {f"net.{k}": v for k, v in visionzoo.create_model(name).state_dict().items()}
+
+    torch.save({"state_dict": weights("ben_tiny")}, w / "ben.ckpt")
+    torch.save({"state_dict": weights("dhd_tiny")}, w / "dhd.ckpt")
+    torch.save({"state_dict": weights("dhd_tiny"), "epoch": 0, "global_step": 1, "optimizer_states": []},
+               w / "dhd_run.ckpt")
+    torch.save({"state_dict": _RunsCode()}, w / "evil.ckpt")
+    return w
+
+
+def _val_token(occ_root: Path) -> str:
+    return next((occ_root / "gts/synthetic-val-0000").iterdir()).name
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
+def test_bad_input(bad: Case, inputs: Path, tmp_path: Path):
+    work = tmp_path / "w"
+    work.mkdir()
+    for entry in inputs.iterdir():
+        (work / entry.name).symlink_to(entry)
+    out = work / "out"
+    out.mkdir()
+    (out / "previous.png").write_bytes(PREVIOUS)
+    before = _files(out)
+    val = _val_token(inputs / "occ")
+    args = [a.format(dis="dis", occ="occ", photos="photos", clean="clean") for a in bad.args]
+    result = subprocess.run([sys.executable, str(ROOT / bad.script), "hydra.run.dir=run", *args], cwd=work,
+                            capture_output=True, text=True, timeout=600)
+    stderr = result.stderr
+    if os.environ.get("VISIONZOO_RECORD_ERRORS"):  # docs/errors.md is written from these (see write_docs_table)
+        with open(os.environ["VISIONZOO_RECORD_ERRORS"], "a") as record:
+            shown = stderr.strip().splitlines()[-3:] if bad.batch else stderr.strip().splitlines()[-1:]
+            record.write(json.dumps({"id": bad.id, "rc": result.returncode, "lines": shown}) + "\n")
+    assert "code ran" not in result.stdout + stderr  # a pickled call is never made
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert not list(work.rglob("*.part")) and not list(out.rglob(".*.part")), "a temporary file was left"
+    if bad.batch:
+        assert result.returncode == 0, stderr[-3000:]
+        assert re.sub(r"\s+", " ", bad.message) in re.sub(r"\s+", " ", stderr), stderr[-3000:]
+        assert "failed: " in stderr and (out / "previous.png").read_bytes() == PREVIOUS
+        assert len(_files(out)) > len(before), "the good files were not processed"
+        return
+    assert result.returncode == 2, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    expected = bad.message.format(w=work, val=val)
+    assert last.startswith(expected), f"\n{last}\n{expected}"
+    assert _files(out) == before, "output changed by a run that failed"
+
+
+def test_docs_list_every_case():
+    """docs/errors.md has a row per case (its id) with the message the case prints."""
+    text = DOCS.read_text()
+    for bad in CASES:
+        assert f"`{bad.id}`" in text, f"{bad.id} missing from {DOCS}"
+
+
+def write_docs_table(record: Path) -> str:
+    """The Markdown table of docs/errors.md from a run of this suite with VISIONZOO_RECORD_ERRORS=record."""
+    printed = {row["id"]: row for row in map(json.loads, record.read_text().splitlines())}
+    hidden = ("data.input_size", "data.num_workers", "data.batch_size", "data.eval_batch_size", "callbacks.",
+              "trainer.max_epochs=1", "data.synthetic", "predictor.input_size", "task.fit.iterations=10", "data.size")
+    lines = ["| case | command (test sizes left out) | exit | what it prints (last line) |", "|---|---|---|---|"]
+    for bad in CASES:
+        args = {}
+        for arg in bad.args:
+            if not arg.startswith(hidden):
+                args[arg.split("=", 1)[0]] = arg
+        command = " ".join([bad.script, *args.values()]).format(dis="DIS5K", occ="nuscenes", photos="photos",
+                                                                clean="clean")
+        row = printed[bad.id]
+        shown = "".join((" / " if line.strip().startswith("failed:") else " ") + line.strip() for line in row["lines"])
+        shown = shown.strip().replace("|", "\\|")  # (the batch report is wrapped at the terminal's width)
+        shown = re.sub(r"/tmp/\S+?/w/", "", shown)
+        lines.append(f"| `{bad.id}` | `{command}` | {row['rc']} | {shown} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python tests/test_bad_inputs.py RECORD.jsonl: print the docs table
+    print(write_docs_table(Path(sys.argv[1])), end="")

@@ -1,0 +1,28 @@
+"""Command-line checks before Hydra runs (visionzoo/cli.py); the subprocess cases are in test_bad_inputs.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from visionzoo.cli import command_line_problem, first_of_each_sweep
+from visionzoo.errors import VisionZooError
+
+
+def test_sweeps_are_checked_with_their_first_values():
+    assert first_of_each_sweep(["seed=1,2", "+extra=range(3,6)", "task.optimizer.lr=interval(0.1,1)", "x=3"]) == [
+        "seed=1", "+extra=3", "x=3"]  # an interval has no values to list: left to the sweeper
+
+
+def test_a_valid_sweep_passes_and_a_misspelt_key_in_it_does_not(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    command_line_problem("train", ["-m", "experiment=ben_synthetic", "seed=1,2", "trainer.max_epochs=1,2"])
+    with pytest.raises(VisionZooError, match=r"^unknown config key 'trainer.max_epoch' \(did you mean "
+                                             r"trainer.max_epochs\?\); fix the name, or write \+trainer.max_epoch=1 "):
+        command_line_problem("train", ["-m", "experiment=ben_synthetic", "trainer.max_epoch=1,2"])
+
+
+def test_hydra_flags_are_left_to_hydra(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    command_line_problem("train", ["--cfg", "job", "no_such_key=1"])  # Hydra prints the config or its own error
+    with pytest.raises(VisionZooError, match=r"^missing value for output: pass output=\.\.\.$"):
+        command_line_problem("predict", ["experiment=ben_cutout", "input=photos"])

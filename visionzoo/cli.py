@@ -1,0 +1,165 @@
+"""Command-line checks made before Hydra runs a job.
+
+Hydra reports a mistyped override (an unknown key, a config group option that does not exist, an override it
+cannot parse) or a run folder it cannot create in several lines and exits with status 1. The entry points call
+:func:`check_command_line` first: it composes the config the way Hydra will (about 0.1 s) and turns those mistakes
+into the project's one line (``error: ...`` naming the key or file and the fix) with exit status 2.
+
+Sweeps (``-m key=a,b``) are checked with the first value of each swept key. Command lines with other Hydra flags
+(``--cfg``, ``--help``, ``-cn`` ...) are left to Hydra.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, Node, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from visionzoo.errors import VisionZooError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def check_command_line(config_name: str, argv: list[str] | None = None) -> None:
+    """Exit with one ``error:`` line and status 2 when Hydra would reject ``argv`` (default ``sys.argv[1:]``)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        command_line_problem(config_name, argv)
+    except VisionZooError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+def command_line_problem(config_name: str, argv: list[str]) -> None:
+    """Raise :class:`VisionZooError` describing the first problem with ``argv``; return when there is none."""
+    flags = [arg for arg in argv if arg.startswith("-") and "=" not in arg]
+    if any(flag not in _MULTIRUN_FLAGS for flag in flags):
+        return
+    multirun = bool(flags)
+    overrides = first_of_each_sweep([arg for arg in argv if arg not in _MULTIRUN_FLAGS])
+    cfg = _compose(config_name, overrides)
+    HydraConfig.instance().set_config(cfg)  # for the ${hydra:...} interpolations in paths and run dirs
+    _check_required(cfg)
+    _check_run_dir(cfg, multirun)
+
+
+def _check_required(cfg: DictConfig) -> None:
+    """Values the chosen config marks ``???`` (predict.py's ``input`` and ``output``) must be given."""
+    missing = [key for key in _dotted_keys(cfg) if not key.startswith("hydra.") and _node(cfg, key)._is_missing()]
+    if missing:
+        given = " ".join(f"{key}=..." for key in missing)
+        raise VisionZooError(f"missing value{'s' if len(missing) > 1 else ''} for {', '.join(missing)}: pass {given}")
+
+
+def first_of_each_sweep(overrides: list[str]) -> list[str]:
+    """The overrides of the first job of a sweep: ``seed=1,2`` -> ``seed=1``; unparsable ones are kept as given
+    (composition reports them)."""
+    parser = OverridesParser.create()
+    chosen = []
+    for text in overrides:
+        try:
+            override = parser.parse_override(text)
+        except HydraException as err:
+            raise VisionZooError(f"cannot parse override {text!r} ({_first_line(err)}); "
+                                 "see https://hydra.cc/docs/advanced/override_grammar/basic") from err
+        if not override.is_sweep_override():
+            chosen.append(text)
+            continue
+        try:
+            first = next(iter(override.sweep_string_iterator()))
+        except (HydraException, StopIteration, TypeError):  # interval() sweeps have no values to list
+            continue
+        chosen.append(f"{override.get_key_element()}={first}")
+    return chosen
+
+
+def _compose(config_name: str, overrides: list[str]) -> DictConfig:
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
+    except MissingConfigException as err:
+        raise VisionZooError(_missing_option(str(err))) from err
+    except (HydraException, OmegaConfBaseException) as err:
+        key = re.match(r"Could not override '([^']+)'", str(err))
+        if key and "not in struct" in str(err.__cause__):
+            raise VisionZooError(_unknown_key(config_name, overrides, key.group(1))) from err
+        raise VisionZooError(f"{_first_line(err)} (in the command line overrides)") from err
+
+
+def _missing_option(message: str) -> str:
+    """``Could not find 'experiment/ben_dis'`` -> the option, the closest name and the list to pick from."""
+    wanted = re.search(r"Could not find '([^']+)'", message)
+    options = re.findall(r"^\t(\S+)$", message, flags=re.MULTILINE)
+    if wanted is None:
+        return _first_line(message)
+    group, _, option = wanted.group(1).rpartition("/")
+    if not group:
+        return f"config '{option}' not found in {CONFIG_DIR}"
+    closest = difflib.get_close_matches(option, options, n=1)
+    hint = f" (did you mean {group}={closest[0]}?)" if closest else ""
+    return f"no config {group}={option}{hint}; pick one of configs/{group}/: {', '.join(options)}"
+
+
+def _unknown_key(config_name: str, overrides: list[str], key: str) -> str:
+    """An unknown key, the closest existing key and how to add a new one."""
+    value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "...")
+    hint = ""
+    rest = [o for o in overrides if o.split("=", 1)[0] != key]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name, overrides=rest)
+        closest = difflib.get_close_matches(key, _dotted_keys(cfg), n=1, cutoff=0.6)
+        hint = f" (did you mean {closest[0]}?)" if closest else ""
+    except (HydraException, OmegaConfBaseException):
+        pass  # another override is wrong as well: report this one without a suggestion
+    return f"unknown config key '{key}'{hint}; fix the name, or write +{key}={value} to add a new key"
+
+
+def _node(cfg: DictConfig, dotted: str) -> Node:
+    """The config node at ``dotted`` without resolving interpolations."""
+    node: Node = cfg
+    for part in dotted.split("."):
+        node = node._get_node(part)
+    return node
+
+
+def _dotted_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Every key under ``node``, dotted; interpolations are not resolved."""
+    keys = []
+    for key in node.keys():
+        child = node._get_node(key)
+        name = f"{prefix}{key}"
+        keys.append(name)
+        if isinstance(child, DictConfig) and not (child._is_missing() or child._is_none() or child._is_interpolation()):
+            keys.extend(_dotted_keys(child, name + "."))
+    return keys
+
+
+def _check_run_dir(cfg: DictConfig, multirun: bool) -> None:
+    """The run (or sweep) folder Hydra will create must be creatable: its nearest existing parent a writable folder."""
+    try:
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        folder = Path(OmegaConf.select(cfg, key))
+    except OmegaConfBaseException:
+        return  # a custom run dir with resolvers only Hydra's run sets up: let Hydra create it
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        reason = "is not a folder" if not existing.is_dir() else "is not writable"
+        raise VisionZooError(f"cannot create the run folder {folder}: {existing} {reason}; "
+                             f"set {key}=A_WRITABLE_FOLDER or run from another directory")
+
+
+def _first_line(error: BaseException | str) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
