@@ -24,5 +24,6 @@ def test_a_valid_sweep_passes_and_a_misspelt_key_in_it_does_not(tmp_path, monkey
 def test_hydra_flags_are_left_to_hydra(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     command_line_problem("train", ["--cfg", "job", "no_such_key=1"])  # Hydra prints the config or its own error
+    command_line_problem("train", ["--config-name=eval", "no_such_key=1"])
     with pytest.raises(VisionZooError, match=r"^missing value for output: pass output=\.\.\.$"):
         command_line_problem("predict", ["experiment=ben_cutout", "input=photos"])

@@ -42,7 +42,7 @@ def check_command_line(config_name: str, argv: list[str] | None = None) -> None:
 
 def command_line_problem(config_name: str, argv: list[str]) -> None:
     """Raise :class:`VisionZooError` describing the first problem with ``argv``; return when there is none."""
-    flags = [arg for arg in argv if arg.startswith("-") and "=" not in arg]
+    flags = [arg for arg in argv if arg.startswith("-")]  # overrides never start with "-"
     if any(flag not in _MULTIRUN_FLAGS for flag in flags):
         return
     multirun = bool(flags)
