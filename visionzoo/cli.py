@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
@@ -55,7 +56,7 @@ def command_line_problem(config_name: str, argv: list[str]) -> None:
 
 def _check_required(cfg: DictConfig) -> None:
     """Values the chosen config marks ``???`` (predict.py's ``input`` and ``output``) must be given."""
-    missing = [key for key in _dotted_keys(cfg) if not key.startswith("hydra.") and _node(cfg, key)._is_missing()]
+    missing = [key for key, node in _walk(cfg) if not key.startswith("hydra.") and node._is_missing()]
     if missing:
         given = " ".join(f"{key}=..." for key in missing)
         raise VisionZooError(f"missing value{'s' if len(missing) > 1 else ''} for {', '.join(missing)}: pass {given}")
@@ -118,37 +119,27 @@ def _unknown_key(config_name: str, overrides: list[str], key: str) -> str:
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=rest)
-        closest = difflib.get_close_matches(key, _dotted_keys(cfg), n=1, cutoff=0.6)
+        closest = difflib.get_close_matches(key, [name for name, _ in _walk(cfg)], n=1, cutoff=0.6)
         hint = f" (did you mean {closest[0]}?)" if closest else ""
     except (HydraException, OmegaConfBaseException):
         pass  # another override is wrong as well: report this one without a suggestion
     return f"unknown config key '{key}'{hint}; fix the name, or write +{key}={value} to add a new key"
 
 
-def _node(cfg: DictConfig, dotted: str) -> Node:
-    """The config node at ``dotted`` without resolving interpolations."""
-    node: Node = cfg
-    for part in dotted.split("."):
-        node = node._get_node(part)
-    return node
-
-
-def _dotted_keys(node: DictConfig, prefix: str = "") -> list[str]:
-    """Every key under ``node``, dotted; interpolations are not resolved."""
-    keys = []
+def _walk(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Node]]:
+    """Every (dotted key, node) under ``node``; interpolations are not resolved."""
     for key in node.keys():
         child = node._get_node(key)
         name = f"{prefix}{key}"
-        keys.append(name)
+        yield name, child
         if isinstance(child, DictConfig) and not (child._is_missing() or child._is_none() or child._is_interpolation()):
-            keys.extend(_dotted_keys(child, name + "."))
-    return keys
+            yield from _walk(child, name + ".")
 
 
 def _check_run_dir(cfg: DictConfig, multirun: bool) -> None:
     """The run (or sweep) folder Hydra will create must be creatable: its nearest existing parent a writable folder."""
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
     try:
-        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         folder = Path(OmegaConf.select(cfg, key))
     except OmegaConfBaseException:
         return  # a custom run dir with resolvers only Hydra's run sets up: let Hydra create it

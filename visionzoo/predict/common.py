@@ -59,7 +59,6 @@ def find_inputs(spec: str | Path) -> tuple[list[Path], list[Path]]:
     return images, others
 
 
-
 def progress_bar() -> Progress:
     return Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
