@@ -25,6 +25,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, Node, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
 from visionzoo.errors import VisionZooError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

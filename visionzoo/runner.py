@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
 from visionzoo.errors import VisionZooError
 from visionzoo.files import atomic_write
 from visionzoo.models.weights import check_training_checkpoint, load_weights
@@ -169,7 +170,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         L.seed_everything(cfg.seed, workers=True)
     datamodule, task = build(cfg)
     if ckpt is not None:
-        load_weights(task, ckpt)
+        load_weights(task.net, ckpt)  # a Lightning checkpoint (net.* keys) or the network's own state dict
     trainer = build_trainer(cfg)
     trainer.test(task, datamodule=datamodule, verbose=False)
     rows = task.results_table()

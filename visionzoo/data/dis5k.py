@@ -111,14 +111,15 @@ class DISDataset(Dataset):
 
     Training items (``augment`` given): ``image`` (3, H, W) normalised and ``mask`` (1, H, W) in [0, 1] at
     ``size`` = (H, W). Evaluation items (``augment=None``): the same at the fixed ``size``, plus ``gt`` (the
-    original-resolution uint8 mask, for metrics), ``gt_path`` and ``name``.
+    original-resolution uint8 mask, for metrics), ``gt_path`` and ``name``. ``resample`` is the image filter of
+    the evaluation resize (:func:`~visionzoo.data.transforms.resize_image`).
     """
 
     def __init__(self, pairs: Sequence[DISPair], size: tuple[int, int], augment: PairedAugment | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, resample: str = "area") -> None:
         self.pairs = list(pairs)
         self.size = (int(size[0]), int(size[1]))
-        self.augment, self.seed = augment, seed
+        self.augment, self.seed, self.resample = augment, seed, resample
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -136,7 +137,7 @@ class DISDataset(Dataset):
         if self.augment is not None:
             image, mask = self.augment(image, gt, rng)
             return {"image": image_to_tensor(image), "mask": mask_to_tensor(mask)}
-        image, mask = resize_pair(image, gt, self.size)
+        image, mask = resize_pair(image, gt, self.size, self.resample)
         return {"image": image_to_tensor(image), "mask": mask_to_tensor(mask), "gt": gt,
                 "gt_path": str(pair.mask), "name": pair.name}
 

@@ -12,24 +12,37 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to ``size`` = (height, width): area averaging when shrinking both sides, bilinear otherwise.
+#: Image resize filters a model's weights may expect (its ``ModelCard.resample``).
+RESAMPLE_FILTERS = ("area", "lanczos")
 
+
+def resize_image(image: np.ndarray, size: tuple[int, int], resample: str = "area") -> np.ndarray:
+    """Resize ``(H, W, C)`` uint8 to ``size`` = (height, width).
+
+    ``resample="area"`` (the zoo's models): OpenCV area averaging when shrinking both sides, bilinear otherwise.
+    ``"lanczos"``: Pillow's Lanczos filter (antialiased when shrinking), what BEN2's published weights were run with.
     The one image resize of evaluation and prediction, so both see the network input alike.
     """
     height, width = size
+    if resample == "lanczos":
+        return np.array(Image.fromarray(image).resize((width, height), resample=Image.Resampling.LANCZOS))
+    if resample != "area":
+        raise ValueError(f"unknown resample filter {resample!r}; choose from {', '.join(RESAMPLE_FILTERS)}")
     shrink = image.shape[0] > height and image.shape[1] > width
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
-def resize_pair(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def resize_pair(
+    image: np.ndarray, mask: np.ndarray, size: tuple[int, int], resample: str = "area"
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`resize_image` for the image, bilinear for the mask."""
     mask = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-    return resize_image(image, size), mask
+    return resize_image(image, size, resample), mask
 
 
 def random_scale_crop(

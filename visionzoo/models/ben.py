@@ -114,16 +114,16 @@ class BENRefiner(nn.Module):
 
 
 class BEN(nn.Module):
-    """BEN Base + Refiner with Confidence-Guided Matting.
+    """A Base segmenter + a Refiner with Confidence-Guided Matting.
 
     Args:
-        backbone / backbone_kwargs / backbone_weights: the Base's DLA (and optional ImageNet weights file).
-        refiner_backbone / refiner_kwargs: the Refiner's (light) DLA.
+        base: any module whose ``forward(x)`` returns ``{"logits": (B, 1, H, W)}`` and, in training mode, also
+            ``side_logits`` (a list of lower-resolution logits for deep supervision): :class:`BENBase`, or the
+            published BEN2 network (:class:`visionzoo.models.ben2.BEN2Net`).
+        refiner: a :class:`BENRefiner`.
         low, high: trimap thresholds on the Base probability.
         blend: ``"hard"`` (unknown band from the Refiner, the rest from the Base) or ``"soft"``
             (``alpha = c * base + (1 - c) * refined`` with confidence ``c``).
-        out_stride: decoder stride of the Base.
-        refiner_out_stride: decoder stride of the Refiner before its full-resolution fusion.
 
     ``forward(x, refine=True)`` with ``x`` ``(B, 3, H, W)`` normalised returns ``alpha`` (final foreground
     probability in [0, 1]), ``base`` (Base probability) and ``confidence``, each ``(B, 1, H, W)``; in training mode
@@ -131,29 +131,15 @@ class BEN(nn.Module):
     the Base learns from its own losses only.
     """
 
-    def __init__(
-        self,
-        backbone: str = "dla34",
-        refiner_backbone: str = "dla46_c",
-        low: float = 0.1,
-        high: float = 0.9,
-        blend: str = "hard",
-        out_stride: int = 2,
-        refiner_out_stride: int = 4,
-        refiner_width: int = 16,
-        backbone_weights: str | None = None,
-        backbone_kwargs: dict[str, Any] | None = None,
-        refiner_kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, base: nn.Module, refiner: BENRefiner, low: float = 0.1, high: float = 0.9,
+                 blend: str = "hard") -> None:
         super().__init__()
         if blend not in ("hard", "soft"):
             raise ValueError(f"blend must be 'hard' or 'soft', not {blend!r}")
         trimap_from_probability(torch.zeros(1), low, high)  # validates the thresholds
         self.low, self.high, self.blend = low, high, blend
-        self.base = BENBase(backbone, out_stride, backbone_weights=backbone_weights, backbone_kwargs=backbone_kwargs)
-        self.refiner = BENRefiner(
-            refiner_backbone, out_stride=refiner_out_stride, width=refiner_width, backbone_kwargs=refiner_kwargs
-        )
+        self.base = base
+        self.refiner = refiner
 
     def forward(self, x: torch.Tensor, refine: bool = True) -> dict[str, Any]:
         base_out = self.base(x)
@@ -162,7 +148,7 @@ class BEN(nn.Module):
         confidence = confidence_map(prob)
         out: dict[str, Any] = {"base": prob, "confidence": confidence}
         if self.training:
-            out.update(base_logits=base_logits, side_logits=base_out["side_logits"])
+            out.update(base_logits=base_logits, side_logits=base_out.get("side_logits", []))
         if not refine:
             out["alpha"] = prob
             return out
@@ -178,16 +164,44 @@ class BEN(nn.Module):
         return out
 
 
+def ben_dla(
+    backbone: str = "dla34",
+    refiner_backbone: str = "dla46_c",
+    low: float = 0.1,
+    high: float = 0.9,
+    blend: str = "hard",
+    out_stride: int = 2,
+    refiner_out_stride: int = 4,
+    refiner_width: int = 16,
+    backbone_weights: str | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+    refiner_kwargs: dict[str, Any] | None = None,
+) -> BEN:
+    """BEN Base (DLA + DLA-Up) + Refiner (light DLA) with Confidence-Guided Matting.
+
+    Args:
+        backbone / backbone_kwargs / backbone_weights: the Base's DLA (and optional ImageNet weights file).
+        refiner_backbone / refiner_kwargs: the Refiner's (light) DLA.
+        low, high, blend: see :class:`BEN`.
+        out_stride: decoder stride of the Base.
+        refiner_out_stride / refiner_width: decoder stride and width of the Refiner before its full-resolution fusion.
+    """
+    base = BENBase(backbone, out_stride, backbone_weights=backbone_weights, backbone_kwargs=backbone_kwargs)
+    refiner = BENRefiner(refiner_backbone, out_stride=refiner_out_stride, width=refiner_width,
+                         backbone_kwargs=refiner_kwargs)
+    return BEN(base, refiner, low, high, blend)
+
+
 _BEN_LICENSE = "Apache-2.0 (code); DLA ImageNet weights BSD-3-Clause"
 for _name, _backbone in (("ben_dla34", "dla34"), ("ben_dla60x", "dla60x"), ("ben_dla102", "dla102")):
     register_model(
         _name, task="matting", input_size=(3, 1024, 1024), license=_BEN_LICENSE,
         description=f"BEN Base ({_backbone} + DLA-Up) + Refiner (dla46_c) with Confidence-Guided Matting",
         defaults={"backbone": _backbone},
-    )(BEN)
+    )(ben_dla)
 register_model(
     "ben_tiny", task="matting", input_size=(3, 1024, 1024), license=_BEN_LICENSE,
     description="BEN on tiny DLAs (about 0.5 M parameters) for tests and the CPU demo",
     defaults={"backbone": "dla34", "backbone_kwargs": TINY_DLA_KWARGS, "refiner_backbone": "dla34",
               "refiner_kwargs": TINY_DLA_KWARGS, "refiner_width": 8},
-)(BEN)
+)(ben_dla)

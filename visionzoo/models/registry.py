@@ -23,8 +23,9 @@ class ModelCard:
     """What a user needs to know to run a registered model.
 
     ``input_size`` is (channels, height, width) in pixels; ``mean``/``std`` normalise inputs scaled to [0, 1].
-    ``weights`` is the default pretrained source (a URL or ``None`` when the zoo ships none yet) and ``sha256``
-    its checksum.
+    ``weights`` is the default pretrained source (a URL, an ``hf-hub:ORG/REPO/FILE`` name, or ``None`` when the zoo
+    ships none yet) and ``sha256`` its checksum. ``resample`` is the image resize filter the weights expect
+    (``area`` or ``lanczos``, see :func:`visionzoo.data.transforms.resize_image`).
     """
 
     name: str
@@ -37,6 +38,7 @@ class ModelCard:
     license: str = "Apache-2.0"
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    resample: str = "area"
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -55,6 +57,7 @@ def register_model(
     license: str = "Apache-2.0",
     description: str = "",
     defaults: dict[str, Any] | None = None,
+    resample: str = "area",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder(**kwargs) -> nn.Module`` under ``name``.
 
@@ -77,6 +80,7 @@ def register_model(
             license=license,
             description=description or (builder.__doc__ or "").strip().splitlines()[0],
             defaults=dict(defaults or {}),
+            resample=resample,
         )
         return builder
 

@@ -1,7 +1,9 @@
 """Pretrained weights: one place that finds, checks, reads and loads them.
 
-Sources are a local file, a folder written by :func:`save_pretrained`, or an http(s) URL (downloaded once into
-a cache folder and checked against a sha256 when one is given). ``.safetensors`` is preferred; ``.pt``, ``.pth``,
+Sources are a local file, a folder written by :func:`save_pretrained`, an http(s) URL (downloaded once into
+a cache folder and checked against a sha256 when one is given), or a Hugging Face hub name
+``hf-hub:ORG/REPO[/FILE][@REVISION]`` (FILE defaults to ``model.safetensors``), fetched by ``huggingface_hub``
+into its cache; with ``HF_HUB_OFFLINE=1`` (or no network) the cached copy is used. ``.safetensors`` is preferred; ``.pt``, ``.pth``,
 ``.ckpt`` and ``.bin`` files are read with ``torch.load(weights_only=True)``, so a pickle that would run code is
 refused. Lightning checkpoints (``{"state_dict": ...}``) and wrapped models (``module.``, ``net.`` ...) load into
 the bare model: the key prefix is found by matching against the model's own keys.
@@ -75,10 +77,15 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+HF_HUB_PREFIX = "hf-hub:"
+
+
 def resolve(source: str | os.PathLike, sha256: str | None = None) -> Path:
-    """Turn a path or URL into a local path, downloading URLs into :func:`cache_dir` and checking ``sha256``."""
+    """Turn a path, URL or ``hf-hub:`` name into a local path (downloading into a cache) and check ``sha256``."""
     text = str(source)
-    if urllib.parse.urlparse(text).scheme in ("http", "https"):
+    if text.startswith(HF_HUB_PREFIX):
+        path = _from_hub(text)
+    elif urllib.parse.urlparse(text).scheme in ("http", "https"):
         path = _download(text, sha256)
     else:
         path = Path(text).expanduser()
@@ -89,6 +96,32 @@ def resolve(source: str | os.PathLike, sha256: str | None = None) -> Path:
         if not actual.startswith(sha256.lower()):
             raise WeightsError(f"sha256 mismatch for {path}: expected {sha256}, got {actual}; delete it and retry")
     return path
+
+
+def _from_hub(name: str) -> Path:
+    """``hf-hub:ORG/REPO[/FILE][@REVISION]`` -> the file in ``huggingface_hub``'s cache (fetched if missing)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    spec, _, revision = name[len(HF_HUB_PREFIX) :].partition("@")
+    parts = spec.strip("/").split("/")
+    if len(parts) < 2 or not all(parts):
+        raise WeightsError(f"{name} is not a hub name; write hf-hub:ORG/REPO or hf-hub:ORG/REPO/FILE")
+    repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:]) or WEIGHTS_FILE
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision or None))
+    except LocalEntryNotFoundError as err:
+        raise WeightsError(
+            f"{name}: {filename} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub cannot be "
+            f"reached; download it from https://huggingface.co/{repo_id} and pass its path"
+        ) from err
+    except (HfHubHTTPError, HFValidationError) as err:
+        raise WeightsError(f"{name}: {_first_line(err)}; check the repository and file name") from err
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _download(url: str, sha256: str | None) -> Path:

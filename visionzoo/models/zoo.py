@@ -52,5 +52,6 @@ register_model(
 
 # Task families register their models on import.
 import visionzoo.models.ben  # noqa: E402,F401
+import visionzoo.models.ben2  # noqa: E402,F401
 import visionzoo.models.dip  # noqa: E402,F401
 import visionzoo.models.dhd  # noqa: E402,F401

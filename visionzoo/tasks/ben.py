@@ -1,7 +1,8 @@
 """BEN training and evaluation on DIS5K-layout data.
 
 Stages (``stage``): ``base`` trains the Base alone (Refiner frozen and skipped), ``refiner`` trains the Refiner on
-a frozen Base (its BatchNorm statistics frozen too), ``joint`` trains both. Losses: BCE + IoU + SSIM on the Base
+a frozen Base (its BatchNorm statistics frozen too), ``joint`` trains both. A model with no Refiner (``ben2_base``)
+trains and is evaluated as its Base; ``freeze`` names parts kept fixed (e.g. ``[backbone]``). Losses: BCE + IoU + SSIM on the Base
 logits, the same with ``side_weight`` on every decoder side output (deep supervision), and a Refiner loss (BCE + IoU)
 weighted towards the trimap's unknown band (``refiner_known_weight`` elsewhere).
 
@@ -12,7 +13,7 @@ the Base alone (``base``) and the final alpha (``refined``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -55,6 +56,8 @@ class BENTask(VisionTask):
         save_predictions: folder to write predicted masks into during ``test`` (``<split>/<name>.png``).
         pictures: images per test split drawn into ``<run dir>/pictures/<split>.png`` (image, GT, Base,
             confidence, refined, cut-out); 0 draws none.
+        freeze: names of submodules of the network kept fixed (no gradients, eval mode), e.g. ``[backbone]`` to
+            fine-tune ``ben2_base``'s decoder only.
     """
 
     def __init__(
@@ -70,10 +73,18 @@ class BENTask(VisionTask):
         skeleton_dir: str | None = None,
         save_predictions: str | None = None,
         pictures: int = 4,
+        freeze: Sequence[str] = (),
     ) -> None:
         super().__init__(net, optimizer, scheduler)
         if stage not in STAGES:
             raise VisionZooError(f"task.stage must be one of {', '.join(STAGES)}, not {stage!r}")
+        self.has_refiner = hasattr(net, "refiner")
+        if not self.has_refiner:
+            if stage == "refiner":
+                raise VisionZooError("task.stage=refiner: this model has no Refiner; use task.stage=base, or "
+                                     "model=ben2_refined for BEN2 with the zoo's Refiner")
+            stage = "base"  # the Base is all there is to train and evaluate
+        self.variants = VARIANTS if self.has_refiner else ("base",)
         self.stage = stage
         self.loss_weights = dict(loss_weights or {"bce": 1.0, "iou": 1.0, "ssim": 1.0})
         self.side_weight, self.refiner_weight = side_weight, refiner_weight
@@ -82,19 +93,25 @@ class BENTask(VisionTask):
         self.save_predictions = Path(save_predictions) if save_predictions else None
         self.pictures = int(pictures)
         self._picture_rows: dict[str, list[list[np.ndarray]]] = {}
-        frozen = {"base": net.refiner, "refiner": net.base}.get(stage)
-        if frozen is not None:
-            frozen.requires_grad_(False)
-        self.val_metrics = nn.ModuleDict({v: DISMetrics(skeleton_dir) for v in VARIANTS})
+        stage_frozen = {"base": ["refiner"], "refiner": ["base"]}.get(stage, []) if self.has_refiner else []
+        self.frozen = [_submodule(net, name) for name in [*freeze, *stage_frozen]]
+        for module in self.frozen:
+            module.requires_grad_(False)
+        self.val_metrics = nn.ModuleDict({v: DISMetrics(skeleton_dir) for v in self.variants})
         self.test_metrics = nn.ModuleDict()
         self.test_split_names: list[str] = []
         self._results: list[dict[str, Any]] = []
 
     def train(self, mode: bool = True) -> "BENTask":
         super().train(mode)
-        if self.stage == "refiner":
-            self.net.base.eval()  # a frozen Base keeps its BatchNorm statistics
+        for module in self.frozen:
+            module.eval()  # a frozen part keeps its BatchNorm statistics (and drops no paths)
         return self
+
+    def _forward(self, image: torch.Tensor) -> dict[str, Any]:
+        if self.has_refiner:
+            return self.net(image, refine=self.stage != "base")
+        return self.net(image)
 
     # ---- training -------------------------------------------------------------------------------------------
     def compute_losses(self, out: Mapping[str, Any], mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -115,7 +132,7 @@ class BENTask(VisionTask):
         return losses
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self.net(batch["image"], refine=self.stage != "base")
+        out = self._forward(batch["image"])
         losses = self.compute_losses(out, batch["mask"])
         self.check_finite(losses)
         size = len(batch["image"])
@@ -125,33 +142,31 @@ class BENTask(VisionTask):
 
     # ---- evaluation -----------------------------------------------------------------------------------------
     def _predict_uint8(self, batch: dict[str, Any]) -> dict[str, list[np.ndarray]]:
-        out = self.net(batch["image"], refine=self.stage != "base")
-        preds: dict[str, list[np.ndarray]] = {v: [] for v in VARIANTS}
-        for i, gt in enumerate(batch["gt"]):
-            preds["base"].append(probability_to_uint8(out["base"][i], gt.shape))
-            preds["refined"].append(probability_to_uint8(out["alpha"][i], gt.shape))
-        return preds
+        out = self._forward(batch["image"])
+        outputs = {"base": out["base"], "refined": out["alpha"]}
+        return {v: [probability_to_uint8(outputs[v][i], gt.shape) for i, gt in enumerate(batch["gt"])]
+                for v in self.variants}
 
     def _collect_pictures(self, split: str, batch: dict[str, Any], preds: dict[str, list[np.ndarray]]) -> None:
         rows = self._picture_rows.setdefault(split, [])
         for i, gt in enumerate(batch["gt"][: max(0, self.pictures - len(rows))]):
             image = tensor_to_image(batch["image"][i])
             image = cv2.resize(image, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-            base, refined = preds["base"][i], preds["refined"][i]
+            base, final = preds["base"][i], preds[self.variants[-1]][i]
             confidence = np.abs(2 * base.astype(np.int16) - 255).astype(np.uint8)  # |2p - 1| of the drawn Base map
-            rows.append([image, gray_to_rgb(gt), gray_to_rgb(base), gray_to_rgb(confidence),
-                         gray_to_rgb(refined), over_checkerboard(image, refined)])
+            row = [image, gray_to_rgb(gt), gray_to_rgb(base), gray_to_rgb(confidence)]
+            rows.append(row + [gray_to_rgb(final)] * self.has_refiner + [over_checkerboard(image, final)])
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         preds = self._predict_uint8(batch)
-        for variant in VARIANTS:
+        for variant in self.variants:
             self.val_metrics[variant].update(preds[variant], batch["gt"], batch["gt_path"])
 
     def on_validation_epoch_end(self) -> None:
-        for variant in VARIANTS:
+        for variant in self.variants:
             values = self.val_metrics[variant].compute()
             self.val_metrics[variant].reset()
-            prefix = "val" if variant == "refined" else "val/base"
+            prefix = "val" if variant == self.variants[-1] else "val/base"  # val/...: the final output
             # Values are already synced by the metric; sync_dist only averages identical numbers across ranks.
             self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=variant == "refined", sync_dist=True)
 
@@ -159,7 +174,7 @@ class BENTask(VisionTask):
         datamodule = self.trainer.datamodule
         self.test_split_names = list(getattr(datamodule, "test_splits", [])) or ["test"]
         self.test_metrics = nn.ModuleDict(
-            {f"{split}|{v}": DISMetrics(self.skeleton_dir) for split in self.test_split_names for v in VARIANTS}
+            {f"{split}|{v}": DISMetrics(self.skeleton_dir) for split in self.test_split_names for v in self.variants}
         ).to(self.device)  # states must live where the process group can gather them (NCCL: the GPU)
         self._results = []
         self._picture_rows = {}
@@ -169,17 +184,17 @@ class BENTask(VisionTask):
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self.test_split_names[dataloader_idx]
         preds = self._predict_uint8(batch)
-        for variant in VARIANTS:
+        for variant in self.variants:
             self.test_metrics[f"{split}|{variant}"].update(preds[variant], batch["gt"], batch["gt_path"])
         if self.pictures:
             self._collect_pictures(split, batch, preds)
         if self.save_predictions is not None:
-            for name, mask in zip(batch["name"], preds["refined"]):
+            for name, mask in zip(batch["name"], preds[self.variants[-1]]):
                 write_image_atomic(self.save_predictions / split / f"{name}.png", mask)
 
     def on_test_epoch_end(self) -> None:
         rows = []
-        for variant in VARIANTS:
+        for variant in self.variants:
             split_rows = []
             for split in self.test_split_names:
                 values = self.test_metrics[f"{split}|{variant}"].compute()
@@ -195,8 +210,18 @@ class BENTask(VisionTask):
         self._results = rows
         if self._picture_rows and self.trainer.is_global_zero:
             folder = Path(self.trainer.default_root_dir) / "pictures"
+            titles = PICTURE_TITLES if self.has_refiner else tuple(t for t in PICTURE_TITLES if t != "refined")
             for split, picture_rows in self._picture_rows.items():
-                save_grid(folder / f"{split}.png", picture_rows, PICTURE_TITLES)
+                save_grid(folder / f"{split}.png", picture_rows, titles)
 
     def results_table(self) -> list[dict[str, Any]]:
         return list(self._results)
+
+
+def _submodule(net: nn.Module, name: str) -> nn.Module:
+    """``net.get_submodule(name)``, or a one-line error listing the top-level parts."""
+    try:
+        return net.get_submodule(name)
+    except AttributeError:
+        parts = ", ".join(n for n, _ in net.named_children())
+        raise VisionZooError(f"task.freeze: the model has no part {name!r}; top-level parts: {parts}") from None

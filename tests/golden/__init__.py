@@ -1,0 +1,1 @@
+"""Reference outputs of official implementations (computed once, outside the repo's dependencies)."""

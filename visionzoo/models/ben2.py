@@ -1,0 +1,343 @@
+"""BEN2 Base as published by PramaLLC (MIT): a Swin-B multi-view network, written for the zoo.
+
+The published network (``BEN2.py`` of github PramaLLC/BEN2; MVANet's design) splits the ``H x W`` input into four
+``H/2 x W/2`` quadrant views plus the whole image at half size (the global view), runs all five through one Swin-B,
+and decodes them together:
+
+* ``multifieldcrossatt`` (:class:`GlobalLocalAttention`, MVANet's MCLM) at stride 32: the global view attends to
+  pooled summaries (pool ratios 1, 4, 8, with sine position codes) of the stitched quadrants, then each quadrant
+  attends to its own part of the refreshed global view;
+* four refinement stages ``dec_blk4..1`` (:class:`LocalRefinementAttention`, MVANet's MCRM) at strides 16, 8, 4,
+  4: the global view's saliency map gates each quadrant, each quadrant attends to pooled summaries (ratios 2, 4, 8)
+  of its part of the global view, and the refreshed quadrants are added back into the global view;
+* the quadrants are stitched at stride 4, the global view added, ``insmask_head`` merges, and a shallow 3x3
+  convolution of the input image is added at strides 4 and 2 on the way up to full resolution.
+
+The state dict has exactly the published names and shapes (535 entries: 511 float tensors and 24 int64
+``relative_position_index`` buffers, 94,134,658 parameters), so ``BEN2_Base.pth`` (``{"model_state_dict": ...}``)
+and the hub's ``model.safetensors`` load with no conversion. Unlike the published code, the five views of every
+image in a batch go through each stage together (no per-image loop), ``forward`` carries no ``inference_mode`` or
+autocast (mixed precision comes from the caller), and in training mode the published but unused ``sideout1-5``
+heads give side outputs for deep supervision.
+
+Input sizes: height and width must be multiples of 128 (each view's stride-32 map is split in halves; 1024 is the
+published size, 256, 384, 512 and 256x512 work too). Training needs at least 384: at 256 the stride-32 map is
+4 x 4 and MCLM's 1/8 pool is empty.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from visionzoo.errors import VisionZooError
+from visionzoo.models.ben import BEN, BENRefiner, confidence_map
+from visionzoo.models.registry import register_model
+from visionzoo.models.swin import SwinBackbone
+from visionzoo.models.weights import load_weights
+
+#: Input height and width must be multiples of this (two views per side, each view's stride-32 map halved).
+BEN2_SIZE_MULTIPLE = 128
+#: The smallest side that can be trained (MCLM's 1/8 pool of the stride-32 map must not be empty).
+BEN2_MIN_TRAIN_SIZE = 384
+
+
+def split_quadrants(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(4B, C, H/2, W/2)``: top-left, top-right, bottom-left, bottom-right, each a block of B."""
+    top, bottom = x.chunk(2, dim=-2)
+    return torch.cat([*top.chunk(2, dim=-1), *bottom.chunk(2, dim=-1)], dim=0)
+
+
+def merge_quadrants(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`split_quadrants`: ``(4B, C, h, w)`` -> ``(B, C, 2h, 2w)``."""
+    top_left, top_right, bottom_left, bottom_right = x.chunk(4, dim=0)
+    top = torch.cat([top_left, top_right], dim=-1)
+    return torch.cat([top, torch.cat([bottom_left, bottom_right], dim=-1)], dim=-2)
+
+
+def sine_position_code(height: int, width: int, channels: int, device: torch.device) -> torch.Tensor:
+    """DETR's normalised sine position code of a ``height x width`` map: ``(height * width, 1, channels)``.
+
+    The first half of the channels encodes the row, the second the column; positions (i + 0.5) / size * 2 pi,
+    frequencies 10000 ** (2 floor(k / 2) / (channels / 2)), sin on even and cos on odd channels.
+    """
+    half = channels // 2
+    frequencies = 10000.0 ** (2 * (torch.arange(half, device=device) // 2) / half)
+
+    def encode(size: int) -> torch.Tensor:
+        position = torch.arange(1, size + 1, dtype=torch.float32, device=device)
+        angle = ((position - 0.5) / (size + 1e-6) * 2 * math.pi)[:, None] / frequencies
+        return torch.stack([angle[:, 0::2].sin(), angle[:, 1::2].cos()], dim=2).flatten(1)  # (size, half)
+
+    rows = encode(height)[:, None, :].expand(height, width, half)
+    cols = encode(width)[None, :, :].expand(height, width, half)
+    return torch.cat([rows, cols], dim=-1).reshape(height * width, 1, channels)
+
+
+def to_sequence(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, h, w)`` -> ``(h * w, N, C)``, the sequence-first layout of ``nn.MultiheadAttention``."""
+    return x.flatten(2).permute(2, 0, 1)
+
+
+def pooled_sequence(x: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """Average-pool ``(N, C, h, w)`` to each size and concatenate the cells: ``(sum of cells, N, C)``."""
+    return torch.cat([to_sequence(F.adaptive_avg_pool2d(x, size)) for size in sizes], dim=0)
+
+
+def conv_norm_gelu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convolution, InstanceNorm (no affine), GELU: the published ``make_cbr`` block."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.InstanceNorm2d(out_channels), nn.GELU()
+    )
+
+
+class _AttentionFeedForward(nn.Module):
+    """Shared by both attention blocks: residual attention -> LayerNorm -> residual GELU MLP -> LayerNorm.
+
+    Subclasses create ``norm1``, ``norm2`` and ``dropout`` (after their attention and linear layers: the
+    published state-dict order).
+    """
+
+    norm1: nn.LayerNorm
+    norm2: nn.LayerNorm
+    dropout: nn.Dropout
+
+    def attend_and_mix(self, x: torch.Tensor, attended: torch.Tensor, up: nn.Linear, down: nn.Linear) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(attended))
+        return self.norm2(x + self.dropout(down(self.dropout(F.gelu(up(x))))))
+
+
+class GlobalLocalAttention(_AttentionFeedForward):
+    """MVANet's multi-view complementary localisation (MCLM), key prefix ``multifieldcrossatt``.
+
+    ``forward(local (4B, C, h, w), glob (B, C, h, w))`` -> ``(5B, C, h, w)``: the refreshed quadrants (4 blocks of
+    B) then the refreshed global view. ``h`` and ``w`` must be even.
+    """
+
+    def __init__(self, dim: int = 128, num_heads: int = 1, pool_ratios: tuple[int, ...] = (1, 4, 8),
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.pool_ratios = tuple(pool_ratios)
+        self.attention = nn.ModuleList(nn.MultiheadAttention(dim, num_heads, dropout=dropout) for _ in range(5))
+        self.linear1 = nn.Linear(dim, 2 * dim)
+        self.linear2 = nn.Linear(2 * dim, dim)
+        self.linear3 = nn.Linear(dim, 2 * dim)
+        self.linear4 = nn.Linear(2 * dim, dim)
+        self.norm1, self.norm2, self.dropout = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.Dropout(dropout)
+
+    def forward(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = glob.shape
+        sizes = [(round(height / r), round(width / r)) for r in self.pool_ratios]
+        pools = pooled_sequence(merge_quadrants(local), sizes)
+        pool_code = torch.cat([sine_position_code(*size, channels, glob.device) for size in sizes]).to(glob.dtype)
+        glob_code = sine_position_code(height, width, channels, glob.device).to(glob.dtype)
+
+        g = to_sequence(glob)
+        attended = self.attention[0](g + glob_code, pools + pool_code, pools, need_weights=False)[0]
+        g = self.attend_and_mix(g, attended, self.linear1, self.linear2)
+
+        glob_map = g.permute(1, 2, 0).reshape(batch, channels, height, width)
+        glob_parts = to_sequence(split_quadrants(glob_map)).split(batch, dim=1)
+        queries = to_sequence(local)
+        attended = torch.cat([
+            attention(q, part, part, need_weights=False)[0]
+            for attention, q, part in zip(self.attention[1:], queries.split(batch, dim=1), glob_parts)
+        ], dim=1)
+        local_seq = self.attend_and_mix(queries, attended, self.linear3, self.linear4)
+        return torch.cat([local_seq, g], dim=1).permute(1, 2, 0).reshape(5 * batch, channels, height, width)
+
+
+class LocalRefinementAttention(_AttentionFeedForward):
+    """MVANet's multi-view complementary refinement (MCRM), key prefixes ``dec_blk1..4``.
+
+    ``forward(views (5B, C, h, w))`` -> ``(views (5B, C, h, w), token map (B, 1, 2h, 2w))``; the token map is the
+    global view's sigmoid saliency that gated the quadrants.
+    """
+
+    def __init__(self, dim: int = 128, num_heads: int = 1, pool_ratios: tuple[int, ...] = (2, 4, 8),
+                 dropout: float = 0.1) -> None:
+        super().__init__()
+        self.pool_ratios = tuple(pool_ratios)
+        self.attention = nn.ModuleList(nn.MultiheadAttention(dim, num_heads, dropout=dropout) for _ in range(4))
+        self.linear3 = nn.Linear(dim, 2 * dim)
+        self.linear4 = nn.Linear(2 * dim, dim)
+        self.norm1, self.norm2, self.dropout = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.Dropout(dropout)
+        self.sal_conv = nn.Conv2d(dim, 1, kernel_size=1)
+
+    def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        channels, height, width = views.shape[1:]
+        batch = views.shape[0] // 5
+        local, glob = views.split([4 * batch, batch], dim=0)
+        token_map = F.interpolate(torch.sigmoid(self.sal_conv(glob)), size=(2 * height, 2 * width), mode="nearest")
+        local = local * split_quadrants(token_map)
+
+        sizes = [(round(height / r), round(width / r)) for r in self.pool_ratios]
+        pools = pooled_sequence(split_quadrants(glob), sizes).split(batch, dim=1)
+        queries = to_sequence(local)
+        attended = torch.cat([
+            attention(q, kv, kv, need_weights=False)[0]
+            for attention, q, kv in zip(self.attention, queries.split(batch, dim=1), pools)
+        ], dim=1)
+        local = self.attend_and_mix(queries, attended, self.linear3, self.linear4)
+        local = local.permute(1, 2, 0).reshape(4 * batch, channels, height, width)
+        glob = glob + F.interpolate(merge_quadrants(local), size=(height, width), mode="nearest")
+        return torch.cat([local, glob], dim=0), token_map
+
+
+def check_ben2_size(height: int, width: int, training: bool) -> None:
+    """A clear error for input sizes the multi-view network cannot take."""
+    if height % BEN2_SIZE_MULTIPLE or width % BEN2_SIZE_MULTIPLE:
+        raise VisionZooError(
+            f"BEN2 needs height and width that are multiples of {BEN2_SIZE_MULTIPLE} (each of the 2 x 2 views' "
+            f"stride-32 maps is halved), got {height}x{width}; use 1024 (published), 512, 384 or 256"
+        )
+    if training and min(height, width) < BEN2_MIN_TRAIN_SIZE:
+        raise VisionZooError(
+            f"BEN2 trains at {BEN2_MIN_TRAIN_SIZE} px and more (at {min(height, width)} MCLM's 1/8 pool is empty); "
+            f"set data.input_size to {BEN2_MIN_TRAIN_SIZE} or more"
+        )
+
+
+class BEN2Net(nn.Module):
+    """The published BEN2 Base network; ``forward`` returns logits (see the module docstring).
+
+    Args:
+        drop_path_rate: the Swin's stochastic depth when training (published: 0.2).
+        dropout: dropout of the attention blocks when training (published: 0.1).
+        grad_checkpointing: recompute the Swin blocks in the backward pass (less memory when fine-tuning).
+
+    ``forward((B, 3, H, W) ImageNet-normalised RGB)`` -> ``{"logits": (B, 1, H, W)}``; in training mode also
+    ``side_logits``: the ``sideout5..1`` maps of the stitched quadrants (strides 32, 16, 8, 4, 4) then of the
+    global view (strides 64, 32, 16, 8, 8), deepest first.
+    """
+
+    #: Strides of ``side_logits``: the stitched quadrants' maps, then the global view's.
+    side_strides = (32, 16, 8, 4, 4, 64, 32, 16, 8, 8)
+
+    def __init__(self, drop_path_rate: float = 0.2, dropout: float = 0.1, grad_checkpointing: bool = False) -> None:
+        super().__init__()
+        dim = 128
+        self.backbone = SwinBackbone(128, (2, 2, 18, 2), (4, 8, 16, 32), window=12, drop_path_rate=drop_path_rate)
+        self.backbone.grad_checkpointing = grad_checkpointing
+        self.sideout5 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
+        self.sideout4 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
+        self.sideout3 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
+        self.sideout2 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
+        self.sideout1 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
+        self.output5 = conv_norm_gelu(1024, dim)
+        self.output4 = conv_norm_gelu(512, dim)
+        self.output3 = conv_norm_gelu(256, dim)
+        self.output2 = conv_norm_gelu(128, dim)
+        self.output1 = conv_norm_gelu(128, dim)
+        self.multifieldcrossatt = GlobalLocalAttention(dim, 1, (1, 4, 8), dropout)
+        self.conv1 = conv_norm_gelu(dim, dim)
+        self.conv2 = conv_norm_gelu(dim, dim)
+        self.conv3 = conv_norm_gelu(dim, dim)
+        self.conv4 = conv_norm_gelu(dim, dim)
+        self.dec_blk1 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
+        self.dec_blk2 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
+        self.dec_blk3 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
+        self.dec_blk4 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
+        self.insmask_head = nn.Sequential(
+            *conv_norm_gelu(dim, 384), *conv_norm_gelu(384, 384), nn.Conv2d(384, dim, kernel_size=3, padding=1)
+        )
+        self.shallow = nn.Sequential(nn.Conv2d(3, dim, kernel_size=3, padding=1))
+        self.upsample1 = conv_norm_gelu(dim, dim)
+        self.upsample2 = conv_norm_gelu(dim, dim)
+        self.output = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        batch, _, height, width = x.shape
+        check_ben2_size(height, width, self.training)
+        views = torch.cat([split_quadrants(x), F.interpolate(x, scale_factor=0.5, mode="bilinear")], dim=0)
+        f0, f1, f2, f3, f4 = self.backbone(views)
+
+        e5 = self.output5(f4)
+        e5 = self.multifieldcrossatt(*e5.split([4 * batch, batch], dim=0))
+        e4 = self.conv4(self.dec_blk4(self.output4(f3) + _resize(e5, f3))[0])
+        e3 = self.conv3(self.dec_blk3(self.output3(f2) + _resize(e4, f2))[0])
+        e2 = self.conv2(self.dec_blk2(self.output2(f1) + _resize(e3, f1))[0])
+        e1 = self.conv1(self.dec_blk1(self.output1(f0) + _resize(e2, f0))[0])
+
+        local, glob = e1.split([4 * batch, batch], dim=0)
+        stitched = merge_quadrants(local)
+        out = self.insmask_head(stitched + _resize(glob, stitched))
+        shallow = self.shallow(x)
+        out = self.upsample1(F.interpolate(out + _resize(shallow, out), scale_factor=2, mode="nearest"))
+        out = self.upsample2(F.interpolate(out + _resize(shallow, out), scale_factor=2, mode="nearest"))
+        result: dict[str, Any] = {"logits": self.output(out)}
+        if self.training:
+            stages = ((self.sideout5, e5), (self.sideout4, e4), (self.sideout3, e3), (self.sideout2, e2),
+                      (self.sideout1, e1))
+            sides = [head(e).split([4 * batch, batch], dim=0) for head, e in stages]
+            result["side_logits"] = [merge_quadrants(s[0]) for s in sides] + [s[1] for s in sides]
+        return result
+
+
+def _resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Bilinear resize of ``x`` to the spatial size of ``like`` (the published ``resize_as``)."""
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear")
+
+
+class BEN2Base(BEN2Net):
+    """BEN2 Base as published by PramaLLC (Swin-B multi-view network, 94.1 M parameters).
+
+    ``forward((B, 3, H, W))`` returns the zoo's BEN outputs: ``alpha`` = ``base`` (the sigmoid mask) and
+    ``confidence`` (``|2 alpha - 1|``), each ``(B, 1, H, W)``; in training mode also ``base_logits`` and
+    ``side_logits`` (see :class:`BEN2Net`).
+    """
+
+    def forward(self, x: torch.Tensor) -> dict[str, Any]:
+        out = super().forward(x)
+        prob = torch.sigmoid(out["logits"])
+        result: dict[str, Any] = {"alpha": prob, "base": prob, "confidence": confidence_map(prob)}
+        if self.training:
+            result.update(base_logits=out["logits"], side_logits=out["side_logits"])
+        return result
+
+
+def ben2_refined(
+    base_weights: str | None = None,
+    refiner_backbone: str = "dla46_c",
+    refiner_out_stride: int = 4,
+    refiner_width: int = 16,
+    refiner_kwargs: dict[str, Any] | None = None,
+    low: float = 0.1,
+    high: float = 0.9,
+    blend: str = "hard",
+    drop_path_rate: float = 0.2,
+    dropout: float = 0.1,
+    grad_checkpointing: bool = False,
+) -> BEN:
+    """BEN2 Base followed by the zoo's Confidence-Guided Matting Refiner (train the Refiner on the frozen Base).
+
+    Args:
+        base_weights: the published BEN2 Base weights (``BEN2_Base.pth``, ``model.safetensors`` or an
+            ``hf-hub:`` name) loaded into ``base``; ``None`` leaves it random.
+        refiner_*, low, high, blend: see :func:`visionzoo.models.ben.ben_dla`.
+        drop_path_rate, dropout, grad_checkpointing: see :class:`BEN2Net`.
+    """
+    base = BEN2Net(drop_path_rate, dropout, grad_checkpointing)
+    if base_weights is not None:
+        load_weights(base, base_weights)
+    refiner = BENRefiner(refiner_backbone, out_stride=refiner_out_stride, width=refiner_width,
+                         backbone_kwargs=refiner_kwargs)
+    return BEN(base, refiner, low, high, blend)
+
+
+BEN2_LICENSE = "MIT (BEN2 design and published weights: PramaLLC)"
+#: The published weights on the Hugging Face hub (also as BEN2_Base.pth in the same repository).
+BEN2_HUB_WEIGHTS = "hf-hub:PramaLLC/BEN2/model.safetensors"
+
+register_model(
+    "ben2_base", task="matting", input_size=(3, 1024, 1024), weights=BEN2_HUB_WEIGHTS, license=BEN2_LICENSE,
+    resample="lanczos",
+)(BEN2Base)
+register_model(
+    "ben2_refined", task="matting", input_size=(3, 1024, 1024), license=BEN2_LICENSE + "; Refiner Apache-2.0",
+    resample="lanczos",
+)(ben2_refined)
