@@ -6,9 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from visionzoo.data.synthetic_dis import generate_synthetic_dis
 from visionzoo.data.synthetic_occ3d import generate_synthetic_occ3d
+from visionzoo.models.ben2 import BEN2Net
+from tests.helpers.deterministic import deterministic_state_dict
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +32,14 @@ def tiny_occ3d(tmp_path_factory) -> Path:
     """Synthetic worlds in the Occ3D layout: 2 train + 1 val scenes, cameras at 80 x 144 pixels."""
     return generate_synthetic_occ3d(tmp_path_factory.mktemp("occ3d"), train_scenes=2, val_scenes=1,
                                     image_scale=0.09, lidar_azimuths=180)
+
+
+@pytest.fixture(scope="session")
+def ben2_published_weights(tmp_path_factory) -> dict[str, Path]:
+    """BEN2 Base with the deterministic test weights in both published file forms: ``BEN2_Base.pth``
+    (``{"model_state_dict": ...}``) and the hub's ``model.safetensors`` (380 MB each)."""
+    folder = tmp_path_factory.mktemp("ben2")
+    state = deterministic_state_dict(BEN2Net().state_dict())
+    torch.save({"model_state_dict": state}, folder / "BEN2_Base.pth")
+    save_file(state, str(folder / "model.safetensors"))
+    return {"pth": folder / "BEN2_Base.pth", "safetensors": folder / "model.safetensors"}

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import skimage.data
+import torch
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +88,47 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
     again = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
                 "output=occ", "data.input_size=[32,64]", "hydra.run.dir=predict", cwd=tmp_path)
     assert "0 processed, 1 already done" in again.stderr
+
+
+@pytest.mark.slow  # BEN2 (94 M parameters) at 256-384 px: about two minutes on 2 cores
+def test_ben2_base_predict_eval_and_fine_tune_from_the_published_file(ben2_published_weights, tiny_dis, tmp_path):
+    weights = ben2_published_weights["pth"]
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "coffee.png"), skimage.data.coffee()[:, :, ::-1])  # 600 x 400 RGB
+    predicted = run("predict.py", "experiment=ben_cutout", "model=ben2_base", f"ckpt_path={weights}",
+                    f"input={photos}", "output=cutouts", "predictor.input_size=256", "predictor.refine_foreground=true",
+                    "hydra.run.dir=predict", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    mask = cv2.imread(str(tmp_path / "cutouts" / "coffee_mask.png"), cv2.IMREAD_UNCHANGED)
+    cutout = cv2.imread(str(tmp_path / "cutouts" / "coffee_cutout.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (400, 600) and (mask.min(), mask.max()) == (0, 255)  # min-max stretched
+    assert cutout.shape == (400, 600, 4) and np.array_equal(cutout[..., 3], mask)
+    soft = (mask > 20) & (mask < 235)
+    assert soft.any() and np.abs(cutout[..., :3][soft].astype(int) - skimage.data.coffee()[:, :, ::-1][soft]).max() > 0
+
+    small_dis = [f"data.root={tiny_dis}", "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=2",
+                 "callbacks.rich_progress_bar=null"]
+    evaluated = run("eval.py", "experiment=ben_dis5k", "model=ben2_base", f"ckpt_path={weights}", "data.input_size=256",
+                    "hydra.run.dir=eval", *small_dis, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {r["model"] for r in rows} == {"base"} and len(rows) == 6  # no Refiner: the Base's rows only
+
+    tune = ["train.py", "experiment=ben_dis5k", "model=ben2_base", f"model.pretrained={weights}",
+            "data.input_size=384", "task.freeze=[backbone]", "trainer.limit_val_batches=1", "hydra.run.dir=run",
+            *small_dis]
+    trained = run(*tune, "trainer.max_steps=1", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    tuned, published = checkpoint["state_dict"], torch.load(weights, weights_only=True)["model_state_dict"]
+    assert all(torch.equal(tuned[f"net.{k}"], v) for k, v in published.items() if k.startswith("backbone."))
+    assert not torch.equal(tuned["net.output.0.weight"], published["output.0.weight"])  # the decoder learnt
+    state = checkpoint["optimizer_states"][0]["state"]
+    assert len(state) == sum(1 for k in published if not k.startswith("backbone.") and "relative_position" not in k)
+
+    resumed = run(*tune, "trainer.max_steps=2", "ckpt_path=last", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert again["global_step"] == 2 and again["optimizer_states"][0]["state"][0]["step"] == 2
+

@@ -1,8 +1,9 @@
-"""ONNX export of BEN (Base + Refiner) with a dynamic batch axis.
+"""ONNX export of BEN models (the zoo's Base + Refiner, ``ben2_base``, ``ben2_refined``) with a dynamic batch axis.
 
 The exported graph takes ``image``: ``(N, 3, H, W)`` float32, ImageNet-normalised RGB, at the fixed ``H x W`` it was
 exported with (1024 x 1024 for the registered BEN models), and returns ``alpha``, ``base`` and ``confidence``,
-each ``(N, 1, H, W)`` in [0, 1]. The batch size ``N`` is free.
+each ``(N, 1, H, W)`` in [0, 1]. The batch size ``N`` is free. The image is resized to ``H x W`` beforehand with
+the model card's filter (Lanczos for BEN2).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     from visionzoo.models.weights import load_weights
 
     parser = argparse.ArgumentParser(description="Export a BEN model to ONNX (dynamic batch, fixed image size).")
-    parser.add_argument("--model", default="ben_dla34", help="registered model name")
-    parser.add_argument("--weights", default=None, help=".ckpt/.safetensors file or save_pretrained folder")
+    parser.add_argument("--model", default="ben_dla34", help="registered model name, e.g. ben_dla34 or ben2_base")
+    parser.add_argument("--weights", default=None,
+                        help=".ckpt/.safetensors/.pth file (e.g. BEN2_Base.pth), save_pretrained folder or hf-hub: name")
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--size", type=int, default=None, help="square input size (default: the model card's)")
     args = parser.parse_args(argv)

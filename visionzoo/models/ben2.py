@@ -21,8 +21,9 @@ autocast (mixed precision comes from the caller), and in training mode the publi
 heads give side outputs for deep supervision.
 
 Input sizes: height and width must be multiples of 128 (each view's stride-32 map is split in halves; 1024 is the
-published size, 256, 384, 512 and 256x512 work too). Training needs at least 384: at 256 the stride-32 map is
-4 x 4 and MCLM's 1/8 pool is empty.
+published size, 256, 384, 512 and 256x512 work too). At 256 the stride-32 map is 4 x 4 and MCLM's 1/8 pool is
+empty: it is left out (the forward equals the published one, where the empty pool adds no keys; the published
+code cannot train or export at that size, this one can).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ from visionzoo.models.weights import load_weights
 
 #: Input height and width must be multiples of this (two views per side, each view's stride-32 map halved).
 BEN2_SIZE_MULTIPLE = 128
-#: The smallest side that can be trained (MCLM's 1/8 pool of the stride-32 map must not be empty).
-BEN2_MIN_TRAIN_SIZE = 384
 
 
 def split_quadrants(x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +53,7 @@ def split_quadrants(x: torch.Tensor) -> torch.Tensor:
 
 def merge_quadrants(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`split_quadrants`: ``(4B, C, h, w)`` -> ``(B, C, 2h, 2w)``."""
-    top_left, top_right, bottom_left, bottom_right = x.chunk(4, dim=0)
+    top_left, top_right, bottom_left, bottom_right = x.unflatten(0, (4, -1)).unbind(0)
     top = torch.cat([top_left, top_right], dim=-1)
     return torch.cat([top, torch.cat([bottom_left, bottom_right], dim=-1)], dim=-2)
 
@@ -81,6 +80,14 @@ def sine_position_code(height: int, width: int, channels: int, device: torch.dev
 def to_sequence(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, h, w)`` -> ``(h * w, N, C)``, the sequence-first layout of ``nn.MultiheadAttention``."""
     return x.flatten(2).permute(2, 0, 1)
+
+
+def pool_sizes(height: int, width: int, ratios: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``(round(height / r), round(width / r))`` for each ratio, leaving out empty ones (the 1/8 pool of a 4 x 4
+    map: a pool with no cells adds no keys to the attention, so the published forward is unchanged, and backward
+    and export work)."""
+    sizes = [(round(height / r), round(width / r)) for r in ratios]
+    return [size for size in sizes if min(size) > 0]
 
 
 def pooled_sequence(x: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
@@ -131,7 +138,7 @@ class GlobalLocalAttention(_AttentionFeedForward):
 
     def forward(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = glob.shape
-        sizes = [(round(height / r), round(width / r)) for r in self.pool_ratios]
+        sizes = pool_sizes(height, width, self.pool_ratios)
         pools = pooled_sequence(merge_quadrants(local), sizes)
         pool_code = torch.cat([sine_position_code(*size, channels, glob.device) for size in sizes]).to(glob.dtype)
         glob_code = sine_position_code(height, width, channels, glob.device).to(glob.dtype)
@@ -141,11 +148,11 @@ class GlobalLocalAttention(_AttentionFeedForward):
         g = self.attend_and_mix(g, attended, self.linear1, self.linear2)
 
         glob_map = g.permute(1, 2, 0).reshape(batch, channels, height, width)
-        glob_parts = to_sequence(split_quadrants(glob_map)).split(batch, dim=1)
+        glob_parts = to_sequence(split_quadrants(glob_map)).unflatten(1, (4, -1)).unbind(1)
         queries = to_sequence(local)
         attended = torch.cat([
             attention(q, part, part, need_weights=False)[0]
-            for attention, q, part in zip(self.attention[1:], queries.split(batch, dim=1), glob_parts)
+            for attention, q, part in zip(self.attention[1:], queries.unflatten(1, (4, -1)).unbind(1), glob_parts)
         ], dim=1)
         local_seq = self.attend_and_mix(queries, attended, self.linear3, self.linear4)
         return torch.cat([local_seq, g], dim=1).permute(1, 2, 0).reshape(5 * batch, channels, height, width)
@@ -175,12 +182,12 @@ class LocalRefinementAttention(_AttentionFeedForward):
         token_map = F.interpolate(torch.sigmoid(self.sal_conv(glob)), size=(2 * height, 2 * width), mode="nearest")
         local = local * split_quadrants(token_map)
 
-        sizes = [(round(height / r), round(width / r)) for r in self.pool_ratios]
-        pools = pooled_sequence(split_quadrants(glob), sizes).split(batch, dim=1)
+        sizes = pool_sizes(height, width, self.pool_ratios)
+        pools = pooled_sequence(split_quadrants(glob), sizes).unflatten(1, (4, -1)).unbind(1)
         queries = to_sequence(local)
         attended = torch.cat([
             attention(q, kv, kv, need_weights=False)[0]
-            for attention, q, kv in zip(self.attention, queries.split(batch, dim=1), pools)
+            for attention, q, kv in zip(self.attention, queries.unflatten(1, (4, -1)).unbind(1), pools)
         ], dim=1)
         local = self.attend_and_mix(queries, attended, self.linear3, self.linear4)
         local = local.permute(1, 2, 0).reshape(4 * batch, channels, height, width)
@@ -188,17 +195,12 @@ class LocalRefinementAttention(_AttentionFeedForward):
         return torch.cat([local, glob], dim=0), token_map
 
 
-def check_ben2_size(height: int, width: int, training: bool) -> None:
+def check_ben2_size(height: int, width: int) -> None:
     """A clear error for input sizes the multi-view network cannot take."""
     if height % BEN2_SIZE_MULTIPLE or width % BEN2_SIZE_MULTIPLE:
         raise VisionZooError(
             f"BEN2 needs height and width that are multiples of {BEN2_SIZE_MULTIPLE} (each of the 2 x 2 views' "
             f"stride-32 maps is halved), got {height}x{width}; use 1024 (published), 512, 384 or 256"
-        )
-    if training and min(height, width) < BEN2_MIN_TRAIN_SIZE:
-        raise VisionZooError(
-            f"BEN2 trains at {BEN2_MIN_TRAIN_SIZE} px and more (at {min(height, width)} MCLM's 1/8 pool is empty); "
-            f"set data.input_size to {BEN2_MIN_TRAIN_SIZE} or more"
         )
 
 
@@ -252,7 +254,7 @@ class BEN2Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         batch, _, height, width = x.shape
-        check_ben2_size(height, width, self.training)
+        check_ben2_size(height, width)
         views = torch.cat([split_quadrants(x), F.interpolate(x, scale_factor=0.5, mode="bilinear")], dim=0)
         f0, f1, f2, f3, f4 = self.backbone(views)
 

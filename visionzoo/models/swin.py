@@ -93,13 +93,19 @@ class WindowAttention(nn.Module):
     def forward(self, windows: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """``windows``: ``(B, nW, N, C)`` tokens of each window; ``mask``: ``(nW, N, N)`` or None. Same shape out."""
         batch, num_windows, tokens, channels = windows.shape
-        qkv = self.qkv(windows).view(batch, num_windows, tokens, 3, self.num_heads, channels // self.num_heads)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # (B, nW, heads, N, head_dim) each
-        bias = self.position_bias().to(q.dtype)
-        if mask is not None:
-            bias = bias + mask[:, None].to(q.dtype)  # (nW, heads, N, N)
+        heads = self.num_heads
+        qkv = self.qkv(windows).view(batch, num_windows, tokens, 3, heads, channels // heads)
+        qkv = qkv.permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, heads, N, head_dim)
+        bias = self.position_bias().to(qkv.dtype)  # (heads, N, N)
+        if mask is None:  # one bias for every window: (B * nW, heads, N, head_dim)
+            q, k, v = qkv.flatten(1, 2).unbind(0)
+        else:  # windows share the head axis, (B, nW * heads, N, head_dim), so the per-window bias broadcasts over
+            # the batch without a copy (attention stays 4-D, as ONNX export needs)
+            q, k, v = qkv.flatten(2, 3).unbind(0)
+            bias = (bias + mask[:, None].to(qkv.dtype)).flatten(0, 1)  # (nW * heads, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(out.transpose(2, 3).reshape(batch, num_windows, tokens, channels))
+        out = out.reshape(batch, num_windows, heads, tokens, -1).transpose(2, 3)
+        return self.proj(out.reshape(batch, num_windows, tokens, channels))
 
 
 class PatchMerging(nn.Module):
