@@ -3,6 +3,11 @@
     python benchmarks/run.py --models dla34 dla34_up --sizes 1024 --out benchmarks/RESULTS.md
 
 A model may carry forward keyword arguments after ``@``: ``ben_dla34@refine=false`` times the BEN Base alone.
+Models from outside the zoo are timed in the same run with ``--external NAME=FILE:CLASS`` (the class is built with
+no arguments and called on the image tensor), e.g. the published BEN2 beside ``ben2_base``::
+
+    PYTHONPATH=/tmp/ben2deps python benchmarks/run.py --external published_ben2=/tmp/BEN2/BEN2.py:BEN_Base \
+        --models published_ben2 ben2_base --out benchmarks/BEN2_BENCH.md
 
 Each (model, size, layout, dtype, device) row runs in a fresh process so that its peak memory is its own:
 CPU rows report the process's peak resident memory growth during the timed forwards (``ru_maxrss``), GPU rows
@@ -70,6 +75,19 @@ def _rss_bytes() -> int:
         return int(handle.read().split()[1]) * resource.getpagesize()
 
 
+def build_external(source: str) -> torch.nn.Module:
+    """``FILE:CLASS`` -> ``CLASS()`` from that Python file (its folder goes on ``sys.path`` for its own imports)."""
+    import importlib.util
+    import sys
+
+    file, _, class_name = source.rpartition(":")
+    sys.path.insert(0, str(Path(file).resolve().parent))
+    module_spec = importlib.util.spec_from_file_location(Path(file).stem, file)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return getattr(module, class_name)()
+
+
 def _measure(spec: dict, queue: mp.Queue) -> None:
     """Child process: build the model and time it; put a result dict on ``queue``."""
     import visionzoo
@@ -77,9 +95,11 @@ def _measure(spec: dict, queue: mp.Queue) -> None:
     torch.set_num_threads(spec["threads"])
     device, dtype, layout = spec["device"], spec["dtype"], spec["layout"]
     name, forward_kwargs = parse_model(spec["model"])
-    card = visionzoo.model_card(name)
-    model = visionzoo.create_model(name).eval().to(device)
-    x = torch.randn(spec["batch"], card.input_size[0], spec["size"], spec["size"], device=device)
+    if name in spec["external"]:
+        model, channels = build_external(spec["external"][name]).eval().to(device), 3
+    else:
+        model, channels = visionzoo.create_model(name).eval().to(device), visionzoo.model_card(name).input_size[0]
+    x = torch.randn(spec["batch"], channels, spec["size"], spec["size"], device=device)
     if layout == "channels_last":
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -130,7 +150,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=None, help="markdown file to write (printed as well)")
+    parser.add_argument("--external", nargs="*", default=[], metavar="NAME=FILE:CLASS",
+                        help="models from outside the zoo, usable as NAME in --models")
     args = parser.parse_args()
+    external = dict(item.split("=", 1) for item in args.external)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     torch.set_num_threads(args.threads)
 
@@ -155,7 +178,7 @@ def main() -> None:
                     for layout in args.layouts:
                         r = run_row(dict(model=model, size=size, batch=args.batch, device=device, dtype=dtype,
                                          layout=layout, warmup=args.warmup, repeats=args.repeats,
-                                         threads=args.threads))
+                                         threads=args.threads, external=external))
                         achieved = r["flops"] / r["latency"]
                         line = (
                             f"| {model} | {r['params'] / 1e6:.2f} | {size}x{size} | {device} | {dtype} | {layout} "
@@ -171,8 +194,10 @@ def main() -> None:
 
 
 def _argv_summary(args: argparse.Namespace) -> list[str]:
-    return [f"--models {' '.join(args.models)}", f"--sizes {' '.join(map(str, args.sizes))}",
-            f"--dtypes {' '.join(args.dtypes)}", f"--batch {args.batch}"]
+    external = [f"--external {' '.join(args.external)}"] if args.external else []
+    return [*external, f"--models {' '.join(args.models)}", f"--sizes {' '.join(map(str, args.sizes))}",
+            f"--dtypes {' '.join(args.dtypes)}", f"--layouts {' '.join(args.layouts)}", f"--batch {args.batch}",
+            f"--warmup {args.warmup}", f"--repeats {args.repeats}"]
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ DOCS = ROOT / "docs" / "errors.md"
 BEN = ["experiment=ben_dis5k", "model=ben_tiny", "data.root={dis}", "data.input_size=64", "data.num_workers=0",
        "data.batch_size=2", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null"]
 BEN_PREDICT = ["experiment=ben_cutout", "model=ben_tiny", "predictor.input_size=64", "input={photos}", "output=out"]
+BEN2 = ["model=ben2_base" if arg == "model=ben_tiny" else arg for arg in BEN]
+BEN2_PREDICT = ["experiment=ben_cutout", "model=ben2_base", "input={photos}", "output=out"]
+DIS_PREDICTIONS = ["experiment=dis_predictions", "data.root={dis}"]
 DHD = ["experiment=dhd_synthetic", "data.root={occ}", "data.synthetic=null", "data.input_size=[32,64]",
        "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "trainer.max_epochs=1",
        "callbacks.rich_progress_bar=null"]
@@ -62,6 +65,8 @@ CASES = [
          message="error: data.root is not set"),
     case("eval-dhd-missing-root", "eval.py", DHD, "data.root=/no/such/nuscenes", "ckpt_path=dhd.ckpt",
          message="error: data root /no/such/nuscenes not found; set data.root to the nuScenes folder"),
+    case("eval-dis-predictions-missing-root", "eval.py", DIS_PREDICTIONS, "pred_root=/no/preds",
+         message="error: pred_root /no/preds is not a folder; pass the folder holding DIS-VD/, DIS-TE1/ ..."),
     case("predict-dhd-missing-input", "predict.py", DHD_PREDICT, "input=/no/such/nuscenes",
          message="error: data root /no/such/nuscenes not found; set input to the nuScenes folder"),
     case("predict-dhd-no-info-file", "predict.py", DHD_PREDICT, "input=.",
@@ -83,9 +88,16 @@ CASES = [
     case("eval-dip-empty-folder", "eval.py", DIP, "data.root=empty",
          message="error: no images (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) in empty; set data.root"),
     case("predict-ben-empty-folder", "predict.py", BEN_PREDICT, "input=empty",
-         message="error: no image files (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) found at empty"),
+         message="error: no image or video files (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp, .mp4, .mov, .avi, "
+                 ".mkv, .webm, .m4v) found at empty"),
+    case("eval-dis-predictions-no-splits", "eval.py", DIS_PREDICTIONS, "pred_root=empty",
+         message="error: no split of DIS-VD, DIS-TE1, DIS-TE2, DIS-TE3, DIS-TE4 has both predictions in empty and "
+                 "ground truth in dis/DIS5K; pred_root must hold folders named like DIS-VD/"),
     case("predict-dip-empty-folder", "predict.py", DIP_PREDICT, "input=empty",
          message="error: no image files (.jpg, .jpeg, .png, .bmp, .tif, .tiff, .webp) found at empty"),
+    case("eval-dis-predictions-missing-files", "eval.py", DIS_PREDICTIONS, "pred_root=preds_missing",
+         message="error: preds_missing/DIS-VD: 1 ground truths without a prediction (DIS-VD_0000); 1 predictions "
+                 "without a ground truth (stray); fix them or set on_missing=skip to score the rest"),
     # image / mask (label) size mismatch
     case("train-ben-size-mismatch", "train.py", BEN, "data.root=dis_size",
          message="error: dis_size/DIS5K/DIS-TR: 1 image/mask size mismatches (DIS-TR_0000 "),
@@ -103,9 +115,11 @@ CASES = [
     case("eval-dip-corrupt-png", "eval.py", DIP, "data.root=clean_png",
          message="error: cannot read image clean_png/b.png: not an image or corrupt; remove or replace the file"),
     case("predict-ben-bad-files", "predict.py", BEN_PREDICT, "ckpt_path=ben.ckpt", batch=True,
-         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 1 non-image files ignored"),
+         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 1 other files ignored"),
     case("predict-dip-bad-files", "predict.py", DIP_PREDICT, batch=True,
-         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 1 non-image files ignored"),
+         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 1 other files ignored"),
+    case("predict-ben-bad-video", "predict.py", BEN_PREDICT, "input=clips", "ckpt_path=ben.ckpt", batch=True,
+         message="1 processed, 0 already done (overwrite=true redoes them), 1 failed, 0 other files ignored"),
     case("predict-dhd-corrupt-jpeg", "predict.py", DHD_PREDICT, "input=occ_train_jpeg", "predictor.split=train",
          batch=True, message="1 processed, 0 already done (overwrite=true redoes them), 1 failed"),
     # truncated .npz
@@ -128,6 +142,13 @@ CASES = [
          message="error: unknown model 'ben_dla43'; closest: "),
     case("eval-dip-unknown-model", "eval.py", DIP, "task.architecture=fixed", "model.name=dip_foo",
          message="error: unknown model 'dip_foo'; closest: "),
+    case("predict-ben2-input-size", "predict.py", BEN2_PREDICT, "predictor.input_size=320",
+         message="error: BEN2 needs height and width that are multiples of 128 (each of the 2 x 2 views' stride-32 "
+                 "maps is halved), got 320x320; use 1024 (published), 512, 384 or 256"),
+    case("train-ben2-refiner-stage", "train.py", BEN2, "task.stage=refiner",
+         message="error: task.stage=refiner: this model has no Refiner; use task.stage=base, or model=ben2_refined"),
+    case("train-ben-unknown-freeze", "train.py", BEN, "task.freeze=[bakbone]",
+         message="error: task.freeze: the model has no part 'bakbone'; top-level parts: base, refiner"),
     case("train-unknown-model-config", "train.py", BEN, "model=ben_tin",
          message="error: no config model=ben_tin (did you mean model=ben_tiny?); pick one of configs/model/: "),
     # unknown or mistyped override
@@ -220,6 +241,7 @@ def inputs(tmp_path_factory, tiny_dis, tiny_occ3d) -> Path:
     import torch
 
     import visionzoo
+    from tests.helpers.video import write_clip
 
     w = tmp_path_factory.mktemp("bad_inputs")
     _copy(tiny_dis, w / "dis")
@@ -231,6 +253,10 @@ def inputs(tmp_path_factory, tiny_dis, tiny_occ3d) -> Path:
     cv2.imwrite(str(mask_path), cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)[:-5])
     (w / "dis_jpeg/DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     (w / "dis_png/DIS5K/DIS-TR/gt/DIS-TR_0001.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+    for split in ("DIS-VD", "DIS-TE1", "DIS-TE2", "DIS-TE3", "DIS-TE4"):
+        _copy(tiny_dis / "DIS5K" / split / "gt", w / "preds_missing" / split)
+    (w / "preds_missing/DIS-VD/DIS-VD_0000.png").rename(w / "preds_missing/DIS-VD/stray.png")
 
     _copy(tiny_occ3d, w / "occ")
     val = _val_token(tiny_occ3d)
@@ -259,6 +285,10 @@ def inputs(tmp_path_factory, tiny_dis, tiny_occ3d) -> Path:
     shutil.copy(tiny_dis / "DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg", photos / "good.jpg")
     (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     (photos / "notes.txt").write_text("not an image")
+    clips = w / "clips"
+    clips.mkdir()
+    write_clip(clips / "good.mp4", frames=3)
+    (clips / "broken.mp4").write_bytes(b"not a video")
     clean = w / "clean"
     clean.mkdir()
     shutil.copy(tiny_dis / "DIS5K/DIS-TE1/im/DIS-TE1_0000.jpg", clean / "a.jpg")

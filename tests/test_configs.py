@@ -22,6 +22,8 @@ _RECIPES = {e: OmegaConf.load(CONFIG_DIR / "experiment" / f"{e}.yaml") for e in 
 EVAL_EXPERIMENTS = [e for e, r in _RECIPES.items() if any("/task" in str(d) for d in r.get("defaults", []))]
 TRAIN_EXPERIMENTS = [e for e in EVAL_EXPERIMENTS if _RECIPES[e].get("weights_required", True)]
 PREDICT_EXPERIMENTS = [e for e, r in _RECIPES.items() if "predictor" in r]
+#: Recipes that score another model's prediction files (eval.py, no network).
+EVALUATOR_EXPERIMENTS = [e for e, r in _RECIPES.items() if "evaluator" in r]
 
 
 def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictConfig:
@@ -41,6 +43,8 @@ def test_experiments_exist():
     assert {"ben_dis5k", "ben_synthetic", "ben_cutout", "dip_denoise"} <= set(EXPERIMENTS)
     assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_synthetic", "dhd_occ3d", "dhd_synthetic"]
     assert PREDICT_EXPERIMENTS == ["ben_cutout", "dhd_occ3d", "dip_denoise"]
+    assert EVALUATOR_EXPERIMENTS == ["dis_predictions"]
+    assert set(EXPERIMENTS) == set(EVAL_EXPERIMENTS + PREDICT_EXPERIMENTS + EVALUATOR_EXPERIMENTS)
 
 
 ENTRY_CASES = [("train", e) for e in TRAIN_EXPERIMENTS] + [("eval", e) for e in EVAL_EXPERIMENTS] + [
@@ -57,6 +61,14 @@ def test_experiment_composes_and_resolves(entry, experiment, tmp_path):
             del cfg["predictor"]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["task_name"] and resolved["model"]["_target_"] == "visionzoo.create_model"
+
+
+@pytest.mark.parametrize("experiment", EVALUATOR_EXPERIMENTS)
+def test_evaluator_recipe_composes_and_names_its_required_values(experiment, tmp_path):
+    cfg = compose_config("eval", [f"experiment={experiment}", "pred_root=p", "data.root=d"], tmp_path)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["evaluator"]["pred_root"] == "p" and resolved["evaluator"]["root"] == "d"
+    assert resolved["weights_required"] is False
 
 
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS)

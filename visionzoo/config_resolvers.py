@@ -2,7 +2,8 @@
 
 ``${model_card:FIELD}``: a field of the chosen model's :class:`~visionzoo.models.registry.ModelCard` (read from
 ``model.name``), e.g. ``data.resample: ${model_card:resample}`` so that evaluation and prediction resize images the
-way the model's weights expect. Without a ``model.name`` the card's default value is used.
+way the model's weights expect. Without a ``model.name``, or with a name that is not registered (building the
+model then reports it in one line), the card's default value is used.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from visionzoo.models.registry import ModelCard, model_card
+from visionzoo.models.registry import ModelCard, list_models, model_card
 
 _CARD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelCard) if f.default is not dataclasses.MISSING}
 
@@ -23,7 +24,7 @@ def model_card_field(field: str, *, _root_: DictConfig) -> Any:
         raise ValueError(f"${{model_card:{field}}}: model cards have no field {field!r}; use one of "
                          f"{', '.join(sorted(_CARD_DEFAULTS))}")
     name = OmegaConf.select(_root_, "model.name", default=None)
-    return getattr(model_card(name), field) if name is not None else _CARD_DEFAULTS[field]
+    return getattr(model_card(name), field) if name in list_models() else _CARD_DEFAULTS[field]
 
 
 if not OmegaConf.has_resolver("model_card"):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from visionzoo.errors import DataError
 
@@ -17,22 +18,34 @@ def _current_umask() -> int:
     return mask
 
 
+@contextmanager
+def atomic_outputs(*paths: str | os.PathLike, suffix: str = ".part") -> Iterator[list[Path]]:
+    """Temporary files beside ``paths`` (folders created if needed) to write into; on leaving the block they are
+    all renamed onto their targets, or, if the block raised, all removed. Files get the usual umask permissions."""
+    temporaries: list[Path] = []
+    try:
+        for path in map(Path, paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+            os.close(handle)
+            os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600 files
+            temporaries.append(Path(temporary))
+        yield list(temporaries)
+        for temporary, path in zip(temporaries, paths):
+            os.replace(temporary, path)
+    finally:
+        for temporary in temporaries:
+            if temporary.exists():
+                temporary.unlink()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], suffix: str = ".part") -> Path:
     """Call ``write(temporary_path)`` for a temporary file in ``path``'s folder (created if needed), then rename it
     onto ``path``; the temporary file is removed if ``write`` fails. ``suffix`` is the temporary file's suffix
-    (writers that pick the format from it, like OpenCV, need the real one). Files get the usual umask permissions."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(handle)
-    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600 files
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    (writers that pick the format from it, like OpenCV, need the real one)."""
+    with atomic_outputs(path, suffix=suffix) as (temporary,):
+        write(temporary)
+    return Path(path)
 
 
 def ensure_writable_folder(directory: str | os.PathLike, key: str = "output") -> Path:

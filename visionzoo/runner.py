@@ -157,8 +157,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Evaluate a checkpoint (``ckpt_path``) or pretrained weights (``model.pretrained``) on the test splits."""
+    """Evaluate a checkpoint (``ckpt_path``) or pretrained weights (``model.pretrained``) on the test splits; or,
+    for recipes with an ``evaluator`` (``dis_predictions``), score prediction files that another model wrote."""
     _drop_predictor(cfg)
+    if cfg.get("evaluator") is not None:
+        rows = instantiate(cfg.evaluator).run()
+        write_results(rows, output_dir(cfg), title=f"{cfg.task_name}: {cfg.evaluator.pred_root}")
+        return rows
     ckpt = cfg.get("ckpt_path")
     if not cfg.get("weights_required", True):
         if ckpt is not None:

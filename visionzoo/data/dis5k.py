@@ -46,7 +46,7 @@ def dis5k_root(root: str | Path) -> Path:
     return root
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
+def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) from the file header, ``None`` when it is not a readable image."""
     try:
         with Image.open(path) as image:
@@ -85,11 +85,11 @@ def dis5k_pairs(root: str | Path, split: str, on_mismatch: str = "raise") -> lis
         problems.append(f"{len(no_image)} masks without an image ({_listing([masks[s].name for s in no_image])})")
     pairs, unreadable, mismatched = [], [], []
     for stem in sorted(set(images) & set(masks)):
-        image_size, mask_size = _image_size(images[stem]), _image_size(masks[stem])
-        if image_size is None or mask_size is None:
-            unreadable.append((images[stem] if image_size is None else masks[stem]).name)
-        elif image_size != mask_size:
-            mismatched.append(f"{stem} {image_size[0]}x{image_size[1]} vs {mask_size[0]}x{mask_size[1]}")
+        picture_size, mask_size = image_size(images[stem]), image_size(masks[stem])
+        if picture_size is None or mask_size is None:
+            unreadable.append((images[stem] if picture_size is None else masks[stem]).name)
+        elif picture_size != mask_size:
+            mismatched.append(f"{stem} {picture_size[0]}x{picture_size[1]} vs {mask_size[0]}x{mask_size[1]}")
         else:
             pairs.append(DISPair(images[stem], masks[stem]))
     if unreadable:

@@ -33,6 +33,8 @@ from torchmetrics.utilities import dim_zero_cat
 DIS_METRIC_ORDER = ("maxFb", "wFb", "MAE", "Sa", "meanEm", "HCE")
 HCE_RELAX = 5
 HCE_EPSILON = 2.0
+#: The per-image results of :func:`score_image`.
+SCORE_NAMES = ("fm_curve", "em_curve", "wfm", "sm", "mae", "hce")
 
 
 class SkeletonCache:
@@ -112,7 +114,7 @@ class DISMetrics(Metric):
     def __init__(self, skeleton_dir: str | os.PathLike | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.skeletons = SkeletonCache(skeleton_dir) if skeleton_dir else None
-        for name in ("fm_curve", "em_curve", "wfm", "sm", "mae", "hce"):
+        for name in SCORE_NAMES:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], keys: Sequence[str] | None = None) -> None:
@@ -126,14 +128,13 @@ class DISMetrics(Metric):
     def compute(self) -> dict[str, float]:
         if isinstance(self.mae, list) and not self.mae:  # after a DDP sync the states are concatenated tensors
             raise RuntimeError("DISMetrics.compute() called before any update")
-        fm_curve = dim_zero_cat(self.fm_curve).mean(dim=0)
-        em_curve = dim_zero_cat(self.em_curve).mean(dim=0)
-        return {
-            "maxFb": float(fm_curve.max()),
-            "wFb": float(dim_zero_cat(self.wfm).mean()),
-            "MAE": float(dim_zero_cat(self.mae).mean()),
-            "Sa": float(dim_zero_cat(self.sm).mean()),
-            "meanEm": float(em_curve.mean()),
-            "maxEm": float(em_curve.max()),
-            "HCE": float(dim_zero_cat(self.hce).mean()),
-        }
+        return summarize_scores({name: dim_zero_cat(getattr(self, name)).cpu() for name in SCORE_NAMES})
+
+
+def summarize_scores(scores: dict[str, torch.Tensor | np.ndarray]) -> dict[str, float]:
+    """The dataset's DIS metrics from per-image results stacked over images (``(N, 256)`` curves, ``(N,)`` or
+    ``(N, 1)`` values): maxFb / mean and max Em from the mean curves, the rest image means."""
+    fm_curve, em_curve = (np.asarray(scores[name], dtype=np.float64).mean(axis=0) for name in ("fm_curve", "em_curve"))
+    mean = {name: float(np.asarray(scores[name], dtype=np.float64).mean()) for name in ("wfm", "sm", "mae", "hce")}
+    return {"maxFb": float(fm_curve.max()), "wFb": mean["wfm"], "MAE": mean["mae"], "Sa": mean["sm"],
+            "meanEm": float(em_curve.mean()), "maxEm": float(em_curve.max()), "HCE": mean["hce"]}

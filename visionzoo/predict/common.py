@@ -31,14 +31,15 @@ class BatchReport:
         console = console or Console(stderr=True)
         console.print(
             f"{len(self.written)} processed, {len(self.finished)} already done (overwrite=true redoes them), "
-            f"{len(self.failed)} failed, {len(self.ignored)} non-image files ignored"
+            f"{len(self.failed)} failed, {len(self.ignored)} other files ignored"
         )
         for path, reason in self.failed.items():
             console.print(f"  failed: {path}: {reason}", highlight=False, soft_wrap=True)
 
 
-def find_inputs(spec: str | Path) -> tuple[list[Path], list[Path]]:
-    """Image files named by a file, a folder (not recursive) or a glob pattern, and the non-image files seen.
+def find_inputs(spec: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> tuple[list[Path], list[Path]]:
+    """Files with one of ``suffixes`` (images by default) named by a file, a folder (not recursive) or a glob
+    pattern, and the other files seen.
 
     Raises :class:`DataError` when nothing matches.
     """
@@ -52,11 +53,12 @@ def find_inputs(spec: str | Path) -> tuple[list[Path], list[Path]]:
         candidates = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
     else:
         raise DataError(f"input {text} does not exist; pass an image file, a folder or a quoted glob like 'photos/*.jpg'")
-    images = [p for p in candidates if p.suffix.lower() in IMAGE_SUFFIXES]
-    others = [p for p in candidates if p.suffix.lower() not in IMAGE_SUFFIXES]
-    if not images:
-        raise DataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found at {text}")
-    return images, others
+    wanted = [p for p in candidates if p.suffix.lower() in suffixes]
+    others = [p for p in candidates if p.suffix.lower() not in suffixes]
+    if not wanted:
+        kind = "image" if suffixes == IMAGE_SUFFIXES else "image or video"
+        raise DataError(f"no {kind} files ({', '.join(suffixes)}) found at {text}")
+    return wanted, others
 
 
 def progress_bar() -> Progress:

@@ -1,4 +1,4 @@
-"""Cut objects out of users' images with BEN: an 8-bit mask and an RGBA cut-out per image.
+"""Cut objects out of users' images and videos with BEN: an 8-bit mask and an RGBA cut-out per image.
 
 For each input ``photo.jpg`` it writes ``<output>/photo_mask.png`` (8-bit alpha at the original resolution) and
 ``<output>/photo_cutout.png`` (the upright image with that alpha; 16-bit inputs give a 16-bit cut-out, an input
@@ -6,7 +6,8 @@ alpha channel is multiplied in). Images are resized to the model's input size wi
 (the model card's ``resample``: Lanczos for ``ben2_base``, as its published ``inference()``), the alpha is resized
 back bilinearly and, as BEN's own post-processing does, min-max normalised per image (``normalize``). With
 ``refine_foreground`` the cut-out's colours are blur-fusion foreground estimates (:mod:`visionzoo.predict.foreground`,
-BEN2's ``refine_foreground``); the mask is the same either way.
+BEN2's ``refine_foreground``); the mask is the same either way. Videos (``clip.mp4`` ...) get a mask video, a
+cut-out with alpha and a green-screen video with the sound kept (:mod:`visionzoo.predict.video`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
-from visionzoo.data.images import LoadedImage, full_scale, read_image, write_image_atomic
+from visionzoo.data.images import IMAGE_SUFFIXES, LoadedImage, full_scale, read_image, write_image_atomic
 from visionzoo.data.transforms import RESAMPLE_FILTERS, image_to_tensor, resize_image
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.predict.common import BatchReport, chunks, find_inputs, progress_bar, resolve_device
 from visionzoo.predict.foreground import estimate_foreground
+from visionzoo.predict.video import VIDEO_SUFFIXES, VideoTargets, cut_out_video, frame_count
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +63,20 @@ def compose_cutout(image: LoadedImage, mask: np.ndarray, refine_foreground: bool
 
 
 class CutoutPredictor:
-    """Mask + cut-out writer over a file, folder or glob.
+    """Mask + cut-out writer over a file, folder or glob of images and videos.
 
     Args:
         net: a BEN model (``forward`` returns ``{"alpha": (B, 1, H, W), ...}``).
         input: file, folder or glob. output: folder for the results.
         input_size: square network input in pixels (1024 for the registered BEN models).
-        batch_size: images per forward pass. overwrite: redo images whose outputs exist.
+        batch_size: images (or video frames) per forward pass. overwrite: redo inputs whose outputs exist.
         device: ``auto``, ``cpu``, ``cuda``... precision: ``fp32`` or ``bf16`` (autocast).
         normalize: min-max stretch each alpha map, as BEN's post-processing does.
         compile: ``torch.compile`` the model first (about a minute of compilation; pays off on large folders:
             1.90 s -> 1.50 s per 1024x1024 image for ben_dla34 on the 2-core CPU).
         resample: the resize filter to the input size, ``area`` or ``lanczos`` (the configs take the model card's).
         refine_foreground: blur-fusion foreground colours in the cut-out (the mask is unchanged).
+        background: RGB colour behind the cut-out in the green-screen video of a video input.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class CutoutPredictor:
         std: Sequence[float] = IMAGENET_STD,
         resample: str = "area",
         refine_foreground: bool = False,
+        background: Sequence[int] = (0, 255, 0),
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise DataError(f"predictor.precision must be fp32 or bf16, not {precision!r}")
@@ -107,14 +111,20 @@ class CutoutPredictor:
         self.precision, self.normalize = precision, normalize
         self.mean, self.std = tuple(mean), tuple(std)
         self.resample, self.refine_foreground = resample, bool(refine_foreground)
+        self.background = tuple(int(v) for v in background)
 
-    def output_paths(self, images: list[Path]) -> dict[Path, tuple[Path, Path]]:
-        """``{input: (mask path, cut-out path)}``; inputs sharing a stem keep their suffix in the name."""
-        stems = Counter(p.stem for p in images)
-        paths = {}
-        for path in images:
+    def output_paths(self, inputs: list[Path]) -> dict[Path, tuple[Path, ...]]:
+        """``{input: its output files}``: ``(mask, cut-out)`` PNGs for an image, the three files of
+        :class:`~visionzoo.predict.video.VideoTargets` for a video; inputs sharing a stem keep their suffix in the
+        name."""
+        stems = Counter(p.stem for p in inputs)
+        paths: dict[Path, tuple[Path, ...]] = {}
+        for path in inputs:
             name = path.stem if stems[path.stem] == 1 else f"{path.stem}_{path.suffix[1:]}"
-            paths[path] = (self.output / f"{name}_mask.png", self.output / f"{name}_cutout.png")
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                paths[path] = VideoTargets.beside(self.output, name).all()
+            else:
+                paths[path] = (self.output / f"{name}_mask.png", self.output / f"{name}_cutout.png")
         return paths
 
     @torch.inference_mode()
@@ -132,36 +142,52 @@ class CutoutPredictor:
         ]
 
     def run(self) -> BatchReport:
-        images, others = find_inputs(self.input)
+        inputs, others = find_inputs(self.input, IMAGE_SUFFIXES + VIDEO_SUFFIXES)
         ensure_writable_folder(self.output)
         report = BatchReport(ignored=others)
-        targets = self.output_paths(images)
-        todo = [p for p in images if self.overwrite or not all(t.exists() for t in targets[p])]
-        report.finished = [p for p in images if p not in todo]
+        targets = self.output_paths(inputs)
+        todo = [p for p in inputs if self.overwrite or not all(t.exists() for t in targets[p])]
+        report.finished = [p for p in inputs if p not in todo]
+        images = [p for p in todo if p.suffix.lower() in IMAGE_SUFFIXES]
+        videos = [p for p in todo if p.suffix.lower() in VIDEO_SUFFIXES]
         with progress_bar() as bar:
-            job = bar.add_task("cut-outs", total=len(todo))
-            for group in chunks(todo, self.batch_size):
-                loaded = []
-                for path in group:
-                    try:
-                        loaded.append(read_image(path))
-                    except DataError as err:
-                        report.failed[path] = str(err)
-                        bar.advance(job)
-                if not loaded:
-                    continue
-                alphas = self.predict_alpha([image.rgb8() for image in loaded])
-                for image, alpha in zip(loaded, alphas):
-                    mask = alpha_to_uint8(alpha, self.normalize)
-                    mask_path, cutout_path = targets[image.path]
-                    try:
-                        write_image_atomic(mask_path, mask)
-                        write_image_atomic(cutout_path, compose_cutout(image, mask, self.refine_foreground))
-                        report.written.append(image.path)
-                    except DataError as err:
-                        report.failed[image.path] = str(err)
-                    bar.advance(job)
+            if images:
+                self._cut_out_images(images, targets, report, bar)
+            for video in videos:
+                job = bar.add_task(video.name, total=frame_count(video))
+                try:
+                    cut_out_video(video, VideoTargets(*targets[video]), self.predict_alpha,
+                                  lambda alpha: alpha_to_uint8(alpha, self.normalize), self.batch_size,
+                                  self.refine_foreground, self.background, lambda n, job=job: bar.advance(job, n))
+                    report.written.append(video)
+                except DataError as err:
+                    report.failed[video] = str(err)
         report.print()
         if report.failed and not report.written and not report.finished:
-            raise DataError(f"none of the {len(images)} input images could be processed; see the failures above")
+            raise DataError(f"none of the {len(inputs)} inputs could be processed; see the failures above")
         return report
+
+    def _cut_out_images(self, images: list[Path], targets: dict[Path, tuple[Path, ...]], report: BatchReport,
+                        bar) -> None:
+        job = bar.add_task("cut-outs", total=len(images))
+        for group in chunks(images, self.batch_size):
+            loaded = []
+            for path in group:
+                try:
+                    loaded.append(read_image(path))
+                except DataError as err:
+                    report.failed[path] = str(err)
+                    bar.advance(job)
+            if not loaded:
+                continue
+            alphas = self.predict_alpha([image.rgb8() for image in loaded])
+            for image, alpha in zip(loaded, alphas):
+                mask = alpha_to_uint8(alpha, self.normalize)
+                mask_path, cutout_path = targets[image.path]
+                try:
+                    write_image_atomic(mask_path, mask)
+                    write_image_atomic(cutout_path, compose_cutout(image, mask, self.refine_foreground))
+                    report.written.append(image.path)
+                except DataError as err:
+                    report.failed[image.path] = str(err)
+                bar.advance(job)
