@@ -87,11 +87,11 @@ def test_input_mistakes_are_one_line_errors(tmp_path):
     with pytest.raises(DataError, match=r"input .*missing does not exist"):
         CutoutPredictor(_LeftHalf(), str(tmp_path / "missing"), str(tmp_path / "out")).run()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no image files"):
+    with pytest.raises(DataError, match="no image or video files"):
         CutoutPredictor(_LeftHalf(), str(tmp_path / "empty"), str(tmp_path / "out")).run()
     (tmp_path / "only_broken").mkdir()
     (tmp_path / "only_broken" / "x.png").write_bytes(b"nope")
-    with pytest.raises(DataError, match="none of the 1 input images could be processed"):
+    with pytest.raises(DataError, match="none of the 1 inputs could be processed"):
         CutoutPredictor(_LeftHalf(), str(tmp_path / "only_broken"), str(tmp_path / "out")).run()
 
 
