@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-dip bench-dhd install clean
+.PHONY: demo test test-fast bench bench-dip bench-dhd bench-ben2 install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -51,6 +51,14 @@ bench: $(STAMP)
 # DIP time-to-PSNR: original dip_skip vs the estimated architecture vs BM3D (about 8 CPU minutes per image).
 bench-dip: $(STAMP)
 	$(PY) benchmarks/dip_time_to_psnr.py --images camera astronaut
+
+# BEN2 Base: the published code and ben2_base (and ben_dla34) timed in one run (about 30 CPU minutes). Needs a
+# checkout of github.com/PramaLLC/BEN2: make bench-ben2 BEN2=/path/to/BEN2 (its BEN2.py also imports einops).
+bench-ben2: $(STAMP)
+	@test -f "$(BEN2)/BEN2.py" || { echo "set BEN2=path/to/a/checkout/of/PramaLLC/BEN2"; exit 2; }
+	$(PY) -m pip install --quiet einops
+	$(PY) benchmarks/run.py --external published_ben2=$(BEN2)/BEN2.py:BEN_Base --models published_ben2 ben2_base \
+		ben_dla34 --dtypes fp32 bf16 --warmup 1 --repeats 3 --out benchmarks/BEN2_BENCH.md
 
 # DHD forward latency, peak memory, FLOPs and view-transform share at 6x256x704 (a few CPU minutes).
 bench-dhd: $(STAMP)

@@ -129,10 +129,11 @@ def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
         assert together["psnr_dip"] == pytest.approx(alone["psnr_dip"], abs=1e-3)
 
 
-@pytest.mark.parametrize("model, expected", [("ben2_base", "lanczos"), ("ben_dla34", "area")])
-def test_data_and_predictor_resize_as_the_model_card_says(model, expected, tmp_path):
+@pytest.mark.parametrize("model, expected, channels_last", [("ben2_base", "lanczos", False), ("ben_dla34", "area", True)])
+def test_data_and_predictor_resize_as_the_model_card_says(model, expected, channels_last, tmp_path):
     evaluated = compose_config("eval", ["experiment=ben_dis5k", f"model={model}"], tmp_path)
     predicted = compose_config("predict", ["experiment=ben_cutout", f"model={model}", "input=x", "output=y"], tmp_path)
     assert evaluated.data.resample == predicted.predictor.resample == expected
+    assert predicted.predictor.channels_last is channels_last
     overridden = compose_config("eval", ["experiment=ben_dis5k", f"model={model}", "data.resample=area"], tmp_path)
     assert overridden.data.resample == "area"

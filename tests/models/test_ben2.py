@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import visionzoo
 from tests.helpers.deterministic import deterministic_state_dict, golden_input
@@ -97,6 +98,14 @@ def test_sizes_the_views_cannot_take_are_clear_errors_and_256_trains():
             model(torch.zeros(1, 3, 320, 320))
     model.train()(torch.zeros(1, 3, 256, 256))["logits"].mean().backward()  # the empty 1/8 pool is left out
     assert model.multifieldcrossatt.linear1.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_shallow_path_equals_the_full_resolution_convolution_resized(factor):
+    model = BEN2Net()
+    x = golden_input((2, 3, 64, 128))
+    full = F.interpolate(model.shallow(x), scale_factor=1 / factor, mode="bilinear")  # the published computation
+    torch.testing.assert_close(model.shallow_downsampled(x, factor), full, atol=1e-5, rtol=1e-5)
 
 
 def test_quadrants_split_and_merge_in_view_major_order():

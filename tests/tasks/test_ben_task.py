@@ -9,6 +9,7 @@ import torch
 
 import visionzoo
 from visionzoo.errors import VisionZooError
+from visionzoo.models.backbones import TINY_DLA_KWARGS
 from visionzoo.tasks.ben import BENTask
 
 
@@ -45,3 +46,31 @@ def test_losses_per_stage(stage, keys):
     losses["loss"].backward()
     trained = task.net.refiner if stage == "refiner" else task.net.base
     assert all(p.grad is not None for p in trained.parameters())
+
+
+def test_ben2_refined_trains_the_refiner_on_the_frozen_published_base():
+    net = visionzoo.create_model("ben2_refined", refiner_backbone="dla34", refiner_kwargs=TINY_DLA_KWARGS)
+    task = BENTask(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3), stage="refiner").train()
+    assert not net.base.training and net.refiner.training  # the Base's dropout and drop-path are off
+    before = {k: v.clone() for k, v in net.base.state_dict().items()}
+    optimizer = task.configure_optimizers()
+    image, mask = torch.randn(1, 3, 256, 256), (torch.rand(1, 1, 256, 256) > 0.5).float()
+    losses = task.compute_losses(task._forward(image), mask)
+    assert set(losses) == {"refiner", "unknown_fraction", "loss"}
+    losses["loss"].backward()
+    optimizer.step()
+    assert all(torch.equal(v, before[k]) for k, v in net.base.state_dict().items())
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == {id(p) for p in net.refiner.parameters()}
+
+
+def test_a_model_without_refiner_is_trained_and_scored_as_its_base():
+    net = visionzoo.create_model("ben2_base")
+    task = BENTask(net, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3), stage="joint",
+                   freeze=["backbone"])
+    assert task.stage == "base" and task.variants == ("base",)
+    assert not any(p.requires_grad for p in net.backbone.parameters())
+    assert all(p.requires_grad for n, p in net.named_parameters() if not n.startswith("backbone."))
+    task.train()
+    assert not net.backbone.training and net.multifieldcrossatt.training
+    with pytest.raises(VisionZooError, match="task.stage=refiner: this model has no Refiner"):
+        BENTask(net, optimizer=functools.partial(torch.optim.AdamW), stage="refiner")

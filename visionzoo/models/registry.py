@@ -25,7 +25,8 @@ class ModelCard:
     ``input_size`` is (channels, height, width) in pixels; ``mean``/``std`` normalise inputs scaled to [0, 1].
     ``weights`` is the default pretrained source (a URL, an ``hf-hub:ORG/REPO/FILE`` name, or ``None`` when the zoo
     ships none yet) and ``sha256`` its checksum. ``resample`` is the image resize filter the weights expect
-    (``area`` or ``lanczos``, see :func:`visionzoo.data.transforms.resize_image`).
+    (``area`` or ``lanczos``, see :func:`visionzoo.data.transforms.resize_image`); ``channels_last`` says whether
+    that memory layout makes the model faster on the CPU (measured in benchmarks/).
     """
 
     name: str
@@ -39,6 +40,7 @@ class ModelCard:
     description: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
     resample: str = "area"
+    channels_last: bool = True
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -58,6 +60,7 @@ def register_model(
     description: str = "",
     defaults: dict[str, Any] | None = None,
     resample: str = "area",
+    channels_last: bool = True,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder(**kwargs) -> nn.Module`` under ``name``.
 
@@ -81,6 +84,7 @@ def register_model(
             description=description or (builder.__doc__ or "").strip().splitlines()[0],
             defaults=dict(defaults or {}),
             resample=resample,
+            channels_last=channels_last,
         )
         return builder
 

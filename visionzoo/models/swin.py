@@ -103,7 +103,8 @@ class WindowAttention(nn.Module):
             # the batch without a copy (attention stays 4-D, as ONNX export needs)
             q, k, v = qkv.flatten(2, 3).unbind(0)
             bias = (bias + mask[:, None].to(qkv.dtype)).flatten(0, 1)  # (nW * heads, N, N)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # a 4-D mask: PyTorch's fused CPU attention takes it; a 3-D one falls back to the slower math path
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
         out = out.reshape(batch, num_windows, heads, tokens, -1).transpose(2, 3)
         return self.proj(out.reshape(batch, num_windows, tokens, channels))
 
