@@ -42,7 +42,8 @@ def expected_shapes(name: str, model: torch.nn.Module, size: tuple[int, ...]) ->
         full = (batch, 1, height, width)
         strides = getattr(model, "base", model).side_strides
         side = {f"out.side_logits.{i}": (batch, 1, -(-height // s), -(-width // s)) for i, s in enumerate(strides)}
-        keys = ("alpha", "base", "confidence", "base_logits") + (("refined_logits", "trimap") * hasattr(model, "refiner"))
+        keys = ("alpha", "base", "confidence", "base_logits")
+        keys += ("refined_logits", "trimap") if hasattr(model, "refiner") else ()
         return {**{f"out.{k}": full for k in keys}, **side}
     if task == "occupancy":  # inputs from occupancy_inputs: 2 cameras, 32 x 64 pixels
         return {"out.logits": (1, *model.grid.shape, 18), "out.depth": (1, 2, model.num_depth, 2, 4),

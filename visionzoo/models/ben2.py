@@ -278,7 +278,6 @@ class BEN2Net(nn.Module):
             result["side_logits"] = [merge_quadrants(s[0]) for s in sides] + [s[1] for s in sides]
         return result
 
-
     def shallow_downsampled(self, x: torch.Tensor, factor: int) -> torch.Tensor:
         """``shallow(x)`` bilinearly resized by ``1 / factor`` (2 or 4, align_corners=False), as the published
         network adds it, without computing the full-resolution map (128 channels at the input size).

@@ -3,9 +3,9 @@
 Sources are a local file, a folder written by :func:`save_pretrained`, an http(s) URL (downloaded once into
 a cache folder and checked against a sha256 when one is given), or a Hugging Face hub name
 ``hf-hub:ORG/REPO[/FILE][@REVISION]`` (FILE defaults to ``model.safetensors``), fetched by ``huggingface_hub``
-into its cache; with ``HF_HUB_OFFLINE=1`` (or no network) the cached copy is used. ``.safetensors`` is preferred; ``.pt``, ``.pth``,
-``.ckpt`` and ``.bin`` files are read with ``torch.load(weights_only=True)``, so a pickle that would run code is
-refused. Lightning checkpoints (``{"state_dict": ...}``) and wrapped models (``module.``, ``net.`` ...) load into
+into its cache; with ``HF_HUB_OFFLINE=1`` (or no network) the cached copy is used. ``.safetensors`` is preferred;
+``.pt``, ``.pth``, ``.ckpt`` and ``.bin`` files are read with ``torch.load(weights_only=True)``, so a pickle that
+would run code is refused. Lightning checkpoints (``{"state_dict": ...}``) and wrapped models (``module.``, ``net.`` ...) load into
 the bare model: the key prefix is found by matching against the model's own keys.
 """
 

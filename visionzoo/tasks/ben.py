@@ -2,9 +2,9 @@
 
 Stages (``stage``): ``base`` trains the Base alone (Refiner frozen and skipped), ``refiner`` trains the Refiner on
 a frozen Base (its BatchNorm statistics frozen too), ``joint`` trains both. A model with no Refiner (``ben2_base``)
-trains and is evaluated as its Base; ``freeze`` names parts kept fixed (e.g. ``[backbone]``). Losses: BCE + IoU + SSIM on the Base
-logits, the same with ``side_weight`` on every decoder side output (deep supervision), and a Refiner loss (BCE + IoU)
-weighted towards the trimap's unknown band (``refiner_known_weight`` elsewhere).
+trains and is evaluated as its Base; ``freeze`` names parts kept fixed (e.g. ``[backbone]``). Losses: BCE + IoU +
+SSIM on the Base logits, the same with ``side_weight`` on every decoder side output (deep supervision), and a
+Refiner loss (BCE + IoU) weighted towards the trimap's unknown band (``refiner_known_weight`` elsewhere).
 
 Metrics are the DIS protocol (:class:`~visionzoo.metrics.dis.DISMetrics`) at each GT's original resolution, for
 the Base alone (``base``) and the final alpha (``refined``).
