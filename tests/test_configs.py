@@ -43,7 +43,7 @@ def test_experiments_exist():
     assert {"ben_dis5k", "ben_synthetic", "ben_cutout", "dip_denoise"} <= set(EXPERIMENTS)
     assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_synthetic", "dhd_occ3d", "dhd_synthetic"]
     assert PREDICT_EXPERIMENTS == ["ben_cutout", "dhd_occ3d", "dip_denoise"]
-    assert EVALUATOR_EXPERIMENTS == ["dis_predictions"]
+    assert EVALUATOR_EXPERIMENTS == ["dis_predictions", "occ3d_predictions"]
     assert set(EXPERIMENTS) == set(EVAL_EXPERIMENTS + PREDICT_EXPERIMENTS + EVALUATOR_EXPERIMENTS)
 
 

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, OCC3D_FREE
@@ -104,7 +105,8 @@ class CameraRecord:
 
 @dataclass
 class SampleRecord:
-    """One Occ3D sample: token, scene, LiDAR file and its ``lidar2ego`` ``(4, 4)``, labels file, cameras."""
+    """One Occ3D sample: token, scene, LiDAR file and its ``lidar2ego`` ``(4, 4)`` (into the key ego frame), labels
+    file, cameras."""
 
     token: str
     scene: str
@@ -121,11 +123,16 @@ def _matrix(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     return array
 
 
-def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = NUSCENES_CAMERAS) -> SampleRecord:
+KEY_EGO_FRAMES = ("lidar", "first_camera")
+
+
+def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = NUSCENES_CAMERAS,
+               key_ego: str = "lidar") -> SampleRecord:
     """Paths and per-camera matrices of one info record; one :class:`DataError` naming the sample otherwise.
 
-    ``cam2ego`` maps into the sample's key ego frame (the LiDAR timestamp's pose):
-    ``inv(ego2global) @ cam_ego2global @ sensor2ego``.
+    ``cam2ego`` maps into the sample's key ego frame: ``inv(key_ego2global) @ cam_ego2global @ sensor2ego``, with
+    the key pose the LiDAR timestamp's (``key_ego="lidar"``) or the first camera's (``"first_camera"``, as
+    BEVDet-family code does); ``lidar2ego`` maps LiDAR points into the same frame.
     """
     root = Path(root)
     token = info.get("token", "<no token>") if isinstance(info, dict) else "<not a dict>"
@@ -137,7 +144,7 @@ def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = 
                            _matrix(info["ego2global_translation"], (3,), "ego2global_translation"))
         lidar2ego = rigid(_matrix(info["lidar2ego_rotation"], (4,), "lidar2ego_rotation"),
                           _matrix(info["lidar2ego_translation"], (3,), "lidar2ego_translation"))
-        records = []
+        records, key_ego2global = [], ego2global
         for name in cameras:
             cam = info["cams"].get(name)
             if cam is None:
@@ -149,13 +156,16 @@ def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = 
                                _matrix(cam["sensor2ego_translation"], (3,), f"{name} sensor2ego_translation"))
             cam_ego2global = rigid(_matrix(cam["ego2global_rotation"], (4,), f"{name} ego2global_rotation"),
                                    _matrix(cam["ego2global_translation"], (3,), f"{name} ego2global_translation"))
+            if key_ego == "first_camera" and not records:
+                key_ego2global = cam_ego2global
             records.append(CameraRecord(name, resolve_path(root, cam["data_path"]),
                                         _matrix(cam["cam_intrinsic"], (3, 3), f"{name} cam_intrinsic"),
-                                        np.linalg.inv(ego2global) @ cam_ego2global @ sensor2ego))
+                                        np.linalg.inv(key_ego2global) @ cam_ego2global @ sensor2ego))
     except DataError as err:
         raise DataError(f"sample {token}: {err}") from None
     labels = resolve_path(root, info["occ_path"]) / "labels.npz"
-    return SampleRecord(str(token), str(info["scene_name"]), resolve_path(root, info["lidar_path"]), lidar2ego,
+    lidar2key = np.linalg.inv(key_ego2global) @ ego2global @ lidar2ego
+    return SampleRecord(str(token), str(info["scene_name"]), resolve_path(root, info["lidar_path"]), lidar2key,
                         labels, records)
 
 
@@ -241,8 +251,10 @@ class ImageAugment:
     rotate: tuple[float, float] = (-5.4, 5.4)
     flip: bool = True
 
-    def post(self, source_size: tuple[int, int], rng: np.random.Generator | None) -> np.ndarray:
-        """(3, 3) image affine for a source image of ``source_size`` = (height, width); ``rng=None``: evaluation."""
+    def sample(self, source_size: tuple[int, int], rng: np.random.Generator | None) -> tuple[float, tuple[int, int],
+                                                                                          bool, float]:
+        """``(scale, crop (x, y), flip, angle in degrees)`` for a source image of ``source_size`` = (height, width);
+        ``rng=None``: the evaluation view."""
         height, width = self.size
         scale = width / source_size[1]
         if rng is not None:
@@ -252,12 +264,36 @@ class ImageAugment:
         crop = (int(crop_x), int(max(0.0, new_h - height)))
         flip = bool(rng is not None and self.flip and rng.random() < 0.5)
         angle = float(rng.uniform(*self.rotate)) if rng is not None else 0.0
-        return image_affine(scale, crop, flip, angle, self.size)
+        return scale, crop, flip, angle
+
+    def post(self, source_size: tuple[int, int], rng: np.random.Generator | None) -> np.ndarray:
+        """(3, 3) image affine for a source image of ``source_size`` = (height, width); ``rng=None``: evaluation."""
+        return image_affine(*self.sample(source_size, rng), self.size)
 
 
-def _read_image(path: Path, sample: str, camera: str) -> np.ndarray:
+def pillow_augment(image: Image.Image, scale: float, crop: tuple[int, int], flip: bool, angle: float,
+                   size: tuple[int, int]) -> np.ndarray:
+    """The BEVDet pipeline's image steps with Pillow: resize to ``(int(W * scale), int(H * scale))`` (bicubic),
+    crop the ``size`` = (height, width) window at ``crop``, mirror, rotate by ``angle`` degrees about the centre
+    (nearest, black outside). Returns ``(height, width, 3)`` uint8 RGB."""
+    image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.BICUBIC)
+    image = image.crop((crop[0], crop[1], crop[0] + size[1], crop[1] + size[0]))
+    if flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(image.rotate(angle) if angle else image)
+
+
+def _read_image(path: Path, sample: str, camera: str, pillow: bool = False) -> np.ndarray | Image.Image:
+    """A camera image as ``(H, W, 3)`` uint8 RGB (OpenCV) or, with ``pillow``, an RGB Pillow image."""
     if not path.is_file():
         raise DataError(f"sample {sample}: {camera} image {path} not found")
+    if pillow:
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except (OSError, ValueError) as err:
+            raise DataError(f"sample {sample}: {camera} image {path} cannot be decoded (corrupt or not an "
+                            "image)") from err
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise DataError(f"sample {sample}: {camera} image {path} cannot be decoded (corrupt or not an image)")
@@ -281,6 +317,8 @@ class Occ3DDataset(Dataset):
         bev_flip: mirror ego x / y with probability 0.5 each in training (labels and geometry alike).
         stride: feature stride of the depth / height maps.
         targets: read labels and LiDAR (training, evaluation); ``False`` reads only the cameras (prediction).
+        resample: ``area`` (the zoo's: one affine warp with OpenCV, bilinear) or ``bicubic`` (BEVDet's: Pillow
+            resize (bicubic), crop, mirror and rotate, :func:`pillow_augment`); the same ``post`` either way.
 
     Keys are indices, or ``(epoch, index)`` pairs from :class:`~visionzoo.data.sampling.EpochShuffle`, whose
     augmentation is drawn from ``(seed, epoch, index)``: a seeded run, and a resumed one, replays exactly.
@@ -293,9 +331,12 @@ class Occ3DDataset(Dataset):
 
     def __init__(self, records: Sequence[SampleRecord], grid: OccupancyGrid, augment: ImageAugment,
                  train: bool = False, bev_flip: bool = True, stride: int = 16, targets: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, resample: str = "area") -> None:
+        if resample not in ("area", "bicubic"):
+            raise DataError(f"data.resample must be area or bicubic for Occ3D data, not {resample!r}")
         self.records, self.grid, self.augment, self.seed = list(records), grid, augment, seed
         self.train, self.bev_flip, self.stride, self.targets = train, bev_flip, stride, targets
+        self.resample = resample
         if train and bev_flip and (grid.x_range[0] != -grid.x_range[1] or grid.y_range[0] != -grid.y_range[1]):
             raise DataError(f"BEV flips need a grid symmetric about the ego origin, not {grid.ranges}")
 
@@ -314,10 +355,15 @@ class Occ3DDataset(Dataset):
         height, width = self.augment.size
         images, posts, depths, heights = [], [], [], []
         for cam in record.cameras:
-            image = _read_image(cam.image_path, record.token, cam.name)
-            post = self.augment.post(image.shape[:2], rng)
-            warped = cv2.warpAffine(image, post[:2], (width, height), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(m) for m in mean))
+            image = _read_image(cam.image_path, record.token, cam.name, pillow=self.resample == "bicubic")
+            if self.resample == "bicubic":
+                view = self.augment.sample((image.height, image.width), rng)
+                warped = pillow_augment(image, *view, self.augment.size)
+                post = image_affine(*view, self.augment.size)
+            else:
+                post = image_affine(*self.augment.sample(image.shape[:2], rng), self.augment.size)
+                warped = cv2.warpAffine(image, post[:2], (width, height), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(m) for m in mean))
             images.append(((warped - mean) / std).transpose(2, 0, 1))
             posts.append(post)
             if self.targets:
@@ -359,12 +405,16 @@ def collate_occ3d(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def occ3d_records(root: str | Path, split: str, cameras: Sequence[str] = NUSCENES_CAMERAS,
-                  info_file: str | None = None, root_key: str = "data.root") -> list[SampleRecord]:
-    """Parsed samples of ``split`` (``train`` / ``val``) under ``root`` (chosen by the config key ``root_key``)."""
+                  info_file: str | None = None, root_key: str = "data.root",
+                  key_ego: str = "lidar") -> list[SampleRecord]:
+    """Parsed samples of ``split`` (``train`` / ``val``) under ``root`` (chosen by the config key ``root_key``),
+    their geometry in the ``key_ego`` frame (:func:`parse_info`)."""
+    if key_ego not in KEY_EGO_FRAMES:
+        raise DataError(f"data.key_ego must be one of {', '.join(KEY_EGO_FRAMES)}, not {key_ego!r}")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data root {root} not found; set {root_key} to the nuScenes folder holding gts/ and samples/")
     if info_file is None and split not in INFO_FILES:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(INFO_FILES)} or set the info file")
     infos = load_infos(root / (info_file or INFO_FILES[split]), root_key)
-    return [parse_info(info, root, cameras) for info in infos]
+    return [parse_info(info, root, cameras, key_ego) for info in infos]

@@ -31,6 +31,8 @@ class Occ3DDataModule(L.LightningDataModule):
         limit: use only the first ``limit`` samples of each split (quick runs); ``None`` uses all.
         synthetic: :class:`~visionzoo.data.synthetic_occ3d.WorldSettings` fields plus ``cache_dir``.
         seed: seeds the training order and augmentation per epoch (:mod:`visionzoo.data.sampling`).
+        resample: ``area`` (the zoo's affine warp) or ``bicubic`` (BEVDet's Pillow steps); key_ego: ``lidar`` or
+            ``first_camera`` (the configs take both from the model card: what its weights expect).
     """
 
     def __init__(
@@ -47,9 +49,11 @@ class Occ3DDataModule(L.LightningDataModule):
         limit: int | None = None,
         synthetic: dict[str, Any] | None = None,
         seed: int = 0,
+        resample: str = "area",
+        key_ego: str = "lidar",
     ) -> None:
         super().__init__()
-        self.seed = seed
+        self.seed, self.resample, self.key_ego = seed, resample, key_ego
         if root is None and synthetic is None:
             raise DataError("data.root is not set; pass data.root=PATH/TO/nuscenes (or use data=occ3d_synthetic)")
         self.root, self.synthetic = root, dict(synthetic) if synthetic else None
@@ -71,12 +75,12 @@ class Occ3DDataModule(L.LightningDataModule):
         self.data_root()
 
     def records(self, split: str):
-        records = occ3d_records(self.data_root(), split, self.cameras)
+        records = occ3d_records(self.data_root(), split, self.cameras, key_ego=self.key_ego)
         return records[: self.limit] if self.limit else records
 
     def dataset(self, split: str, train: bool = False) -> Occ3DDataset:
         return Occ3DDataset(self.records(split), self.grid, self.augment, train=train, bev_flip=self.bev_flip,
-                            seed=self.seed)
+                            seed=self.seed, resample=self.resample)
 
     def class_counts(self, split: str = "train", max_samples: int = 500) -> torch.Tensor:
         """``(18,)`` camera-visible voxel counts per class over up to ``max_samples`` evenly spaced samples."""

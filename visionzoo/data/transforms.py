@@ -18,19 +18,21 @@ from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 #: Image resize filters a model's weights may expect (its ``ModelCard.resample``).
-RESAMPLE_FILTERS = ("area", "lanczos")
+RESAMPLE_FILTERS = ("area", "lanczos", "bicubic")
+_PIL_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], resample: str = "area") -> np.ndarray:
     """Resize ``(H, W, C)`` uint8 to ``size`` = (height, width).
 
     ``resample="area"`` (the zoo's models): OpenCV area averaging when shrinking both sides, bilinear otherwise.
-    ``"lanczos"``: Pillow's Lanczos filter (antialiased when shrinking), what BEN2's published weights were run with.
+    ``"lanczos"`` / ``"bicubic"``: Pillow's filters (antialiased when shrinking), what BEN2's (Lanczos) and
+    BEVDet-family (bicubic) published weights were run with.
     The one image resize of evaluation and prediction, so both see the network input alike.
     """
     height, width = size
-    if resample == "lanczos":
-        return np.array(Image.fromarray(image).resize((width, height), resample=Image.Resampling.LANCZOS))
+    if resample in _PIL_FILTERS:
+        return np.array(Image.fromarray(image).resize((width, height), resample=_PIL_FILTERS[resample]))
     if resample != "area":
         raise ValueError(f"unknown resample filter {resample!r}; choose from {', '.join(RESAMPLE_FILTERS)}")
     shrink = image.shape[0] > height and image.shape[1] > width

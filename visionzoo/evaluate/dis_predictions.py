@@ -21,15 +21,11 @@ import numpy as np
 from visionzoo.data.dis5k import DIS5K_TEST_SPLITS, dis5k_root, image_size
 from visionzoo.data.images import IMAGE_SUFFIXES, read_mask
 from visionzoo.errors import DataError
+from visionzoo.evaluate.common import check_on_missing, listing, report_problems
 from visionzoo.metrics.dis import DIS_METRIC_ORDER, SCORE_NAMES, SkeletonCache, score_image, summarize_scores
 from visionzoo.predict.common import progress_bar
 
 log = logging.getLogger(__name__)
-_SHOWN = 5
-
-
-def _listing(names: Sequence[str]) -> str:
-    return ", ".join(names[:_SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > _SHOWN else "")
 
 
 def _masks(folder: Path) -> dict[str, Path]:
@@ -64,13 +60,12 @@ class DISPredictionsEvaluator:
 
     def __init__(self, pred_root: str, root: str, splits: Sequence[str] = DIS5K_TEST_SPLITS, on_missing: str = "raise",
                  skeleton_dir: str | None = None, workers: int = 1, name: str | None = None) -> None:
-        if on_missing not in ("raise", "skip"):
-            raise DataError(f"on_missing must be raise or skip, not {on_missing!r}")
+        self.on_missing = check_on_missing(on_missing)
         self.pred_root = Path(pred_root).expanduser()
         if not self.pred_root.is_dir():
             raise DataError(f"pred_root {self.pred_root} is not a folder; pass the folder holding DIS-VD/, DIS-TE1/ ...")
         self.root = dis5k_root(root)
-        self.splits, self.on_missing = list(splits), on_missing
+        self.splits = list(splits)
         self.skeleton_dir = str(skeleton_dir) if skeleton_dir else None
         self.workers, self.name = max(1, int(workers)), name or self.pred_root.name
 
@@ -80,18 +75,12 @@ class DISPredictionsEvaluator:
         missing, extra = sorted(set(truths) - set(predictions)), sorted(set(predictions) - set(truths))
         matched = sorted(set(truths) & set(predictions))
         unreadable = [stem for stem in matched if image_size(predictions[stem]) is None]
-        problems = [f"{len(missing)} ground truths without a prediction ({_listing(missing)})"] * bool(missing)
-        problems += [f"{len(extra)} predictions without a ground truth ({_listing(extra)})"] * bool(extra)
+        problems = [f"{len(missing)} ground truths without a prediction ({listing(missing)})"] * bool(missing)
+        problems += [f"{len(extra)} predictions without a ground truth ({listing(extra)})"] * bool(extra)
         problems += [f"{len(unreadable)} unreadable predictions "
-                     f"({_listing([predictions[s].name for s in unreadable])})"] * bool(unreadable)
-        if problems:
-            self._problem(f"{self.pred_root / split}: " + "; ".join(problems))
+                     f"({listing([predictions[s].name for s in unreadable])})"] * bool(unreadable)
+        report_problems(str(self.pred_root / split), problems, self.on_missing)
         return [(predictions[stem], truths[stem]) for stem in matched if stem not in unreadable]
-
-    def _problem(self, message: str) -> None:
-        if self.on_missing == "raise":
-            raise DataError(message + "; fix them or set on_missing=skip to score the rest")
-        log.warning("%s; left out", message)
 
     def scorable_splits(self) -> list[str]:
         """The requested splits present in both roots; the others are named in one line each."""
@@ -125,9 +114,9 @@ class DISPredictionsEvaluator:
                         for name in SCORE_NAMES:
                             scored[name].append(score[name])
                     bar.advance(task)
-                if unreadable:  # a readable header over broken pixel data
-                    self._problem(f"{self.pred_root / split}: {len(unreadable)} unreadable predictions "
-                                  f"({_listing(unreadable)})")
+                report_problems(str(self.pred_root / split),  # a readable header over broken pixel data
+                                [f"{len(unreadable)} unreadable predictions ({listing(unreadable)})"] * bool(unreadable),
+                                self.on_missing)
                 if len(unreadable) == len(jobs[split]):
                     raise DataError(f"{self.pred_root / split}: no prediction could be scored")
                 values = summarize_scores({name: np.stack(values) for name, values in scored.items()})

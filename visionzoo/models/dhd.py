@@ -347,7 +347,7 @@ register_model(
 )(DHD)
 register_model(
     "dhd_r50", task="occupancy", input_size=(3, 256, 704), license=_DHD_LICENSE,
-    description="DHD-S as published (ResNet-50 image backbone), Occ3D-nuScenes grid",
+    description="The zoo's DHD on a ResNet-50 image backbone, Occ3D-nuScenes grid (the published module tree is dhd_s)",
     defaults={"backbone": "resnet50"},
 )(DHD)
 register_model(

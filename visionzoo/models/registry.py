@@ -25,8 +25,10 @@ class ModelCard:
     ``input_size`` is (channels, height, width) in pixels; ``mean``/``std`` normalise inputs scaled to [0, 1].
     ``weights`` is the default pretrained source (a URL, an ``hf-hub:ORG/REPO/FILE`` name, or ``None`` when the zoo
     ships none yet) and ``sha256`` its checksum. ``resample`` is the image resize filter the weights expect
-    (``area`` or ``lanczos``, see :func:`visionzoo.data.transforms.resize_image`); ``channels_last`` says whether
-    that memory layout makes the model faster on the CPU (measured in benchmarks/).
+    (``area``, ``lanczos`` or ``bicubic``, see :func:`visionzoo.data.transforms.resize_image`); ``channels_last``
+    says whether that memory layout makes the model faster on the CPU (measured in benchmarks/); ``key_ego`` is the
+    ego frame of a multi-camera sample's geometry (``lidar``: the LiDAR timestamp's pose; ``first_camera``: the
+    first camera's, as BEVDet-family code does).
     """
 
     name: str
@@ -41,6 +43,7 @@ class ModelCard:
     defaults: dict[str, Any] = field(default_factory=dict)
     resample: str = "area"
     channels_last: bool = True
+    key_ego: str = "lidar"
 
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -61,6 +64,7 @@ def register_model(
     defaults: dict[str, Any] | None = None,
     resample: str = "area",
     channels_last: bool = True,
+    key_ego: str = "lidar",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register ``builder(**kwargs) -> nn.Module`` under ``name``.
 
@@ -85,6 +89,7 @@ def register_model(
             defaults=dict(defaults or {}),
             resample=resample,
             channels_last=channels_last,
+            key_ego=key_ego,
         )
         return builder
 

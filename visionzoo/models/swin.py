@@ -72,6 +72,19 @@ def shift_attention_mask(height: int, width: int, window: int, shift: int, devic
     return different.float() * SHIFT_MASK_VALUE
 
 
+def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d) + bias) v`` for ``(B, H, N, d)`` queries, keys, values and a 4-D ``bias``.
+
+    Eagerly this is PyTorch's fused attention (on the CPU it takes a 4-D mask; a 3-D one falls back to the slower
+    math path). When exporting (ONNX has no fused attention) it is traced as the explicit product, whose output
+    strides the exporters handle.
+    """
+    if torch.compiler.is_exporting():
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
+        return scores.softmax(dim=-1) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside ``window x window`` windows with a learnt relative-position bias."""
 
@@ -103,8 +116,7 @@ class WindowAttention(nn.Module):
             # the batch without a copy (attention stays 4-D, as ONNX export needs)
             q, k, v = qkv.flatten(2, 3).unbind(0)
             bias = (bias + mask[:, None].to(qkv.dtype)).flatten(0, 1)  # (nW * heads, N, N)
-        # a 4-D mask: PyTorch's fused CPU attention takes it; a 3-D one falls back to the slower math path
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias[None])
+        out = window_attention(q, k, v, bias[None])
         out = out.reshape(batch, num_windows, heads, tokens, -1).transpose(2, 3)
         return self.proj(out.reshape(batch, num_windows, tokens, channels))
 

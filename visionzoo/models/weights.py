@@ -170,9 +170,11 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        converted = path.with_name(f"{path.stem}_weights.pth")
         raise WeightsError(
-            f"refused to load {path}: it holds pickled objects beyond tensors, which could run code; "
-            "convert it to .safetensors or re-save only its state_dict"
+            f"refused to load {path}: it holds pickled objects beyond tensors, which could run code; if you trust "
+            f"the file, keep only its weights once: python -c \"import torch; c = torch.load('{path}', "
+            f"weights_only=False); torch.save(c.get('state_dict', c), '{converted}')\" and load {converted}"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:
         kind = "unknown suffix" if path.suffix not in _TORCH_SUFFIXES else "corrupt or truncated"

@@ -55,3 +55,4 @@ import visionzoo.models.ben  # noqa: E402,F401
 import visionzoo.models.ben2  # noqa: E402,F401
 import visionzoo.models.dip  # noqa: E402,F401
 import visionzoo.models.dhd  # noqa: E402,F401
+import visionzoo.models.dhd_s  # noqa: E402,F401

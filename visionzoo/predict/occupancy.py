@@ -48,23 +48,28 @@ class OccupancyPredictor:
         split / info_file: which info pickle to read (``info_file``, relative to ``input``, wins).
         input_size: network input (height, width); cameras: camera names in the model's order.
         pictures: samples drawn (0: none). device: ``auto``, ``cpu``, ``cuda``...
+        resample / key_ego: image resize and key ego frame, as for the data module (the configs take the model
+            card's).
     """
 
     def __init__(
         self, net: nn.Module, input: str, output: str, overwrite: bool = False, split: str = "val",
         info_file: str | None = None, input_size: Sequence[int] = (256, 704),
         cameras: Sequence[str] = NUSCENES_CAMERAS, pictures: int = 4, device: str = "auto",
+        resample: str = "area", key_ego: str = "lidar",
     ) -> None:
         self.net, self.input, self.output, self.overwrite = net, Path(input), Path(output), overwrite
         self.split, self.info_file, self.cameras = split, info_file, list(cameras)
+        self.resample, self.key_ego = resample, key_ego
         self.augment = ImageAugment(size=(int(input_size[0]), int(input_size[1])))
         self.pictures, self.device = pictures, resolve_device(device)
 
     def run(self) -> BatchReport:
-        records = occ3d_records(self.input, self.split, self.cameras, self.info_file, root_key="input")
+        records = occ3d_records(self.input, self.split, self.cameras, self.info_file, root_key="input",
+                                key_ego=self.key_ego)
         ensure_writable_folder(self.output)
         grid = self.net.grid
-        dataset = Occ3DDataset(records, grid, self.augment, targets=False)
+        dataset = Occ3DDataset(records, grid, self.augment, targets=False, resample=self.resample)
         net = self.net.to(self.device).eval()
         front = self.cameras.index("CAM_FRONT") if "CAM_FRONT" in self.cameras else 0
         report, drawn = BatchReport(), 0
