@@ -43,3 +43,23 @@ def ben2_published_weights(tmp_path_factory) -> dict[str, Path]:
     torch.save({"model_state_dict": state}, folder / "BEN2_Base.pth")
     save_file(state, str(folder / "model.safetensors"))
     return {"pth": folder / "BEN2_Base.pth", "safetensors": folder / "model.safetensors"}
+
+
+@pytest.fixture(scope="session")
+def occ3d_full_grid(tmp_path_factory) -> Path:
+    """Synthetic worlds on Occ3D's own grid (200 x 200 x 16 at 0.4 m, for models fixed to it: dhd_s), 1 train +
+    1 val scene, cameras at 144 x 80 pixels."""
+    return generate_synthetic_occ3d(tmp_path_factory.mktemp("occ3d_full"), train_scenes=1, val_scenes=1,
+                                    image_scale=0.09, lidar_azimuths=180,
+                                    grid=((-40.0, 40.0), (-40.0, 40.0), (-1.0, 5.4), (0.4, 0.4, 0.4)))
+
+
+@pytest.fixture(scope="session")
+def dhd_s_released_checkpoint(tmp_path_factory) -> Path:
+    """dhd_s with the deterministic test weights in the released mmcv form: ``meta``, ``state_dict``, ``optimizer``."""
+    from visionzoo.models.dhd_s import DHDS
+
+    path = tmp_path_factory.mktemp("dhd_s") / "DHD-S.pth"
+    state = deterministic_state_dict(DHDS().state_dict())
+    torch.save({"meta": {"mmcv_version": "1.5.0", "epoch": 24}, "state_dict": state, "optimizer": {}}, path)
+    return path

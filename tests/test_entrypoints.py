@@ -132,3 +132,37 @@ def test_ben2_base_predict_eval_and_fine_tune_from_the_published_file(ben2_publi
     again = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert again["global_step"] == 2 and again["optimizer_states"][0]["state"][0]["step"] == 2
 
+
+
+@pytest.mark.slow  # DHD-S (147 M parameters) on six 256 x 704 cameras: about two minutes on 2 cores
+def test_dhd_s_eval_predict_and_fine_tune_from_the_released_checkpoint(dhd_s_released_checkpoint, occ3d_full_grid,
+                                                                      tmp_path):
+    weights, data = dhd_s_released_checkpoint, [f"data.root={occ3d_full_grid}", "data.num_workers=0",
+                                                "data.batch_size=1", "data.eval_batch_size=1"]
+    evaluated = run("eval.py", "experiment=dhd_occ3d", "model=dhd_s", f"ckpt_path={weights}", "hydra.run.dir=eval",
+                    "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert rows[-1]["class"] == "mIoU" and len(rows) == 18
+
+    predicted = run("predict.py", "experiment=dhd_occ3d", "model=dhd_s", f"ckpt_path={weights}",
+                    f"input={occ3d_full_grid}", "output=occ", "predictor.pictures=1", "hydra.run.dir=predict",
+                    cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    written = sorted((tmp_path / "occ").glob("*/*/labels.npz"))
+    with np.load(written[0]) as labels:
+        assert len(written) == 1 and labels["semantics"].shape == (200, 200, 16)
+    scored = run("eval.py", "experiment=occ3d_predictions", f"pred_root={tmp_path / 'occ'}",
+                 f"data.root={occ3d_full_grid}", "hydra.run.dir=scored", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    again = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    assert again[-1]["IoU"] == pytest.approx(rows[-1]["IoU"], abs=1e-9)  # predict.py and eval.py see the same
+
+    trained = run("train.py", "experiment=dhd_occ3d", "model=dhd_s", f"model.pretrained={weights}",
+                  "trainer.max_steps=1", "trainer.limit_val_batches=1", "hydra.run.dir=run",
+                  "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    tuned = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    released = torch.load(weights, weights_only=True)["state_dict"]
+    assert tuned["global_step"] == 1
+    assert not torch.equal(tuned["state_dict"]["net.occ_head.predicter.2.weight"], released["occ_head.predicter.2.weight"])

@@ -7,13 +7,15 @@ import pickle
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_FREE
+from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, OCC3D_FREE
 from visionzoo.data.occ3d import (ImageAugment, Occ3DDataset, collate_occ3d, lidar_depth_height, load_infos,
-                                  occ3d_records, read_labels, read_lidar_points)
+                                  occ3d_records, parse_info, read_labels, read_lidar_points)
 from visionzoo.data.synthetic_occ3d import camera_rig
 from visionzoo.errors import DataError
 from visionzoo.geometry import (SYNTHETIC_GRID, OccupancyGrid, bev_flip_matrix, image_affine, lift_to_ego,
@@ -208,3 +210,52 @@ def test_broken_files_name_the_sample(tiny_occ3d, tmp_path):
     record.lidar_path.write_bytes(np.zeros(7, np.float32).tobytes())
     with pytest.raises(DataError, match="not a multiple of 5"):
         read_lidar_points(record.lidar_path)
+
+
+def _info_with_camera_egos(ego_x: list[float]) -> dict:
+    """An info record whose cameras were captured at different ego poses (x offsets in metres), the LiDAR at 0."""
+    identity = [1.0, 0.0, 0.0, 0.0]
+    cams = {name: {"data_path": f"samples/{name}/x.jpg", "sensor2ego_translation": [0.0, 0.0, 1.5],
+                   "sensor2ego_rotation": identity, "ego2global_translation": [x, 0.0, 0.0],
+                   "ego2global_rotation": identity, "cam_intrinsic": np.eye(3)}
+            for name, x in zip(NUSCENES_CAMERAS, ego_x)}
+    return {"token": "t", "lidar_path": "samples/LIDAR_TOP/x.bin", "lidar2ego_translation": [0.0, 0.0, 1.8],
+            "lidar2ego_rotation": identity, "ego2global_translation": [0.0, 0.0, 0.0],
+            "ego2global_rotation": identity, "scene_name": "s", "occ_path": "./data/nuscenes/gts/s/t", "cams": cams}
+
+
+def test_key_ego_frame_is_the_lidar_pose_or_the_first_cameras():
+    info = _info_with_camera_egos([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    lidar = parse_info(info, "/data")
+    first = parse_info(info, "/data", key_ego="first_camera")
+    assert [c.cam2ego[0, 3] for c in lidar.cameras] == pytest.approx([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert [c.cam2ego[0, 3] for c in first.cameras] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    assert first.lidar2ego[:3, 3] == pytest.approx([-0.5, 0.0, 1.8]) and lidar.lidar2ego[:3, 3] == pytest.approx(
+        [0.0, 0.0, 1.8])
+    with pytest.raises(DataError, match="data.key_ego must be one of lidar, first_camera"):
+        occ3d_records("/", "val", key_ego="second_camera")
+
+
+def test_bicubic_pipeline_is_pillows_resize_and_crop_and_agrees_with_post(tiny_occ3d):
+    record = occ3d_records(tiny_occ3d, "train")[0]
+    source = Image.open(record.cameras[1].image_path).convert("RGB")  # CAM_FRONT, 144 x 80 at the tiny scale
+    augment = ImageAugment(size=(32, 64))
+    item = Occ3DDataset([record], SYNTHETIC_GRID, augment, resample="bicubic", targets=False)[0]
+    scale = 64 / source.width
+    resized = source.resize((int(source.width * scale), int(source.height * scale)), Image.Resampling.BICUBIC)
+    top = int(source.height * scale - 32)
+    expected = np.asarray(resized.crop((0, top, 64, top + 32)), dtype=np.float64)
+    mean, std = np.array(IMAGENET_MEAN) * 255, np.array(IMAGENET_STD) * 255
+    pixels = item["images"][1].numpy().transpose(1, 2, 0) * std + mean
+    np.testing.assert_allclose(pixels, expected, atol=1e-3)
+    assert item["post"][1].numpy() == pytest.approx(image_affine(scale, (0, top), False, 0.0, (32, 64)), abs=1e-5)
+    # augmented views: the Pillow image and an OpenCV warp of the source by the same post are the same picture
+    train = Occ3DDataset([record], SYNTHETIC_GRID, ImageAugment(size=(32, 64), rotate=(-20.0, 20.0)), train=True,
+                         resample="bicubic", targets=False, bev_flip=False)
+    for epoch in range(4):
+        view = train[(epoch, 0)]
+        post = view["post"][1].numpy()
+        warped = cv2.warpAffine(np.asarray(source), post[:2], (64, 32), flags=cv2.INTER_LINEAR)
+        shown = view["images"][1].numpy().transpose(1, 2, 0) * std + mean
+        inner = (slice(4, -4), slice(6, -6))  # away from the borders that rotation fills
+        assert np.abs(shown[inner] - warped[inner]).mean() < 12, epoch
