@@ -60,9 +60,9 @@ bench-ben2: $(STAMP)
 	$(PY) benchmarks/run.py --external published_ben2=$(BEN2)/BEN2.py:BEN_Base --models published_ben2 ben2_base \
 		ben_dla34 --dtypes fp32 bf16 --warmup 1 --repeats 3 --out benchmarks/BEN2_BENCH.md
 
-# DHD forward latency, peak memory, FLOPs and view-transform share at 6x256x704 (a few CPU minutes).
+# DHD forward latency, peak memory, FLOPs and each part's share at 6x256x704 (a few CPU minutes).
 bench-dhd: $(STAMP)
-	$(PY) benchmarks/dhd_bench.py --models dhd_dla34 dhd_r50 --out benchmarks/DHD_BENCH.md
+	$(PY) benchmarks/dhd_bench.py --models dhd_s dhd_dla34 dhd_r50 --out benchmarks/DHD_BENCH.md
 
 clean:
 	rm -rf $(VENV) logs outputs $(DEMO) .pytest_cache

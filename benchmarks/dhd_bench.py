@@ -1,15 +1,17 @@
-"""DHD speed benchmark: forward latency, peak memory, FLOPs and the view transform's share of the forward pass.
+"""DHD speed benchmark: forward latency, peak memory, FLOPs and each part's share of the forward pass.
 
-    python benchmarks/dhd_bench.py --out benchmarks/DHD_BENCH.md                       # CPU, Occ3D grid
-    python benchmarks/dhd_bench.py --device cuda --dtypes fp32 bf16 --out benchmarks/DHD_BENCH_GPU.md
+    python benchmarks/dhd_bench.py --models dhd_s dhd_dla34 dhd_r50 --out benchmarks/DHD_BENCH.md   # CPU
+    python benchmarks/dhd_bench.py --models dhd_s --device cuda --dtypes fp32 bf16 --out benchmarks/DHD_BENCH_GPU.md
 
 Input: one sample of the six nuScenes-like cameras at 256x704 (the DHD-S input); the grid is the model's (Occ3D's
-200 x 200 x 16 for dhd_dla34 / dhd_r50).
-"View transform" is everything between the image features and the BEV encoders: the frustum's voxel indices
-(:meth:`DHD.geometry`; computed once and cached while the camera geometry stays the same, as in evaluation) and
-the lift-splat voxel pooling of the depth-based feature and of the three MGHS subspaces (:func:`pool_voxels`).
+200 x 200 x 16). Parts (time measured around each, the device synchronised, and FLOPs counted per part):
+image encoder; depth and height nets; the view transform (the frustum's voxel indices, computed once and cached
+while the camera geometry stays the same, as in evaluation, plus the lift-splat pooling of the depth-based feature
+and of the three MGHS height bands); the BEV encoder; the height-band encoders (UNets in dhd_s); SFA and head.
 Each row runs in a fresh process so its peak memory is its own (CPU: growth of the peak resident set over the
-forwards, from after the model and inputs were built; GPU: ``torch.cuda.max_memory_allocated``, weights included). FLOPs from ``torch.utils.flop_counter`` (FLOP = 2 x MAC).
+forwards, from after the model and inputs were built; GPU: ``torch.cuda.max_memory_allocated``, weights included).
+FLOPs from ``torch.utils.flop_counter`` (FLOP = 2 x MAC; papers' "GFLOPs" are often multiply-accumulates: DHD-S's
+445 are 890 here).
 """
 
 from __future__ import annotations
@@ -26,7 +28,30 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from run import matmul_peak  # benchmarks/run.py (this folder is on sys.path when the script runs)
 from torch.utils.flop_counter import FlopCounterMode
+
+#: Parts of each model kind: submodule names, and the view transform's functions (module, attribute).
+PARTS = {
+    "DHDS": {
+        "image encoder": ["img_backbone", "img_neck"],
+        "depth + height nets": ["img_view_transformer.depth_net", "img_view_transformer.height_net"],
+        "view transform": [],
+        "BEV encoder": ["img_bev_encoder_backbone", "img_bev_encoder_neck"],
+        "band encoders": ["img_voxel_encoder0", "img_voxel_encoder1", "img_voxel_encoder2"],
+        "SFA + head": ["mix", "occ_head"],
+    },
+    "DHD": {
+        "image encoder": ["image_encoder"],
+        "depth + height nets": ["depth_net", "height_net"],
+        "view transform": [],
+        "BEV encoder": ["bev_encoder"],
+        "band encoders": ["subspace_encoders"],
+        "SFA + head": ["sfa", "head"],
+    },
+}
+VIEW_FUNCTIONS = {"DHDS": [("visionzoo.models.dhd_s", "pool_to_bev"), ("img_view_transformer", "voxel_indices")],
+                  "DHD": [("visionzoo.models.dhd", "pool_voxels"), ("", "geometry")]}
 
 
 def _inputs(device: str, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -43,27 +68,59 @@ def _inputs(device: str, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
 
 
 class _Timer:
-    """Accumulates wall time of wrapped calls (synchronising the device around each)."""
+    """Accumulates wall time per part (synchronising the device around each timed call)."""
 
     def __init__(self, device: str) -> None:
-        self.device, self.seconds = device, 0.0
+        self.device, self.seconds = device, {}
 
-    def wrap(self, fn):
+    def _sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def wrap(self, part: str, fn):
         def timed(*args, **kwargs):
-            if self.device == "cuda":
-                torch.cuda.synchronize()
+            self._sync()
             start = time.perf_counter()
             out = fn(*args, **kwargs)
-            if self.device == "cuda":
-                torch.cuda.synchronize()
-            self.seconds += time.perf_counter() - start
+            self._sync()
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
             return out
         return timed
 
 
+def _called_modules(model: torch.nn.Module, names: list[str]) -> list[str]:
+    """The names, with a ModuleList (never called itself) replaced by its children."""
+    called = []
+    for name in names:
+        module = model.get_submodule(name)
+        if isinstance(module, torch.nn.ModuleList):
+            called += [f"{name}.{child}" for child, _ in module.named_children()]
+        else:
+            called.append(name)
+    return called
+
+
+def _instrument(model: torch.nn.Module, timer: _Timer) -> dict[str, list[str]]:
+    """Wrap every part's modules (and the view transform's functions) with the timer; returns the parts."""
+    import importlib
+
+    kind = type(model).__name__
+    parts = {part: _called_modules(model, names) for part, names in PARTS[kind].items()}
+    for part, names in parts.items():
+        for name in names:
+            module = model.get_submodule(name)
+            module.forward = timer.wrap(part, module.forward)
+    for owner, attribute in VIEW_FUNCTIONS[kind]:
+        if owner.startswith("visionzoo."):
+            target = importlib.import_module(owner)
+        else:
+            target = model.get_submodule(owner) if owner else model
+        setattr(target, attribute, timer.wrap("view transform", getattr(target, attribute)))
+    return parts
+
+
 def _row(job: dict, queue: mp.Queue) -> None:
     import visionzoo
-    import visionzoo.models.dhd as dhd
 
     torch.set_num_threads(job["threads"])
     device, size = job["device"], tuple(job["size"])
@@ -73,18 +130,17 @@ def _row(job: dict, queue: mp.Queue) -> None:
     inputs = _inputs(device, size)
     autocast = torch.autocast(device, dtype=torch.bfloat16) if job["dtype"] == "bf16" else nullcontext()
     timer = _Timer(device)
-    dhd.pool_voxels = timer.wrap(dhd.pool_voxels)
-    geometry = model.geometry
-    model.geometry = timer.wrap(geometry)
+    parts = _instrument(model, timer)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with torch.inference_mode(), autocast:
+        timer.seconds = {}
         cold_start = time.perf_counter()
         model(*inputs)  # warm-up; computes the voxel indices
         cold = time.perf_counter() - cold_start
-        cold_view = timer.seconds
+        cold_view = timer.seconds.get("view transform", 0.0)
         times, shares = [], []
         for _ in range(job["repeats"]):
-            timer.seconds = 0.0
+            timer.seconds = {}
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
@@ -92,15 +148,20 @@ def _row(job: dict, queue: mp.Queue) -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
-            shares.append(timer.seconds / times[-1])
+            shares.append({part: timer.seconds.get(part, 0.0) / times[-1] for part in parts})
         peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else \
             (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter:  # per module (the timing wrappers keep the modules' hooks)
             model(*inputs)
+    flops, root = counter.get_flop_counts(), type(model).__name__
+    part_flops = {part: sum(sum(flops.get(f"{root}.{name}", {}).values()) for name in names)
+                  for part, names in parts.items()}
+    median = statistics.median(times)
+    share = {part: statistics.median(s[part] for s in shares) for part in parts}
     queue.put({**job, "params": sum(p.numel() for p in model.parameters()) / 1e6,
-               "grid": " x ".join(map(str, model.grid.shape)),
-               "latency": statistics.median(times), "share": statistics.median(shares), "cold": cold,
-               "cold_share": cold_view / cold, "peak": peak, "gflop": counter.get_total_flops() / 1e9})
+               "grid": " x ".join(map(str, model.grid.shape)), "latency": median, "share": share,
+               "cold": cold, "cold_share": cold_view / cold, "peak": peak,
+               "gflop": counter.get_total_flops() / 1e9, "part_gflop": {k: v / 1e9 for k, v in part_flops.items()}})
 
 
 def run_row(job: dict) -> dict:
@@ -114,7 +175,7 @@ def run_row(job: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["dhd_dla34", "dhd_r50"])
+    parser.add_argument("--models", nargs="+", default=["dhd_s", "dhd_dla34", "dhd_r50"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtypes", nargs="+", default=["fp32"])
     parser.add_argument("--layouts", nargs="+", default=["nchw"])
@@ -131,9 +192,12 @@ def main() -> None:
                            repeats=args.repeats, threads=args.threads)
                 row = run_row(job)
                 print(f"{model} {dtype} {layout}: {row['latency'] * 1e3:.0f} ms, view transform "
-                      f"{100 * row['share']:.1f}% (first call {100 * row['cold_share']:.1f}%), "
+                      f"{100 * row['share']['view transform']:.1f}% (first call {100 * row['cold_share']:.1f}%), "
                       f"{row['gflop']:.0f} GFLOP, peak {row['peak']:.0f} MiB", flush=True)
                 rows.append(row)
+    parts = list(rows[0]["share"])
+    torch.set_num_threads(args.threads)
+    peak = matmul_peak(args.device, "fp32") / 1e9
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# DHD benchmark",
@@ -143,16 +207,20 @@ def main() -> None:
         "",
         f"Measured {stamp} on {platform.machine()}, {args.threads} threads, torch {torch.__version__}; one sample of "
         f"6 cameras at {args.size[0]}x{args.size[1]}; median of {args.repeats} after a "
-        "warm-up forward (which computes and caches the voxel indices: 'first call').",
+        "warm-up forward (which computes and caches the voxel indices: 'first call'). "
+        f"fp32 matmul peak (2048x2048) in the same run: {peak:.0f} GFLOP/s.",
         "",
-        "| model | grid | params (M) | device | dtype | layout | latency (ms) | view transform share | "
-        "first call (ms) | first-call view share | peak mem (MiB) | GFLOP |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | grid | params (M) | device | dtype | layout | latency (ms) | first call (ms) | peak mem (MiB) "
+        "| GFLOP | GFLOP/s | " + " | ".join(f"{p} (time / GFLOP)" for p in parts) + " |",
+        "|---|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(parts),
     ]
     for r in rows:
+        cells = " | ".join(f"{100 * r['share'][p]:.1f}% / {r['part_gflop'][p]:.0f}" for p in parts)
         lines.append(f"| {r['model']} | {r['grid']} | {r['params']:.2f} | {r['device']} | {r['dtype']} | {r['layout']} | "
-                     f"{r['latency'] * 1e3:.0f} | {100 * r['share']:.1f}% | {r['cold'] * 1e3:.0f} | "
-                     f"{100 * r['cold_share']:.1f}% | {r['peak']:.0f} | {r['gflop']:.1f} |")
+                     f"{r['latency'] * 1e3:.0f} | {r['cold'] * 1e3:.0f} | {r['peak']:.0f} | {r['gflop']:.1f} | "
+                     f"{r['gflop'] / r['latency']:.0f} | {cells} |")
+    lines += ["", "The view transform's first-call share (voxel indices computed): " + ", ".join(
+        f"{r['model']} {r['dtype']} {100 * r['cold_share']:.1f}%" for r in rows) + "."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
