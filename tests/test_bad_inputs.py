@@ -30,6 +30,9 @@ BEN_PREDICT = ["experiment=ben_cutout", "model=ben_tiny", "predictor.input_size=
 BEN2 = ["model=ben2_base" if arg == "model=ben_tiny" else arg for arg in BEN]
 BEN2_PREDICT = ["experiment=ben_cutout", "model=ben2_base", "input={photos}", "output=out"]
 DIS_PREDICTIONS = ["experiment=dis_predictions", "data.root={dis}"]
+OCC3D_PREDICTIONS = ["experiment=occ3d_predictions", "data.root={occ}",
+                     "data.grid={{x_range: [-20.0, 20.0], y_range: [-20.0, 20.0], z_range: [-1.0, 5.4], "
+                     "voxel: [0.8, 0.8, 0.4]}}"]  # (braces doubled: the arguments go through str.format)
 DHD = ["experiment=dhd_synthetic", "data.root={occ}", "data.synthetic=null", "data.input_size=[32,64]",
        "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "trainer.max_epochs=1",
        "callbacks.rich_progress_bar=null"]
@@ -98,6 +101,12 @@ CASES = [
     case("eval-dis-predictions-missing-files", "eval.py", DIS_PREDICTIONS, "pred_root=preds_missing",
          message="error: preds_missing/DIS-VD: 1 ground truths without a prediction (DIS-VD_0000); 1 predictions "
                  "without a ground truth (stray); fix them or set on_missing=skip to score the rest"),
+    case("eval-occ3d-predictions-missing", "eval.py", OCC3D_PREDICTIONS, "pred_root=empty",
+         message="error: empty: 1 samples without a prediction ({val}); fix them or set on_missing=skip to score "
+                 "the rest"),
+    case("eval-occ3d-predictions-wrong-shape", "eval.py", OCC3D_PREDICTIONS, "pred_root=occ_preds_shape",
+         message="error: occ_preds_shape: 1 predictions cannot be scored ({val}: shape (50, 50, 8), not (50, 50, 16)); "
+                 "fix them or set on_missing=skip"),
     # image / mask (label) size mismatch
     case("train-ben-size-mismatch", "train.py", BEN, "data.root=dis_size",
          message="error: dis_size/DIS5K/DIS-TR: 1 image/mask size mismatches (DIS-TR_0000 "),
@@ -260,6 +269,9 @@ def inputs(tmp_path_factory, tiny_dis, tiny_occ3d) -> Path:
 
     _copy(tiny_occ3d, w / "occ")
     val = _val_token(tiny_occ3d)
+    wrong = w / "occ_preds_shape" / "synthetic-val-0000" / val
+    wrong.mkdir(parents=True)
+    np.savez_compressed(wrong / "labels.npz", semantics=np.zeros((50, 50, 8), np.uint8))
     for name in ("occ_empty", "occ_shape", "occ_jpeg", "occ_train_jpeg", "occ_npz", "occ_nocam", "occ_nofield",
                  "occ_evil"):
         _copy(tiny_occ3d, w / name)
@@ -361,7 +373,7 @@ def test_docs_list_every_case():
 def write_docs_table(record: Path) -> str:
     """The Markdown table of docs/errors.md from a run of this suite with VISIONZOO_RECORD_ERRORS=record."""
     printed = {row["id"]: row for row in map(json.loads, record.read_text().splitlines())}
-    hidden = ("data.input_size", "data.num_workers", "data.batch_size", "data.eval_batch_size", "callbacks.",
+    hidden = ("data.input_size", "data.num_workers", "data.batch_size", "data.eval_batch_size", "callbacks.", "data.grid",
               "trainer.max_epochs=1", "data.synthetic", "predictor.input_size", "task.fit.iterations=10", "data.size")
     lines = ["| case | command (test sizes left out) | exit | what it prints (last line) |", "|---|---|---|---|"]
     for bad in CASES:
