@@ -37,6 +37,9 @@ DHD = ["experiment=dhd_synthetic", "data.root={occ}", "data.synthetic=null", "da
        "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "trainer.max_epochs=1",
        "callbacks.rich_progress_bar=null"]
 DHD_PREDICT = ["experiment=dhd_occ3d", "model=dhd_tiny", "data.input_size=[32,64]", "input={occ}", "output=out"]
+DISTILL = ["experiment=ben_distill", "model=ben_tiny", "teacher=ben", "teacher.name=ben_tiny", "teacher.weights=ben.ckpt",
+           "data.root={dis}/DIS5K/DIS-TR/im", "data.input_size=64", "data.num_workers=0", "data.batch_size=2",
+           "trainer.max_epochs=1", "callbacks.rich_progress_bar=null"]
 DIP = ["experiment=dip_denoise", "data.root={clean}", "data.size=32", "task.fit.iterations=10"]
 DIP_PREDICT = ["experiment=dip_denoise", "task.fit.iterations=10", "input={photos}", "output=out"]
 
@@ -209,6 +212,22 @@ CASES = [
          message="error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
     case("eval-ben-pretrained-runs-code", "eval.py", BEN, "model.pretrained=evil.ckpt",
          message="error: refused to load evil.ckpt: it holds pickled objects beyond tensors, which could run code"),
+    # distillation: the teacher's weights, its input size, the photo folder
+    case("train-distill-no-teacher-weights", "train.py", DISTILL, "teacher.weights=null",
+         message="error: teacher.weights is not set; pass teacher.weights=PATH (BEN2_Base.pth, model.safetensors, "
+                 "a zoo BEN checkpoint)"),
+    case("train-distill-missing-teacher-weights", "train.py", DISTILL, "teacher.weights=/no/BEN2_Base.pth",
+         message="error: weights not found: /no/BEN2_Base.pth; pass an existing file"),
+    case("train-distill-teacher-not-a-ben", "train.py", DISTILL, "teacher.name=dhd_tiny",
+         message="error: teacher.name=dhd_tiny is not a matting model (it is for occupancy); the teacher must be one "
+                 "of ben2_base, ben2_refined"),
+    case("train-distill-teacher-size-differs", "train.py", DISTILL, "teacher.input_size=128",
+         message="error: teacher.input_size=[128, 128] but data.input_size=[64, 64]: the student learns the "
+                 "teacher's masks at its own input size; set both to the same size"),
+    case("train-distill-empty-photo-folder", "train.py", DISTILL, "data.root=empty",
+         message="error: data.root empty holds no images (.jpg"),
+    case("train-distill-one-photo", "train.py", DISTILL, "data.root=photos",
+         message="error: data.root photos holds 1 readable images; distillation needs at least 2"),
     # output folder not writable
     case("predict-ben-output-not-writable", "predict.py", BEN_PREDICT, "output=a_file",
          message="error: output folder a_file is not writable (File exists); choose another output="),

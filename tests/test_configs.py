@@ -41,7 +41,7 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
 
 def test_experiments_exist():
     assert {"ben_dis5k", "ben_synthetic", "ben_cutout", "dip_denoise"} <= set(EXPERIMENTS)
-    assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_synthetic", "dhd_occ3d", "dhd_synthetic"]
+    assert TRAIN_EXPERIMENTS == ["ben_dis5k", "ben_distill", "ben_synthetic", "dhd_occ3d", "dhd_synthetic"]
     assert PREDICT_EXPERIMENTS == ["ben_cutout", "dhd_occ3d", "dip_denoise"]
     assert EVALUATOR_EXPERIMENTS == ["dis_predictions", "occ3d_predictions"]
     assert set(EXPERIMENTS) == set(EVAL_EXPERIMENTS + PREDICT_EXPERIMENTS + EVALUATOR_EXPERIMENTS)
@@ -87,6 +87,15 @@ def small_data_overrides(data_target: str, tiny_dis: Path, tiny_occ3d: Path) -> 
         return [f"data.root={tiny_occ3d}", "data.synthetic=null", f"data.grid={grid}", "data.input_size=[32,64]",
                 "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "+model.grid=${data.grid}",
                 "+model.depth_bins=[1.0,29.0,1.0]"]
+    if data_target.endswith("PhotoDataModule"):  # every image of the tiny DIS5K as a photo; a random ben_tiny teaches
+        teacher = tiny_dis.parent / "teacher_ben_tiny"
+        if not teacher.is_dir():
+            import visionzoo
+
+            visionzoo.save_pretrained(visionzoo.create_model("ben_tiny"), teacher)
+        return [f"data.root={tiny_dis}/DIS5K", f"data.dis5k_root={tiny_dis}", "data.input_size=64",
+                "data.num_workers=0", "data.batch_size=2", "data.eval_batch_size=2", "model=ben_tiny", "teacher=ben",
+                "teacher.name=ben_tiny", f"teacher.weights={teacher}"]
     raise AssertionError(f"add small-data overrides for {data_target}")
 
 

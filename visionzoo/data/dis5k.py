@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
@@ -29,7 +30,7 @@ _SHOWN = 5
 @dataclass(frozen=True)
 class DISPair:
     image: Path
-    mask: Path
+    mask: Path | None  # None: no target on disk (training items get an all-zero mask, filled in by the task)
 
     @property
     def name(self) -> str:
@@ -130,7 +131,7 @@ class DISDataset(Dataset):
         index, rng = sample_rng(key, self.seed)
         pair = self.pairs[index]
         image = read_image(pair.image).rgb8()
-        gt = read_mask(pair.mask)
+        gt = read_mask(pair.mask) if pair.mask is not None else np.zeros(image.shape[:2], np.uint8)
         if image.shape[:2] != gt.shape:
             raise DataError(f"{pair.image} is {image.shape[1]}x{image.shape[0]} but {pair.mask} is "
                             f"{gt.shape[1]}x{gt.shape[0]} (after EXIF rotation); fix or remove the pair")

@@ -138,3 +138,24 @@ def summarize_scores(scores: dict[str, torch.Tensor | np.ndarray]) -> dict[str, 
     mean = {name: float(np.asarray(scores[name], dtype=np.float64).mean()) for name in ("wfm", "sm", "mae", "hce")}
     return {"maxFb": float(fm_curve.max()), "wFb": mean["wfm"], "MAE": mean["mae"], "Sa": mean["sm"],
             "meanEm": float(em_curve.mean()), "maxEm": float(em_curve.max()), "HCE": mean["hce"]}
+
+
+class AgreementMetrics(DISMetrics):
+    """DIS metrics against a soft reference mask (a teacher's), plus ``softMAE``: the mean absolute difference
+    between the prediction and the soft reference in [0, 1], neither binarised nor stretched.
+
+    The DIS metrics see the reference binarised at > 128 (0.5), as pysodmetrics reads any ground truth.
+    """
+
+    def __init__(self, skeleton_dir: str | os.PathLike | None = None, **kwargs) -> None:
+        super().__init__(skeleton_dir, **kwargs)
+        self.add_state("soft_mae", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], keys: Sequence[str] | None = None) -> None:
+        super().update(preds, gts, keys)
+        for pred, gt in zip(preds, gts):
+            value = np.abs(pred.astype(np.float64) - gt.astype(np.float64)).mean() / 255.0
+            self.soft_mae.append(torch.tensor([value], dtype=torch.float64, device=self.device))
+
+    def compute(self) -> dict[str, float]:
+        return {**super().compute(), "softMAE": float(dim_zero_cat(self.soft_mae).mean())}

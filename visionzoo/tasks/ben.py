@@ -97,7 +97,8 @@ class BENTask(VisionTask):
         self.frozen = [_submodule(net, name) for name in [*freeze, *stage_frozen]]
         for module in self.frozen:
             module.requires_grad_(False)
-        self.val_metrics = nn.ModuleDict({v: DISMetrics(skeleton_dir) for v in self.variants})
+        self.val_metrics = nn.ModuleDict()
+        self.val_split_names: list[str] = []
         self.test_metrics = nn.ModuleDict()
         self.test_split_names: list[str] = []
         self._results: list[dict[str, Any]] = []
@@ -123,13 +124,17 @@ class BENTask(VisionTask):
             losses["base"] = base
             losses["side"] = self.side_weight * side / max(1, len(out["side_logits"]))
         if self.stage != "base":
-            unknown = (out["trimap"] == TRIMAP_UNKNOWN).float()
+            unknown = self.refiner_band(out, mask)
             weight = unknown + self.refiner_known_weight * (1 - unknown)
             refined = bce_loss(out["refined_logits"], mask, weight) + iou_loss(out["refined_logits"], mask)
             losses["refiner"] = self.refiner_weight * refined
             losses["unknown_fraction"] = unknown.mean().detach()
         losses["loss"] = sum(v for k, v in losses.items() if k in ("base", "side", "refiner"))
         return losses
+
+    def refiner_band(self, out: Mapping[str, Any], mask: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, H, W)`` 0/1 map of the pixels the Refiner loss weighs fully: the trimap's unknown band."""
+        return (out["trimap"] == TRIMAP_UNKNOWN).float()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         out = self._forward(batch["image"])
@@ -147,35 +152,57 @@ class BENTask(VisionTask):
         return {v: [probability_to_uint8(outputs[v][i], gt.shape) for i, gt in enumerate(batch["gt"])]
                 for v in self.variants}
 
+    def new_metrics(self, split: str) -> DISMetrics:
+        """The metric collecting one split's scores (one per split and variant)."""
+        return DISMetrics(self.skeleton_dir)
+
+    def _split_metrics(self, splits: Sequence[str]) -> nn.ModuleDict:
+        # states must live where the process group can gather them (NCCL: the GPU)
+        return nn.ModuleDict({f"{s}|{v}": self.new_metrics(s) for s in splits for v in self.variants}).to(self.device)
+
+    def picture_titles(self, split: str) -> tuple[str, ...]:
+        return PICTURE_TITLES if self.has_refiner else tuple(t for t in PICTURE_TITLES if t != "refined")
+
+    def picture_row(self, split: str, image: np.ndarray, gt: np.ndarray, preds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One picture row: the image, its ground truth and the predictions (uint8 maps at the GT's size)."""
+        base, final = preds["base"], preds[self.variants[-1]]
+        confidence = np.abs(2 * base.astype(np.int16) - 255).astype(np.uint8)  # |2p - 1| of the drawn Base map
+        row = [image, gray_to_rgb(gt), gray_to_rgb(base), gray_to_rgb(confidence)]
+        return row + [gray_to_rgb(final)] * self.has_refiner + [over_checkerboard(image, final)]
+
     def _collect_pictures(self, split: str, batch: dict[str, Any], preds: dict[str, list[np.ndarray]]) -> None:
         rows = self._picture_rows.setdefault(split, [])
         for i, gt in enumerate(batch["gt"][: max(0, self.pictures - len(rows))]):
             image = tensor_to_image(batch["image"][i])
             image = cv2.resize(image, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_LINEAR)
-            base, final = preds["base"][i], preds[self.variants[-1]][i]
-            confidence = np.abs(2 * base.astype(np.int16) - 255).astype(np.uint8)  # |2p - 1| of the drawn Base map
-            row = [image, gray_to_rgb(gt), gray_to_rgb(base), gray_to_rgb(confidence)]
-            rows.append(row + [gray_to_rgb(final)] * self.has_refiner + [over_checkerboard(image, final)])
+            rows.append(self.picture_row(split, image, gt, {v: preds[v][i] for v in self.variants}))
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def on_validation_start(self) -> None:
+        self.val_split_names = list(getattr(self.trainer.datamodule, "val_splits", [])) or ["val"]
+        self.val_metrics = self._split_metrics(self.val_split_names)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self.val_split_names[dataloader_idx]
         preds = self._predict_uint8(batch)
         for variant in self.variants:
-            self.val_metrics[variant].update(preds[variant], batch["gt"], batch["gt_path"])
+            self.val_metrics[f"{split}|{variant}"].update(preds[variant], batch["gt"], batch["gt_path"])
 
     def on_validation_epoch_end(self) -> None:
-        for variant in self.variants:
-            values = self.val_metrics[variant].compute()
-            self.val_metrics[variant].reset()
-            prefix = "val" if variant == self.variants[-1] else "val/base"  # val/...: the final output
-            # Values are already synced by the metric; sync_dist only averages identical numbers across ranks.
-            self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, prog_bar=variant == "refined", sync_dist=True)
+        for index, split in enumerate(self.val_split_names):
+            for variant in self.variants:
+                values = self.val_metrics[f"{split}|{variant}"].compute()
+                self.val_metrics[f"{split}|{variant}"].reset()
+                # val/...: the first split's final output; val/base/...: its Base; val/<split>/...: other splits
+                prefix = "val" if index == 0 else f"val/{split}"
+                prefix += "" if variant == self.variants[-1] else "/base"
+                # Values are already synced by the metric; sync_dist only averages identical numbers across ranks.
+                self.log_dict({f"{prefix}/{k}": v for k, v in values.items()}, add_dataloader_idx=False,
+                              prog_bar=index == 0 and variant == "refined", sync_dist=True)
 
     def on_test_start(self) -> None:
         datamodule = self.trainer.datamodule
         self.test_split_names = list(getattr(datamodule, "test_splits", [])) or ["test"]
-        self.test_metrics = nn.ModuleDict(
-            {f"{split}|{v}": DISMetrics(self.skeleton_dir) for split in self.test_split_names for v in self.variants}
-        ).to(self.device)  # states must live where the process group can gather them (NCCL: the GPU)
+        self.test_metrics = self._split_metrics(self.test_split_names)
         self._results = []
         self._picture_rows = {}
         if self.save_predictions is not None:
@@ -198,8 +225,8 @@ class BENTask(VisionTask):
             split_rows = []
             for split in self.test_split_names:
                 values = self.test_metrics[f"{split}|{variant}"].compute()
-                split_rows.append({"split": split, "model": variant, **{k: values[k] for k in DIS_METRIC_ORDER},
-                                   "maxEm": values["maxEm"]})
+                ordered = [*DIS_METRIC_ORDER, "maxEm", *(k for k in values if k not in (*DIS_METRIC_ORDER, "maxEm"))]
+                split_rows.append({"split": split, "model": variant, **{k: values[k] for k in ordered}})
                 self.log_dict({f"test/{split}/{variant}/{k}": v for k, v in values.items()}, add_dataloader_idx=False,
                               sync_dist=True)
             rows.extend(split_rows)
@@ -210,9 +237,8 @@ class BENTask(VisionTask):
         self._results = rows
         if self._picture_rows and self.trainer.is_global_zero:
             folder = Path(self.trainer.default_root_dir) / "pictures"
-            titles = PICTURE_TITLES if self.has_refiner else tuple(t for t in PICTURE_TITLES if t != "refined")
             for split, picture_rows in self._picture_rows.items():
-                save_grid(folder / f"{split}.png", picture_rows, titles)
+                save_grid(folder / f"{split}.png", picture_rows, self.picture_titles(split))
 
     def results_table(self) -> list[dict[str, Any]]:
         return list(self._results)
