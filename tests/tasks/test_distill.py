@@ -176,7 +176,7 @@ def test_distillation_runs_end_to_end(targets, teacher_weights, tiny_dis, tmp_pa
     rows = json.loads((tmp_path / "run/metrics.json").read_text())
     assert [r["split"] for r in rows if r["model"] == "refined"][:2] == ["held-out photos", "DIS-VD"]
     report = (tmp_path / "run/distill_report.md").read_text()
-    assert "| teacher |" in report and "| student |" in report and "| held-out photos | refined |" in report
+    assert "| cpu | fp32 |" in report and "| held-out photos | refined |" in report
     picture = cv2.imread(str(tmp_path / "run/pictures/held-out photos.png"))
     assert picture is not None and picture.shape[0] > 0
 

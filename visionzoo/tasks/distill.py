@@ -10,7 +10,7 @@ teacher on each augmented training batch.
 Validation and testing score agreement with the teacher on the held-out photos (the DIS metrics against the
 teacher's masks binarised at 0.5, and ``softMAE`` to its soft masks) and, with ``data.dis5k_root``, the real DIS
 metrics. After testing, ``distill_report.md`` in the run folder puts the student's speed beside the teacher's
-(measured in the same run on the same device) and the agreement table; ``pictures/held-out photos.png`` shows
+(measured in the same run, on the CPU and on the run's GPU when it has one) and the agreement table; ``pictures/held-out photos.png`` shows
 image, teacher, student and their difference.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -125,23 +125,38 @@ class BENDistillTask(BENTask):
         atomic_write(Path(self.trainer.default_root_dir) / "distill_report.md", lambda tmp: Path(tmp).write_text(report))
 
 
+def speed_rows(teacher: Teacher, student: nn.Module, repeats: int, devices: Sequence[torch.device]) -> list[str]:
+    """Markdown rows: the teacher's and the student's seconds per image on each device (bf16 autocast on CUDA,
+    fp32 on the CPU), both in eval mode and moved back where they were afterwards."""
+    rows = []
+    home = {id(net): next(net.parameters()).device for net in (teacher.net, student)}
+    was_training = student.training
+    student.eval()
+    try:
+        for device in devices:
+            dtype = torch.bfloat16 if device.type == "cuda" else None
+            teacher.net.to(device), student.to(device)
+            timed = [seconds_per_image(net, teacher.input_size, device, repeats, dtype) for net in (teacher.net, student)]
+            rows.append(f"| {device.type} | {'bf16 autocast' if dtype else 'fp32'} | {timed[0]:.3f} | {timed[1]:.3f} "
+                        f"| **{timed[0] / timed[1]:.1f}x** |")
+    finally:
+        for net in (teacher.net, student):
+            net.to(home[id(net)])
+        student.train(was_training)
+    return rows
+
+
 def distill_report(teacher: Teacher, student: nn.Module, rows: list[dict[str, Any]], repeats: int,
                    device: torch.device) -> str:
-    """Markdown: the two networks' seconds per image (same run, same device) and the test rows."""
+    """Markdown: the two networks' seconds per image (same run; on the CPU, and on the run's GPU when it has one)
+    and the test rows."""
     lines = [f"# Distillation: {teacher.name} -> {student.visionzoo_config['name']}", "",
              f"Teacher weights: {teacher.weights}; input {teacher.input_size[0]}x{teacher.input_size[1]}.", ""]
     if repeats:
-        dtype = torch.bfloat16 if device.type == "cuda" else None
-        was_training = student.training
-        student.eval()
-        timed = {"teacher": seconds_per_image(teacher.net, teacher.input_size, device, repeats, dtype),
-                 "student": seconds_per_image(student, teacher.input_size, device, repeats, dtype)}
-        student.train(was_training)
-        precision = "bf16 autocast" if dtype else "fp32"
-        lines += [f"## Speed ({device.type}, {precision}, batch 1, median of {repeats} after a warm-up)", "",
-                  "| network | seconds / image | images / s |", "|---|---:|---:|"]
-        lines += [f"| {role} | {sec:.3f} | {1 / sec:.2f} |" for role, sec in timed.items()]
-        lines += ["", f"The student is **{timed['teacher'] / timed['student']:.1f}x** faster than the teacher.", ""]
+        devices = [device] + ([torch.device("cpu")] if device.type != "cpu" else [])
+        lines += [f"## Speed (batch 1, median of {repeats} after a warm-up)", "",
+                  "| device | precision | teacher s / image | student s / image | student speed-up |",
+                  "|---|---|---:|---:|---:|", *speed_rows(teacher, student, repeats, devices), ""]
     if rows:
         columns = [c for c in rows[0] if c not in ("split", "model")]
         lines += ["## Agreement and quality", "",
