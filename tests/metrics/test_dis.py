@@ -94,3 +94,11 @@ def test_skeleton_cache_gives_identical_hce(tmp_path):
 def test_shape_mismatch_is_refused():
     with pytest.raises(ValueError, match="resize the prediction first"):
         score_image(np.zeros((4, 4), np.uint8), np.zeros((5, 5), np.uint8))
+
+
+def test_hce_counts_a_pixel_of_exactly_128_as_background():
+    """The DIS authors' code binarises at > 128: a mask drawn at 128 predicts nothing, at 129 the object."""
+    gt = _disk_mask()
+    at_128, at_129 = ((gt > 0) * 128).astype(np.uint8), ((gt > 0) * 129).astype(np.uint8)
+    assert score_image(at_128, gt)["hce"] == score_image(np.zeros_like(gt), gt)["hce"] > 0
+    assert score_image(at_129, gt)["hce"] == score_image(gt, gt)["hce"] == 0

@@ -44,8 +44,17 @@ def photos(tmp_path):
 
 
 def test_exif_rotation_is_applied(photos):
-    image = read_image(photos / "rotated.jpg")
-    assert image.pixels.shape == (60, 40, 3)
+    """The pixels are turned 90 degrees clockwise (as Pillow's exif_transpose shows the file), not only reshaped:
+    the opposite rotation is far off (every orientation exactly: tests/data/test_images.py)."""
+    from PIL import ImageOps
+
+    image = read_image(photos / "rotated.jpg").pixels.astype(np.float64)
+    with Image.open(photos / "rotated.jpg") as opened:
+        stored = np.asarray(opened.convert("RGB")).astype(np.float64)
+        shown = np.asarray(ImageOps.exif_transpose(opened).convert("RGB")).astype(np.float64)
+    assert image.shape == shown.shape == (60, 40, 3)
+    assert np.abs(image - shown).mean() < 2  # two JPEG decoders
+    assert np.abs(image - np.rot90(stored, 1)).mean() > 40  # counter-clockwise would be wrong
 
 
 def test_predicts_every_kind_of_input_and_reports_the_broken_one(photos, tmp_path):
