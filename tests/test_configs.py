@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,8 @@ def small_data_overrides(data_target: str, tiny_dis: Path, tiny_occ3d: Path) -> 
 
 
 @pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS)
-def test_experiment_fast_dev_run(experiment, tiny_dis, tiny_occ3d, tmp_path):
+def test_experiment_fast_dev_run(experiment, tiny_dis, tiny_occ3d, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
     overrides = [f"experiment={experiment}", "trainer.fast_dev_run=true", "logger=csv", "test=true",
                  "callbacks.rich_progress_bar=null"]
     data_target = compose_config("train", overrides, tmp_path).data._target_
@@ -109,6 +111,7 @@ def test_experiment_fast_dev_run(experiment, tiny_dis, tiny_occ3d, tmp_path):
     assert metrics["train/loss"] > 0
     assert (tmp_path / "config.yaml").exists()
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "metrics.csv").exists()
+    assert "GPU available" in caplog.text and "Tip:" not in caplog.text  # Lightning's log, without its adverts
 
 
 def test_dip_denoise_evaluates_against_bm3d(tmp_path):

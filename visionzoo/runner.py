@@ -31,6 +31,16 @@ from visionzoo.models.weights import check_training_checkpoint, load_weights
 log = logging.getLogger(__name__)
 
 
+class _NoAdvertising(logging.Filter):
+    """Drops Lightning's "Tip: try installing litlogger / litmodels" lines: product advertising, not run output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless cloud" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_NoAdvertising())
+
+
 def main(job: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``job(cfg)``; a user error becomes one clear line and exit status 2."""
     try:
