@@ -1,5 +1,8 @@
 """Progress for training, evaluation and prediction loops: a rich bar on a terminal, plain lines elsewhere.
 
+:func:`terminal_progress_bar` is the Lightning callback of the configs (``callbacks.rich_progress_bar``);
+:func:`file_progress` the bar of the files-in/files-out jobs (predictors, prediction-folder evaluators).
+
 Off a terminal (``make demo | tee log``, CI, a cluster job's log file) a redrawn bar prints nothing readable, so
 :class:`PlainProgress` prints one line at most every ``every_s`` seconds (and at the end of each loop): the stage,
 epoch, step of total, the progress-bar metrics (``train/loss``, ``val/maxFb`` ...), iterations per second and the
@@ -14,6 +17,8 @@ from typing import Any, TextIO
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 
 def format_seconds(seconds: float) -> str:
@@ -96,3 +101,39 @@ class PlainProgress(ProgressBar):
 def terminal_progress_bar(every_s: float = 30.0) -> ProgressBar:
     """A rich bar when standard output is a terminal, :class:`PlainProgress` lines otherwise."""
     return RichProgressBar() if sys.stdout.isatty() else PlainProgress(every_s)
+
+
+class FileProgress(Progress):
+    """A rich progress bar over files that, when its console is not a terminal, also prints each task's state as a
+    plain line (``denoising 2/3, 0:45 left``) at most every ``every_s`` seconds and when a task finishes."""
+
+    def __init__(self, *columns: Any, every_s: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self.every_s = float(every_s)
+        self._last_line = time.monotonic()
+
+    def _plain_lines(self, task_id: TaskID) -> None:
+        if self.console.is_terminal:
+            return
+        now = time.monotonic()
+        if now - self._last_line < self.every_s and not self._tasks[task_id].finished:
+            return
+        self._last_line = now
+        for task in self.tasks:
+            total = f"/{task.total:g}" if task.total is not None else ""
+            left = f", {format_seconds(task.time_remaining)} left" if task.time_remaining is not None else ""
+            self.console.print(f"{task.description.strip()} {task.completed:g}{total}{left}", highlight=False)
+
+    def update(self, task_id: TaskID, **kwargs: Any) -> None:  # type: ignore[override]
+        super().update(task_id, **kwargs)
+        self._plain_lines(task_id)
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._plain_lines(task_id)
+
+
+def file_progress(every_s: float = 30.0) -> FileProgress:
+    """The progress bar of batch jobs over files, on standard error."""
+    return FileProgress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=Console(stderr=True), every_s=every_s)

@@ -10,10 +10,11 @@ from typing import Iterable
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from visionzoo.data.images import IMAGE_SUFFIXES
 from visionzoo.errors import DataError
+from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,8 @@ def find_inputs(spec: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) ->
 
 
 def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
+    """Files-in/files-out progress: a bar on a terminal, plain lines in a log (:func:`visionzoo.progress.file_progress`)."""
+    return file_progress()
 
 
 def resolve_device(device: str) -> torch.device:
