@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     from visionzoo.errors import VisionZooError
-    from visionzoo.models.registry import create_model, model_card
+    from visionzoo.models.factory import create_model
+    from visionzoo.models.registry import model_card
     from visionzoo.models.weights import load_weights
 
     parser = argparse.ArgumentParser(description="Export a BEN model to ONNX (dynamic batch, fixed image size).")

@@ -26,7 +26,8 @@ from torch import nn
 import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
 from visionzoo.errors import VisionZooError
 from visionzoo.files import atomic_write
-from visionzoo.models.weights import check_training_checkpoint, load_weights
+from visionzoo.checkpoints import check_training_checkpoint, resume_checkpoint
+from visionzoo.models.weights import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +112,6 @@ def output_dir(cfg: DictConfig) -> Path:
     path = Path(cfg.paths.output_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """``ckpt_path`` to resume from. ``last``: the newest ``checkpoints/last.ckpt`` of this run folder or, failing
-    that, of this task's earlier runs under ``paths.log_dir`` (an error when there is none). ``auto``: this run
-    folder's last.ckpt when it exists, else a fresh start (for cluster jobs that may be requeued)."""
-    value = cfg.get("ckpt_path")
-    if value not in ("last", "auto"):
-        return value
-    own = output_dir(cfg) / "checkpoints" / "last.ckpt"
-    if value == "auto":
-        if own.is_file():
-            log.info("resuming from %s", own)
-            return str(own)
-        return None
-    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
-    candidates = [own] if own.is_file() else sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise VisionZooError(f"ckpt_path=last: no checkpoints/last.ckpt in {output_dir(cfg)} or under {runs}; "
-                             "pass ckpt_path=PATH or hydra.run.dir=THE_RUN_TO_RESUME")
-    log.info("resuming from %s", candidates[-1])
-    return str(candidates[-1])
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

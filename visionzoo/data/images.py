@@ -12,6 +12,7 @@ from PIL import Image
 
 from visionzoo.errors import DataError
 from visionzoo.files import atomic_write
+from visionzoo.pixels import to_uint8
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _EXIF_ORIENTATION = 0x0112
@@ -38,21 +39,6 @@ class LoadedImage:
     def rgb8(self) -> np.ndarray:
         """``(H, W, 3)`` uint8 RGB."""
         return to_uint8(self.pixels)
-
-
-def full_scale(dtype: np.dtype) -> float:
-    """The value of full intensity for integer pixels: 65535 for 16-bit, 255 otherwise (8-bit)."""
-    return 65535.0 if np.dtype(dtype) == np.uint16 else 255.0
-
-
-def to_uint8(pixels: np.ndarray) -> np.ndarray:
-    if pixels.dtype == np.uint8:
-        return pixels
-    if pixels.dtype == np.uint16:
-        return (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
-    if np.issubdtype(pixels.dtype, np.floating):
-        return (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8)
-    raise DataError(f"unsupported pixel type {pixels.dtype}")
 
 
 def exif_orientation(path: str | os.PathLike) -> int:

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
+from visionzoo.pixels import unit_to_uint8
 
 
 #: Image resize filters a model's weights may expect (its ``ModelCard.resample``).
@@ -144,7 +145,7 @@ def tensor_to_image(
     mean_t = torch.tensor(mean, dtype=torch.float32, device=tensor.device)[:, None, None]
     std_t = torch.tensor(std, dtype=torch.float32, device=tensor.device)[:, None, None]
     rgb = (tensor.float() * std_t + mean_t).clamp(0, 1).permute(1, 2, 0)
-    return (rgb * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return unit_to_uint8(rgb).cpu().numpy()
 
 
 def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:

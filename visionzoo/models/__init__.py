@@ -1,10 +1,16 @@
-"""Pure ``nn.Module`` models: backbones, necks, task families, the registry and weights loading."""
+"""Pure ``nn.Module`` models: backbones, necks, task families, the registry, the factory and weights loading.
 
+Importing this package registers every family's models (their modules call ``register_model`` on import), so
+``list_models`` is complete whichever module a caller imports first.
+"""
+
+from visionzoo.models import ben, ben2, dhd, dhd_s, dip, zoo  # noqa: F401  (they register their models)
 from visionzoo.models.backbones import DLA_VARIANTS, TimmFeatures
 from visionzoo.models.encoders import DLAUpEncoder
+from visionzoo.models.factory import create_model, from_pretrained
 from visionzoo.models.necks import DLAUp, IDAUp
-from visionzoo.models.registry import ModelCard, create_model, list_models, model_card, register_model
-from visionzoo.models.weights import from_pretrained, load_weights, save_pretrained
+from visionzoo.models.registry import ModelCard, list_models, model_card, register_model
+from visionzoo.models.weights import load_weights, save_pretrained
 
 __all__ = [
     "DLA_VARIANTS",

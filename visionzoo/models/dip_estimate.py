@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from skimage.restoration import estimate_sigma
 
-from visionzoo.data.images import full_scale
+from visionzoo.pixels import full_scale
 
 
 def _as_float(image: np.ndarray) -> np.ndarray:

@@ -1,8 +1,9 @@
-"""The model registry: ``register_model`` builders, ``create_model`` and ``list_models``.
+"""The model registry: ``register_model`` records builders and their cards; ``list_models`` and ``model_card`` read
+them. It imports no model code: the families register themselves when ``visionzoo.models`` imports them (as timm
+does), and :mod:`visionzoo.models.factory` builds models from it.
 
 A registered model is a builder function plus a :class:`ModelCard` (task, default input size, normalisation,
-default weights source, licence). ``create_model`` records the name and the builder's keyword arguments on the
-model (``model.visionzoo_config``) so that :func:`visionzoo.save_pretrained` can rebuild it later.
+default weights source, licence).
 """
 
 from __future__ import annotations
@@ -98,7 +99,6 @@ def register_model(
 
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Registered names matching a shell-style ``pattern`` (and ``task`` when given), sorted."""
-    _import_families()
     names = [n for n in _BUILDERS if fnmatch.fnmatch(n, pattern)]
     if task is not None:
         names = [n for n in names if _CARDS[n].task == task]
@@ -107,42 +107,8 @@ def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
 
 def model_card(name: str) -> ModelCard:
     """The :class:`ModelCard` of a registered model."""
-    _import_families()
     _check_name(name)
     return _CARDS[name]
-
-
-def create_model(name: str, pretrained: bool | str | None = None, **overrides: Any) -> nn.Module:
-    """Build a registered model.
-
-    Args:
-        name: a name from :func:`list_models`.
-        pretrained: ``None``/``False`` for random init; ``True`` for the card's default weights; or a local file
-            (.safetensors/.pt/.pth/.ckpt), a folder written by :func:`visionzoo.save_pretrained`, or an https URL.
-        **overrides: keyword arguments for the builder (e.g. ``num_classes=2``).
-    """
-    _import_families()
-    _check_name(name)
-    card = _CARDS[name]
-    kwargs = {**card.defaults, **overrides}
-    model = _BUILDERS[name](**kwargs)
-    model.visionzoo_config = {"name": name, "kwargs": dict(overrides)}
-    if pretrained:
-        from visionzoo.models.weights import load_weights
-
-        source = card.weights if pretrained is True else pretrained
-        if source is None:
-            raise UnknownModelError(
-                f"model {name!r} has no default pretrained weights yet; pass pretrained=PATH_OR_URL instead"
-            )
-        sha256 = card.sha256 if pretrained is True else None
-        # A model may bring its own loader (e.g. backbones that take ImageNet checkpoints in several layouts).
-        loader = getattr(model, "load_pretrained", None)
-        if loader is not None:
-            loader(source, sha256=sha256)
-        else:
-            load_weights(model, source, sha256=sha256)
-    return model
 
 
 def _check_name(name: str) -> None:
@@ -152,6 +118,7 @@ def _check_name(name: str) -> None:
         raise UnknownModelError(f"unknown model {name!r}; {hint}")
 
 
-def _import_families() -> None:
-    """Import the model families so that their ``@register_model`` decorators have run."""
-    import visionzoo.models.zoo  # noqa: F401
+def builder(name: str) -> Callable[..., nn.Module]:
+    """The builder registered as ``name`` (a one-line error with the closest names when there is none)."""
+    _check_name(name)
+    return _BUILDERS[name]

@@ -162,10 +162,10 @@ def read_state_dict(source: str | os.PathLike, sha256: str | None = None) -> dic
             return load_safetensors(str(path), device="cpu")
         except Exception as err:  # safetensors raises its own error types for corrupt headers
             raise WeightsError(f"{path} is not a readable safetensors file ({err}); re-download or re-export it") from err
-    return _unwrap(_torch_load(path), path)
+    return unwrap_state_dict(torch_load_safely(path), path)
 
 
-def _torch_load(path: Path) -> Any:
+def torch_load_safely(path: Path) -> Any:
     """``torch.load`` that builds only tensors and plain containers; failures are one-line WeightsErrors."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -181,7 +181,7 @@ def _torch_load(path: Path) -> Any:
         raise WeightsError(f"cannot read weights {path} ({kind}: {err}); use .safetensors or a torch .pt/.ckpt") from err
 
 
-def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+def unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     while isinstance(obj, Mapping) and not _is_state_dict(obj):
         inner = next((obj[k] for k in _WRAPPER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
         if inner is None:
@@ -251,11 +251,11 @@ def load_weights(model: nn.Module, source: str | os.PathLike, sha256: str | None
     """
     report = load_state_dict_into(model, read_state_dict(source, sha256), source=str(source))
     if strict:
-        _require_clean(model, report, source)
+        require_clean(model, report, source)
     return report
 
 
-def _require_clean(model: nn.Module, report: LoadReport, source: str | os.PathLike) -> None:
+def require_clean(model: nn.Module, report: LoadReport, source: str | os.PathLike) -> None:
     """Every tensor of ``model`` loaded and nothing else in the file, or a WeightsError naming the model."""
     if not report.clean:
         network = getattr(model, "net", model)  # a task LightningModule: name its network
@@ -265,17 +265,6 @@ def _require_clean(model: nn.Module, report: LoadReport, source: str | os.PathLi
                                f"{len(report.missing)} tensors is in the file); pass a checkpoint of a {name} run, "
                                "or the model= the checkpoint was trained with")
         raise WeightsError(f"weights {source} do not fit model {name!r}: {report.summary()}")
-
-
-def check_training_checkpoint(task: nn.Module, source: str | os.PathLike) -> None:
-    """Before resuming training from ``source``: it exists, unpickles safely, is a Lightning training checkpoint
-    (weights plus epoch/step and optimizer state) and its weights fit ``task``; else one WeightsError line."""
-    path = resolve(source)
-    checkpoint = _torch_load(path)
-    if not isinstance(checkpoint, Mapping) or not {"state_dict", "global_step", "optimizer_states"} <= set(checkpoint):
-        raise WeightsError(f"{path} is not a training checkpoint (no optimizer or step state) and cannot be resumed; "
-                           "to start a new run from its weights use model.pretrained=" + str(path))
-    _require_clean(task, load_state_dict_into(task, _unwrap(checkpoint, path), source=str(source)), source)
 
 
 def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
@@ -290,21 +279,3 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     text = json.dumps({"name": config["name"], "kwargs": config["kwargs"]}, indent=2, sort_keys=True)
     atomic_write(directory / CONFIG_FILE, lambda p: Path(p).write_text(text + "\n"))
     return directory
-
-
-def from_pretrained(directory: str | os.PathLike) -> nn.Module:
-    """Rebuild a model saved by :func:`save_pretrained`, with identical weights."""
-    from visionzoo.models.registry import create_model
-
-    directory = Path(directory)
-    config_path = directory / CONFIG_FILE
-    if not config_path.is_file():
-        raise WeightsError(f"{config_path} not found; pass a folder written by visionzoo.save_pretrained")
-    try:
-        config = json.loads(config_path.read_text())
-        name, kwargs = config["name"], config.get("kwargs", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise WeightsError(f"{config_path} is not a visionzoo model config ({err})") from err
-    return create_model(name, pretrained=str(directory), **kwargs)
-
-

@@ -49,10 +49,3 @@ register_model(
     description="DLA-Up segmentation on the tiny DLA, for tests",
     defaults={"backbone": "dla34", "backbone_kwargs": TINY_DLA_KWARGS},
 )(DLASeg)
-
-# Task families register their models on import.
-import visionzoo.models.ben  # noqa: E402,F401
-import visionzoo.models.ben2  # noqa: E402,F401
-import visionzoo.models.dip  # noqa: E402,F401
-import visionzoo.models.dhd  # noqa: E402,F401
-import visionzoo.models.dhd_s  # noqa: E402,F401

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
-from visionzoo.data.images import IMAGE_SUFFIXES, LoadedImage, full_scale, read_image, write_image_atomic
+from visionzoo.data.images import IMAGE_SUFFIXES, LoadedImage, read_image, write_image_atomic
 from visionzoo.data.transforms import RESAMPLE_FILTERS, image_to_tensor, resize_image
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
+from visionzoo.pixels import full_scale, unit_to_uint8
 from visionzoo.predict.common import BatchReport, chunks, find_inputs, progress_bar, resolve_device
 from visionzoo.predict.foreground import estimate_foreground
 from visionzoo.predict.video import VIDEO_SUFFIXES, VideoTargets, cut_out_video, frame_count
@@ -41,7 +42,7 @@ def alpha_to_uint8(alpha: np.ndarray, normalize: bool) -> np.ndarray:
         low, high = float(alpha.min()), float(alpha.max())
         if high - low > 1e-6:
             alpha = (alpha - low) / (high - low)
-    return (np.clip(alpha, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return unit_to_uint8(alpha)
 
 
 def compose_cutout(image: LoadedImage, mask: np.ndarray, refine_foreground: bool = False) -> np.ndarray:

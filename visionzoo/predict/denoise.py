@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionzoo.data.images import LoadedImage, full_scale, read_image, write_image_atomic
+from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
+from visionzoo.pixels import from_unit, to_unit
 from visionzoo.predict.common import BatchReport, find_inputs, progress_bar, resolve_device
 from visionzoo.tasks.dip_denoise import DIPFitSettings, fit_image
 
@@ -27,13 +28,12 @@ log = logging.getLogger(__name__)
 
 def image_to_unit(image: LoadedImage) -> np.ndarray:
     """``(H, W, C)`` float32 in [0, 1] at the file's depth; C = 1 for grayscale files, else 3."""
-    pixels = image.pixels[..., :1] if image.grayscale else image.pixels
-    return pixels.astype(np.float32) / full_scale(pixels.dtype)
+    return to_unit(image.pixels[..., :1] if image.grayscale else image.pixels)
 
 
 def unit_to_file_pixels(denoised: np.ndarray, image: LoadedImage) -> np.ndarray:
     """``(H, W, C)`` float in [0, 1] -> the file's dtype and channels (gray ``(H, W)``, RGB, or RGBA with its alpha)."""
-    pixels = (np.clip(denoised, 0, 1) * full_scale(image.pixels.dtype) + 0.5).astype(image.pixels.dtype)
+    pixels = from_unit(denoised, image.pixels.dtype)
     if image.grayscale:
         return pixels[..., 0]
     if image.alpha is not None:

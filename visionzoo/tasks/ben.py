@@ -27,6 +27,7 @@ from visionzoo.errors import VisionZooError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.metrics.dis import DIS_METRIC_ORDER, DISMetrics
 from visionzoo.models.ben import TRIMAP_UNKNOWN
+from visionzoo.pixels import unit_to_uint8
 from visionzoo.tasks.base import VisionTask
 from visionzoo.tasks.losses import bce_loss, iou_loss, segmentation_loss
 from visionzoo.visualize import gray_to_rgb, over_checkerboard, save_grid
@@ -39,7 +40,7 @@ PICTURE_TITLES = ("image", "ground truth", "base", "confidence", "refined", "cut
 def probability_to_uint8(prob: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     """``(1, h, w)`` probability -> ``(H, W)`` uint8 at ``size`` = (H, W), bilinear."""
     resized = F.interpolate(prob[None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
-    return (resized.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+    return unit_to_uint8(resized).cpu().numpy()
 
 
 class BENTask(VisionTask):

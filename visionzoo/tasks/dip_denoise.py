@@ -24,6 +24,7 @@ from torch import nn
 from visionzoo.data.images import write_image_atomic
 from visionzoo.errors import VisionZooError
 from visionzoo.models.dip_estimate import EstimatedArchitecture, estimate_architecture, estimate_noise_sigma
+from visionzoo.pixels import unit_to_uint8
 from visionzoo.tasks.classical import bm3d_denoise
 from visionzoo.tasks.dip_batch import fit_dip_batch
 from visionzoo.tasks.dip_fit import (DiscrepancyStop, FitResult, WindowedVarianceStop, default_reg_noise_std,
@@ -176,7 +177,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 def _uint8(image: np.ndarray) -> np.ndarray:
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
-    return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return unit_to_uint8(rgb)
 
 
 class DIPDenoiseTask(L.LightningModule):

@@ -23,7 +23,9 @@ from visionzoo.data.images import read_image, write_image_atomic
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError, VisionZooError
 from visionzoo.files import atomic_write
-from visionzoo.models.registry import create_model, list_models, model_card
+from visionzoo.models.factory import create_model
+from visionzoo.models.registry import list_models, model_card
+from visionzoo.pixels import unit_to_uint8
 
 #: Records which teacher wrote a target folder.
 FINGERPRINT_FILE = "teacher.json"
@@ -141,7 +143,7 @@ def write_teacher_masks(teacher: Teacher, jobs: Sequence[tuple[Path, Path]], res
         for alpha, size, target in zip(alphas, sizes, targets):
             full = F.interpolate(alpha[None], size=size, mode="bilinear", align_corners=False)[0, 0]
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image_atomic(target, (full.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
+            write_image_atomic(target, unit_to_uint8(full).cpu().numpy())
     for photo, reason in failed.items():
         logging.getLogger(__name__).warning("teacher mask skipped: %s: %s", photo, reason)
     return failed
