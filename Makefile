@@ -43,7 +43,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not integration"
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --dtypes fp32 bf16 --out benchmarks/RESULTS.md

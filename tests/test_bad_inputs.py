@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.integration  # subprocesses / whole runs: make test runs them, make test-fast not
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "errors.md"
 

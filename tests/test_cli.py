@@ -27,3 +27,14 @@ def test_hydra_flags_are_left_to_hydra(tmp_path, monkeypatch):
     command_line_problem("train", ["--config-name=eval", "no_such_key=1"])
     with pytest.raises(VisionZooError, match=r"^missing value for output: pass output=\.\.\.$"):
         command_line_problem("predict", ["experiment=ben_cutout", "input=photos"])
+
+
+def test_the_console_script_names_its_commands(capsys):
+    from visionzoo.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and "visionzoo {train,eval,predict,export}" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "experiment=ben_synthetic"])
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: unknown command 'fit'")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from visionzoo import runner
-from tests.test_configs import compose_config
+from tests.helpers.configs import compose_config
 
 #: The CPU distillation recipe at the demo's size (docs/ben.md): ben_tiny, 256 px, batch 8, AdamW 3e-3.
 DISTILL_RECIPE = ["data.input_size=256", "data.batch_size=8", "data.eval_batch_size=8", "data.num_workers=2",

@@ -13,6 +13,8 @@ import pytest
 import skimage.data
 import torch
 
+pytestmark = pytest.mark.integration  # subprocesses / whole runs: make test runs them, make test-fast not
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_configs import compose_config, small_data_overrides
+from tests.helpers.configs import compose_config, small_data_overrides
 from visionzoo import runner
 from visionzoo.errors import TrainingDivergedError
 from visionzoo.tasks.dhd import DHDTask
+
+pytestmark = pytest.mark.integration  # subprocesses / whole runs: make test runs them, make test-fast not
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {"dhd": "experiment=dhd_synthetic", "ben": "experiment=ben_synthetic"}

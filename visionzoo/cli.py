@@ -28,8 +28,51 @@ from omegaconf.errors import OmegaConfBaseException
 import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
 from visionzoo.errors import VisionZooError
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+#: The Hydra configs: the package's copy in an installed wheel, the repository's configs/ in a clone (a link).
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+COMMANDS = ("train", "eval", "predict", "export")
+USAGE = """usage: visionzoo {train,eval,predict,export} [key=value ...]
+
+  visionzoo train experiment=ben_synthetic            same overrides as python train.py ...
+  visionzoo eval experiment=dip_denoise data.sigma=25
+  visionzoo predict experiment=ben_cutout input=photos/ output=cutouts/ ckpt_path=last.ckpt
+  visionzoo export --model ben_dla34 --weights last.ckpt --out ben.onnx"""
 _MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``visionzoo`` console script: ``visionzoo train|eval|predict|export ...``. The first three take the same
+    Hydra overrides as ``python train.py`` (and its ``-m`` sweeps and flags); ``export`` its own options."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE if not argv or argv[0] in ("-h", "--help") else f"error: unknown command {argv[0]!r}\n{USAGE}",
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        sys.exit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    command, rest = argv[0], argv[1:]
+    if command == "export":
+        from visionzoo.export import main as export_main
+
+        export_main(rest)
+        return
+    run_job(command, rest)
+
+
+def run_job(command: str, overrides: list[str]) -> None:
+    """``train`` / ``eval`` / ``predict`` through Hydra with the packaged configs (what the entry-point scripts do)."""
+    import hydra
+
+    from visionzoo import runner
+
+    job = {"train": runner.train, "eval": runner.evaluate, "predict": runner.predict}[command]
+    check_command_line(command, overrides)
+    # Hydra reads the overrides from sys.argv; the job name keeps the scripts' log names (train.log ...).
+    sys.argv = [f"visionzoo-{command}", *overrides, f"hydra.job.name={command}"]
+
+    @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)
+    def hydra_job(cfg: DictConfig) -> None:
+        runner.main(job, cfg)
+
+    hydra_job()
 
 
 def check_command_line(config_name: str, argv: list[str] | None = None) -> None:

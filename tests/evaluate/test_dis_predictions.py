@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.test_configs import compose_config
+from tests.helpers.configs import compose_config
 from visionzoo import runner
 from visionzoo.errors import DataError
 from visionzoo.evaluate.dis_predictions import DISPredictionsEvaluator

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import visionzoo
-from tests.test_configs import compose_config, small_data_overrides
+from tests.helpers.configs import compose_config, small_data_overrides
 from visionzoo import runner
 from visionzoo.constants import OCC3D_CLASSES, OCC3D_FREE
 from visionzoo.errors import DataError

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 import visionzoo
-from tests.test_configs import compose_config
+from tests.helpers.configs import compose_config
 from visionzoo import runner
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError, VisionZooError
