@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import lightning as L
 import pytest
+import torch
+from hydra._internal.utils import _locate
+from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from tests.helpers.configs import CONFIG_DIR, compose_config, small_data_overrides
@@ -56,9 +60,34 @@ def test_evaluator_recipe_composes_and_names_its_required_values(experiment, tmp
 
 
 @pytest.mark.parametrize("group, option", GROUP_OPTIONS)
-def test_every_group_option_composes(group, option, tmp_path):
+def test_every_group_option_composes_and_builds(group, option, tmp_path):
+    """Every option of every group composes and resolves, every ``_target_`` in it names something importable, and
+    the groups that need no data or weights are instantiated: callbacks, loggers, CPU trainers, models."""
     cfg = compose_config("train", ["experiment=ben_synthetic", f"{group}={option}"], tmp_path)
-    OmegaConf.to_container(cfg, resolve=True)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for key, target in _targets(resolved[group], group):
+        assert callable(_locate(target)), f"{key}._target_={target}"
+    node = cfg[group]
+    if group in ("callbacks", "logger"):
+        built = {name: instantiate(entry) for name, entry in node.items() if entry is not None and "_target_" in entry}
+        assert all(type(obj).__name__ != "dict" for obj in built.values())
+    elif group == "trainer" and node.get("accelerator") == "cpu":
+        trainer = instantiate(node, callbacks=[], logger=False)
+        assert isinstance(trainer, L.Trainer) and trainer.num_devices == int(node.get("devices", 1))
+    elif group == "model":
+        assert isinstance(instantiate(node), torch.nn.Module) or callable(instantiate(node))
+
+
+def _targets(node, key: str):
+    """(dotted key, target) of every ``_target_`` under a resolved config container."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield key, node["_target_"]
+        for name, child in node.items():
+            yield from _targets(child, f"{key}.{name}")
+    elif isinstance(node, list):
+        for index, child in enumerate(node):
+            yield from _targets(child, f"{key}[{index}]")
 
 
 @pytest.mark.parametrize("experiment", TRAIN_EXPERIMENTS)
