@@ -36,6 +36,7 @@ class VisionTask(L.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self._results: list[dict[str, Any]] = []  # the rows of the last test run, filled by subclasses
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters the optimiser updates; subclasses narrow this for staged training."""
@@ -47,6 +48,22 @@ class VisionTask(L.LightningModule):
             return optimizer
         scheduler = self.scheduler_factory(optimizer, total_steps=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    #: The batch entry whose length is the batch size (for logging).
+    input_key = "image"
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The loss terms of one training batch, ``"loss"`` being the total to minimise."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Losses, a stop with one clear line when they are not finite, ``train/<term>`` logs, the total."""
+        losses = self.training_losses(batch)
+        self.check_finite(losses)
+        size = len(batch[self.input_key])
+        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
+        return losses["loss"]
 
     def check_finite(self, losses: dict[str, torch.Tensor]) -> None:
         """Stop with one clear line when the total loss is NaN/inf: the step, the loss terms, and the last
@@ -68,6 +85,8 @@ class VisionTask(L.LightningModule):
             checkpoint["visionzoo"] = {"name": record["name"], "kwargs": dict(record["kwargs"])}
 
     def results_table(self) -> list[dict[str, Any]]:
-        """Rows of evaluation results after ``trainer.test``; the default is the logged test metrics."""
+        """Rows of evaluation results after ``trainer.test``: the task's own rows, else the logged test metrics."""
+        if self._results:
+            return list(self._results)
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         return [metrics] if metrics else []

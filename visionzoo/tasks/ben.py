@@ -102,7 +102,6 @@ class BENTask(VisionTask):
         self.val_split_names: list[str] = []
         self.test_metrics = nn.ModuleDict()
         self.test_split_names: list[str] = []
-        self._results: list[dict[str, Any]] = []
 
     def train(self, mode: bool = True) -> "BENTask":
         super().train(mode)
@@ -137,14 +136,8 @@ class BENTask(VisionTask):
         """``(B, 1, H, W)`` 0/1 map of the pixels the Refiner loss weighs fully: the trimap's unknown band."""
         return (out["trimap"] == TRIMAP_UNKNOWN).float()
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        out = self._forward(batch["image"])
-        losses = self.compute_losses(out, batch["mask"])
-        self.check_finite(losses)
-        size = len(batch["image"])
-        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
-        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
-        return losses["loss"]
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.compute_losses(self._forward(batch["image"]), batch["mask"])
 
     # ---- evaluation -----------------------------------------------------------------------------------------
     def _predict_uint8(self, batch: dict[str, Any]) -> dict[str, list[np.ndarray]]:
@@ -240,9 +233,6 @@ class BENTask(VisionTask):
             folder = Path(self.trainer.default_root_dir) / "pictures"
             for split, picture_rows in self._picture_rows.items():
                 save_grid(folder / f"{split}.png", picture_rows, self.picture_titles(split))
-
-    def results_table(self) -> list[dict[str, Any]]:
-        return list(self._results)
 
 
 def _submodule(net: nn.Module, name: str) -> nn.Module:

@@ -74,7 +74,6 @@ class DHDTask(VisionTask):
         self.val_miou = OccupancyMIoU()
         self.test_miou = OccupancyMIoU()
         self._picture_rows: list[list[np.ndarray]] = []
-        self._results: list[dict[str, Any]] = []
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -100,13 +99,10 @@ class DHDTask(VisionTask):
         losses["loss"] = sum(w[k] * v for k, v in losses.items())
         return losses
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        losses = self.compute_losses(self(batch), batch)
-        self.check_finite(losses)
-        size = len(batch["images"])
-        self.log_dict({f"train/{k}": v for k, v in losses.items() if k != "loss"}, batch_size=size)
-        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
-        return losses["loss"]
+    input_key = "images"
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        return self.compute_losses(self(batch), batch)
 
     def _predict(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self(batch)["logits"].argmax(dim=-1)
@@ -145,6 +141,3 @@ class DHDTask(VisionTask):
             picture = side_by_side(image_grid(self._picture_rows, PICTURE_TITLES, cell=256),
                                    class_legend(OCC3D_CLASSES, OCC3D_COLOURS))
             write_image_atomic(Path(self.trainer.default_root_dir) / "pictures" / "occupancy.png", picture)
-
-    def results_table(self) -> list[dict[str, Any]]:
-        return list(self._results)

@@ -95,10 +95,10 @@ class BENDistillTask(BENTask):
                             self.teacher_batch_size, progress=self.trainer.is_global_zero)
         self.trainer.strategy.barrier("teacher targets written")
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         if self._online:
             batch = {**batch, "mask": self.teacher.alpha(batch["image"]).to(batch["image"].device)}
-        return super().training_step(batch, batch_idx)
+        return super().training_losses(batch)
 
     def refiner_band(self, out: Mapping[str, Any], mask: torch.Tensor) -> torch.Tensor:
         teacher_band = uncertain_band(mask, self.band_confidence, self.band_dilation)
