@@ -56,7 +56,8 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def _listing(names: Sequence[str]) -> str:
+def file_listing(names: Sequence[str]) -> str:
+    """The first few names, and how many there are in all: for one-line error messages."""
     shown = ", ".join(names[:_SHOWN])
     return shown + (f", ... ({len(names)} in all)" if len(names) > _SHOWN else "")
 
@@ -81,9 +82,9 @@ def dis5k_pairs(root: str | Path, split: str, on_mismatch: str = "raise") -> lis
     no_mask = sorted(set(images) - set(masks))
     no_image = sorted(set(masks) - set(images))
     if no_mask:
-        problems.append(f"{len(no_mask)} images without a mask ({_listing([images[s].name for s in no_mask])})")
+        problems.append(f"{len(no_mask)} images without a mask ({file_listing([images[s].name for s in no_mask])})")
     if no_image:
-        problems.append(f"{len(no_image)} masks without an image ({_listing([masks[s].name for s in no_image])})")
+        problems.append(f"{len(no_image)} masks without an image ({file_listing([masks[s].name for s in no_image])})")
     pairs, unreadable, mismatched = [], [], []
     for stem in sorted(set(images) & set(masks)):
         picture_size, mask_size = image_size(images[stem]), image_size(masks[stem])
@@ -94,9 +95,9 @@ def dis5k_pairs(root: str | Path, split: str, on_mismatch: str = "raise") -> lis
         else:
             pairs.append(DISPair(images[stem], masks[stem]))
     if unreadable:
-        problems.append(f"{len(unreadable)} unreadable files ({_listing(unreadable)})")
+        problems.append(f"{len(unreadable)} unreadable files ({file_listing(unreadable)})")
     if mismatched:
-        problems.append(f"{len(mismatched)} image/mask size mismatches ({_listing(mismatched)})")
+        problems.append(f"{len(mismatched)} image/mask size mismatches ({file_listing(mismatched)})")
     if problems:
         message = f"{split_dir}: " + "; ".join(problems)
         if on_mismatch == "raise":

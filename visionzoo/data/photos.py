@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import lightning as L
 from torch.utils.data import DataLoader
 
-from visionzoo.data.dis5k import DIS5K_TEST_SPLITS, DISDataset, DISPair, collate_dis, dis5k_pairs, image_size
+from visionzoo.data.dis5k import (DIS5K_TEST_SPLITS, DISDataset, DISPair, file_listing, collate_dis, dis5k_pairs,
+                                  image_size)
 from visionzoo.data.images import IMAGE_SUFFIXES
 from visionzoo.data.sampling import split_loader
 from visionzoo.data.transforms import RESAMPLE_FILTERS, PairedAugment
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 #: Name of the held-out photos in results tables and pictures.
 HELD_OUT = "held-out photos"
 TARGET_MODES = ("cached", "online")
-_SHOWN = 5
 
 
 def find_photos(root: str | Path) -> list[Path]:
@@ -64,8 +64,9 @@ def is_held_out(relative: Path, fraction: float, seed: int) -> bool:
 
 def split_photos(root: Path, photos: Sequence[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
     """(training, held-out) photos; with two or more photos each split gets at least one."""
-    held = [p for p in photos if is_held_out(p.relative_to(root), fraction, seed)]
-    train = [p for p in photos if p not in set(held)]
+    held_out = {p for p in photos if is_held_out(p.relative_to(root), fraction, seed)}
+    held = [p for p in photos if p in held_out]
+    train = [p for p in photos if p not in held_out]
     if len(photos) >= 2 and not held:
         held, train = train[-1:], train[:-1]
     elif len(photos) >= 2 and not train:
@@ -134,7 +135,7 @@ class PhotoDataModule(L.LightningDataModule):
             for photo in find_photos(self.root):
                 (readable if image_size(photo) is not None else unreadable).append(photo)
             if unreadable:
-                log.warning("%d unreadable images left out: %s", len(unreadable), _listing(unreadable))
+                log.warning("%d unreadable images left out: %s", len(unreadable), file_listing([str(p) for p in unreadable]))
             if len(readable) < 2:
                 raise DataError(f"data.root {self.root} holds {len(readable)} readable images; distillation needs at "
                                 "least 2 (some to train on, some held out)")
@@ -159,7 +160,7 @@ class PhotoDataModule(L.LightningDataModule):
         missing = [pair.image for pair in pairs if not pair.mask.is_file()]
         if missing:
             log.warning("%d photos have no teacher mask in %s (the teacher failed on them) and are left out: %s",
-                        len(missing), self.targets_dir, _listing(missing))
+                        len(missing), self.targets_dir, file_listing([str(p) for p in missing]))
         pairs = [pair for pair in pairs if pair.mask.is_file()]
         if not pairs:
             raise DataError(f"no {split} photo under {self.root} has a teacher mask in {self.targets_dir}")
@@ -190,7 +191,3 @@ class PhotoDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return [self._held_out_loader()] + [self._dis5k_loader(s) for s in self.test_splits[1:]]
 
-
-def _listing(paths: Sequence[Path]) -> str:
-    shown = ", ".join(str(p) for p in paths[:_SHOWN])
-    return shown + (f", ... ({len(paths)} in all)" if len(paths) > _SHOWN else "")
