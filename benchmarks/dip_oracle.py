@@ -2,7 +2,7 @@
 
 For every scikit-image calibration image and noise level, fit every ``dip_scaled`` architecture of a width x
 scales grid with the DIP recipe and record the PSNR to the clean image along the way; then compare the grid's best
-with the architecture :func:`visionzoo.models.dip_estimate.estimate_architecture` picks from the noisy image alone.
+with the architecture :func:`visionzoo.dip.estimate.estimate_architecture` picks from the noisy image alone.
 
     python benchmarks/dip_oracle.py sweep --workers 2          # fits, appended to benchmarks/dip_oracle.jsonl
     python benchmarks/dip_oracle.py table                      # regret table -> benchmarks/DIP_ORACLE.md
@@ -34,7 +34,7 @@ def _fit(job: dict) -> dict:
     import torch
 
     import visionzoo
-    from visionzoo.tasks.dip_fit import default_reg_noise_std, fit_dip
+    from visionzoo.dip.fit import default_reg_noise_std, fit_dip
 
     torch.set_num_threads(job["threads"])
     clean, noisy = _case(job["image"], job["sigma"], job["size"])
@@ -117,7 +117,7 @@ def _candidate_rules(values: dict[str, list[float]], widths: list[int], scales: 
     """Every rule of the ArchitectureRule family over this grid: thresholds at midpoints between observed values."""
     from itertools import combinations_with_replacement, product
 
-    from visionzoo.models.dip_estimate import ArchitectureRule
+    from visionzoo.dip.estimate import ArchitectureRule
 
     for statistic, observed in values.items():
         ordered = sorted(set(observed))
@@ -165,8 +165,8 @@ def _mean(values) -> float:
 
 
 def table(args: argparse.Namespace) -> None:
-    from visionzoo.models.dip_estimate import DEFAULT_RULE, estimate_architecture
-    from visionzoo.tasks.dip_fit import DISCREPANCY_FACTOR
+    from visionzoo.dip.estimate import DEFAULT_RULE, estimate_architecture
+    from visionzoo.dip.stopping import DISCREPANCY_FACTOR
 
     fits = _records(args)
     cases = sorted((c for c, f in fits.items() if len(f) == len(args.widths) * len(args.scales)),
@@ -210,7 +210,7 @@ def table(args: argparse.Namespace) -> None:
         "to the noisy image is <= factor x the estimated noise variance. Best = the best grid architecture under the "
         "same rule; regret = best - estimated.",
         "",
-        f"Rule in `visionzoo/models/dip_estimate.py` (DEFAULT_RULE): `{DEFAULT_RULE}`",
+        f"Rule in `visionzoo/dip/estimate.py` (DEFAULT_RULE): `{DEFAULT_RULE}`",
         f"Rule fitted by this table: `{fitted}`" + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)"),
         f"Factor with the best held-out PSNR: {best_factor}" + (
             "" if best_factor == DISCREPANCY_FACTOR else " (differs: update DISCREPANCY_FACTOR)"),

@@ -21,9 +21,9 @@ import torch
 import visionzoo
 from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
 from visionzoo.data.images import write_image_atomic
-from visionzoo.tasks.classical import bm3d_denoise
-from visionzoo.tasks.dip_denoise import DIPFitSettings, fit_image
-from visionzoo.tasks.dip_fit import psnr
+from visionzoo.dip.classical import bm3d_denoise
+from visionzoo.dip.recipe import DIPFitSettings, fit_image
+from visionzoo.dip.fit import psnr
 from visionzoo.visualize import line_plot
 
 HERE = Path(__file__).resolve().parent

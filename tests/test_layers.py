@@ -1,5 +1,6 @@
 """The package's layers hold: no import cycles (imports inside functions included) and no import against the
-direction entry points -> tasks / predict / evaluate -> models, data, metrics -> pixels, geometry, errors."""
+direction entry points -> tasks / predict / evaluate -> dip -> models, data, metrics -> pixels, geometry, errors;
+predictors and DIP's fitting know no LightningModule (nor Lightning)."""
 
 from __future__ import annotations
 
@@ -74,15 +75,38 @@ def test_a_cycle_would_be_found(monkeypatch):
 
 
 @pytest.mark.parametrize("layer, forbidden", [
-    ("visionzoo.models", ("visionzoo.data", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
+    ("visionzoo.models", ("visionzoo.data", "visionzoo.dip", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
                           "visionzoo.runner", "visionzoo.checkpoints", "visionzoo.progress")),
     ("visionzoo.data", ("visionzoo.models", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
                         "visionzoo.runner")),
     ("visionzoo.metrics", ("visionzoo.models", "visionzoo.data", "visionzoo.tasks", "visionzoo.predict",
                            "visionzoo.runner")),
+    ("visionzoo.dip", ("visionzoo.data", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
+                       "visionzoo.runner", "visionzoo.checkpoints", "visionzoo.progress")),
+    ("visionzoo.predict", ("visionzoo.tasks", "visionzoo.runner", "visionzoo.checkpoints")),
+    ("visionzoo.evaluate", ("visionzoo.tasks", "visionzoo.runner", "visionzoo.checkpoints")),
     ("visionzoo.pixels", ("visionzoo.",)),
 ])
 def test_layers_import_only_downwards(layer, forbidden):
     offending = {(name, target) for name, targets in GRAPH.items() if name == layer or name.startswith(layer + ".")
                  for target in targets if target.startswith(forbidden)}
     assert not offending, sorted(offending)
+
+
+def _third_party(name: str) -> set[str]:
+    """Top-level names of the packages outside visionzoo that module ``name`` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module.split(".")[0])
+    return found - {"visionzoo"}
+
+
+@pytest.mark.parametrize("layer", ["visionzoo.dip", "visionzoo.predict", "visionzoo.models"])
+def test_layers_below_the_tasks_know_no_lightning(layer):
+    modules = [name for name in MODULES if name == layer or name.startswith(layer + ".")]
+    assert modules
+    offending = sorted(name for name in modules if {"lightning", "pytorch_lightning"} & _third_party(name))
+    assert not offending, offending

@@ -8,6 +8,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from visionzoo.constants import OCC3D_COLOURS, OCC3D_FREE
 from visionzoo.data.images import write_image_atomic
 
 
@@ -174,3 +175,15 @@ def side_by_side(*images: np.ndarray) -> np.ndarray:
         canvas[: image.shape[0], left : left + image.shape[1]] = image
         left += image.shape[1]
     return canvas
+
+
+OCCUPANCY_PICTURE_TITLES = ("front camera", "BEV truth", "BEV predicted", "voxels truth", "voxels predicted")
+
+
+def occupancy_picture_row(front: np.ndarray, truth: np.ndarray, predicted: np.ndarray, mask: np.ndarray,
+                          z_scale: float) -> list[np.ndarray]:
+    """The tiles of one Occ3D sample (titles :data:`OCCUPANCY_PICTURE_TITLES`): camera image, BEV and voxel views
+    of the truth and of the prediction ``(X, Y, Z)`` class ids, both over the camera-visible ``mask``."""
+    bev = [occupancy_bev(v, OCC3D_COLOURS, OCC3D_FREE, mask) for v in (truth, predicted)]
+    voxels = [occupancy_voxels(v, OCC3D_COLOURS, OCC3D_FREE, mask, z_scale=z_scale) for v in (truth, predicted)]
+    return [front, *bev, *voxels]

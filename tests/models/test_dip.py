@@ -58,7 +58,7 @@ def test_bad_arguments():
 def test_noise_estimate_within_ten_percent(sigma):
     from skimage import data
 
-    from visionzoo.models.dip_estimate import estimate_noise_sigma
+    from visionzoo.dip.estimate import estimate_noise_sigma
 
     rng = np.random.default_rng(sigma)
     clean = data.camera().astype(np.float64) / 255
@@ -70,7 +70,7 @@ def test_noise_estimate_within_ten_percent(sigma):
 
 
 def test_texture_orders_smooth_below_textured():
-    from visionzoo.models.dip_estimate import texture_strength
+    from visionzoo.dip.estimate import texture_strength
 
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:128, 0:128] / 128.0
@@ -112,7 +112,7 @@ def test_dip_dla_width_and_depth_set_the_size():
 
 
 def test_architecture_rule_thresholds():
-    from visionzoo.models.dip_estimate import ArchitectureRule
+    from visionzoo.dip.estimate import ArchitectureRule
 
     rule = ArchitectureRule("texture", (0.02, 0.05), (16, 32, 64), noise_split=37.5, scales=(3, 1))
     assert rule.choose(25.0, 0.01) == (16, 3)
@@ -125,7 +125,7 @@ def test_architecture_rule_thresholds():
 
 
 def test_estimated_architecture_reads_the_noisy_image():
-    from visionzoo.models.dip_estimate import ArchitectureRule, estimate_architecture
+    from visionzoo.dip.estimate import ArchitectureRule, estimate_architecture
 
     rng = np.random.default_rng(0)
     flat = np.clip(0.5 + rng.normal(0, 25 / 255, (96, 96, 3)), 0, 1)

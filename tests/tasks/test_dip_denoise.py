@@ -14,9 +14,10 @@ from visionzoo.data.denoise import add_noise, skimage_image
 from visionzoo.data.images import read_image
 from visionzoo.errors import VisionZooError
 from visionzoo.predict.denoise import DenoisePredictor, image_to_unit, unit_to_file_pixels
-from visionzoo.tasks.classical import bm3d_denoise
-from visionzoo.tasks.dip_denoise import DIPFitSettings, build_generator, fit_image, ssim
-from visionzoo.tasks.dip_fit import psnr
+from visionzoo.dip.classical import bm3d_denoise
+from visionzoo.dip.recipe import DIPFitSettings, build_generator, fit_image
+from visionzoo.tasks.dip_denoise import ssim
+from visionzoo.dip.fit import psnr
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,8 +96,8 @@ def test_pixel_round_trip_at_file_depth(tmp_path):
 
 
 def test_early_stop_config_builds_the_named_rule():
-    from visionzoo.tasks.dip_denoise import make_early_stop
-    from visionzoo.tasks.dip_fit import DiscrepancyStop, WindowedVarianceStop
+    from visionzoo.dip.stopping import make_early_stop
+    from visionzoo.dip.stopping import DiscrepancyStop, WindowedVarianceStop
 
     noisy = torch.zeros(1, 1, 4, 4)
     stop = make_early_stop({"rule": "discrepancy", "factor": 0.9}, noisy, sigma255=25.5)

@@ -125,7 +125,7 @@ class DenoiseDataModule(L.LightningDataModule):
         noise: ``"gaussian"`` or ``"poisson"``; sigma: Gaussian std on 0..255; peak: Poisson photons for white.
         seed: noise seed; limit: keep only the first ``limit`` images.
         batch_size: images per test step; the DIP task fits same-size images that get the same architecture
-            together (faster for small images, see :mod:`visionzoo.tasks.dip_batch`).
+            together (faster for small images, see :mod:`visionzoo.dip.fit`).
     """
 
     def __init__(self, root: str | None = None, images: Sequence[str] = SKIMAGE_SET, size: int | None = 96,

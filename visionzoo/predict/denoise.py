@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
+from visionzoo.dip.recipe import DIPFitSettings, fit_image
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.pixels import from_unit, to_unit
 from visionzoo.predict.common import BatchReport, find_inputs, progress_bar, resolve_device
-from visionzoo.tasks.dip_denoise import DIPFitSettings, fit_image
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class DenoisePredictor:
         net: generator builder (``partial(create_model, name=...)``).
         input: file, folder or glob. output: folder for ``<stem>_dip.png`` files.
         overwrite: redo images whose output exists. architecture: ``"auto"`` or ``"fixed"`` (see
-            :class:`~visionzoo.tasks.dip_denoise.DIPDenoiseTask`). fit: :class:`DIPFitSettings` fields.
+            :func:`~visionzoo.dip.recipe.build_generator`). fit: :class:`DIPFitSettings` fields.
         device: ``auto``, ``cpu``, ``cuda``...
     """
 

@@ -26,8 +26,8 @@ from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import DataError
 from visionzoo.files import atomic_write, ensure_writable_folder
 from visionzoo.predict.common import BatchReport, progress_bar, resolve_device
-from visionzoo.tasks.dhd import PICTURE_TITLES, occupancy_picture_row
-from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels, side_by_side
+from visionzoo.visualize import (OCCUPANCY_PICTURE_TITLES, class_legend, image_grid, occupancy_bev,
+                                  occupancy_picture_row, occupancy_voxels, side_by_side)
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class OccupancyPredictor:
         if record.labels_path.is_file():
             truth = read_labels(record.labels_path, grid, record.token)
             tiles = occupancy_picture_row(front, truth["semantics"], semantics, truth["mask_camera"], z_scale)
-            titles = PICTURE_TITLES
+            titles = OCCUPANCY_PICTURE_TITLES
         else:
             tiles = [front, occupancy_bev(semantics, OCC3D_COLOURS, OCC3D_FREE),
                      occupancy_voxels(semantics, OCC3D_COLOURS, OCC3D_FREE, z_scale=z_scale)]

@@ -26,19 +26,10 @@ from visionzoo.metrics.occupancy import OccupancyMIoU
 from visionzoo.tasks.base import VisionTask
 from visionzoo.tasks.occupancy_losses import (bin_bce_loss, class_weights_from_counts, depth_bins_of,
                                               geo_scal_loss, sem_scal_loss, weighted_cross_entropy)
-from visionzoo.visualize import class_legend, image_grid, occupancy_bev, occupancy_voxels, side_by_side
+from visionzoo.visualize import (OCCUPANCY_PICTURE_TITLES, class_legend, image_grid, occupancy_picture_row,
+                                  side_by_side)
 
 DEFAULT_LOSS_WEIGHTS = {"ce": 10.0, "sem_scal": 0.2, "geo_scal": 0.2, "height": 0.1, "depth": 0.0}
-PICTURE_TITLES = ("front camera", "BEV truth", "BEV predicted", "voxels truth", "voxels predicted")
-
-
-def occupancy_picture_row(front: np.ndarray, truth: np.ndarray, predicted: np.ndarray, mask: np.ndarray,
-                          z_scale: float) -> list[np.ndarray]:
-    """The tiles of one sample: camera image, BEV and voxel views of the truth and of the prediction, both over
-    camera-visible voxels."""
-    bev = [occupancy_bev(v, OCC3D_COLOURS, OCC3D_FREE, mask) for v in (truth, predicted)]
-    voxels = [occupancy_voxels(v, OCC3D_COLOURS, OCC3D_FREE, mask, z_scale=z_scale) for v in (truth, predicted)]
-    return [front, *bev, *voxels]
 
 
 class DHDTask(VisionTask):
@@ -138,6 +129,6 @@ class DHDTask(VisionTask):
         rows.append({"class": "mIoU", "IoU": float(values["mIoU"])})
         self._results = rows
         if self._picture_rows and self.trainer.is_global_zero:
-            picture = side_by_side(image_grid(self._picture_rows, PICTURE_TITLES, cell=256),
+            picture = side_by_side(image_grid(self._picture_rows, OCCUPANCY_PICTURE_TITLES, cell=256),
                                    class_legend(OCC3D_CLASSES, OCC3D_COLOURS))
             write_image_atomic(Path(self.trainer.default_root_dir) / "pictures" / "occupancy.png", picture)

@@ -1,9 +1,8 @@
-"""DIP denoising as a Lightning task: each test batch is one image, fitted from scratch inside ``test_step``.
+"""DIP denoising as a Lightning task: each test batch is fitted from scratch inside ``test_step``.
 
 There is nothing to train: the Lightning test loop only walks the images (devices, DDP sharding, progress bar and
-loggers come with it). Per image the task estimates the architecture from the noisy image (or uses the configured
-generator as is), fits it with :func:`~visionzoo.tasks.dip_fit.fit_dip`, runs BM3D/CBM3D on the same noisy image
-for comparison, and records PSNR/SSIM (data range 1, clipped outputs), parameters, iterations and seconds.
+loggers come with it). Fitting is :mod:`visionzoo.dip`'s recipe (:func:`~visionzoo.dip.recipe.fit_images`); this
+module only scores it: per image it runs BM3D/CBM3D on the same noisy image for comparison, and records PSNR/SSIM (data range 1, clipped outputs), parameters, iterations and seconds.
 :meth:`DIPDenoiseTask.results_table` lists the images with their means at the bottom; pictures (clean, noisy, DIP,
 BM3D, and the PSNR/loss curves) go to ``<run dir>/pictures/``.
 """
@@ -11,9 +10,8 @@ BM3D, and the PSNR/loss curves) go to ``<run dir>/pictures/``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import lightning as L
 import numpy as np
@@ -22,152 +20,13 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from visionzoo.data.images import write_image_atomic
+from visionzoo.dip.classical import bm3d_denoise
+from visionzoo.dip.estimate import estimate_noise_sigma
+from visionzoo.dip.fit import psnr
+from visionzoo.dip.recipe import DIPFitSettings, FittedImage, fit_images, to_hwc
 from visionzoo.errors import VisionZooError
-from visionzoo.models.dip_estimate import EstimatedArchitecture, estimate_architecture, estimate_noise_sigma
 from visionzoo.pixels import unit_to_uint8
-from visionzoo.tasks.classical import bm3d_denoise
-from visionzoo.tasks.dip_batch import fit_dip_batch
-from visionzoo.tasks.dip_fit import (DiscrepancyStop, FitResult, WindowedVarianceStop, default_reg_noise_std,
-                                     fit_dip, psnr)
 from visionzoo.visualize import line_plot, save_grid
-
-ARCHITECTURES = ("auto", "fixed")
-
-
-@dataclass
-class DIPFitSettings:
-    """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.tasks.dip_fit.fit_dip`).
-
-    ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
-    all ``iterations``; ``{rule: discrepancy, factor: F}`` stops by :class:`DiscrepancyStop` at the estimated noise
-    level; ``{rule: variance, window: W, patience: P}`` by :class:`WindowedVarianceStop`.
-    """
-
-    iterations: int = 800
-    lr: float = 0.01
-    ema: float = 0.99
-    reg_noise_std: float | None = None
-    backtrack_db: float = 5.0
-    early_stop: dict[str, Any] | None = None
-    seed: int = 0
-
-
-EARLY_STOP_RULES = ("discrepancy", "variance")
-
-
-def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor,
-                    sigma255: float) -> DiscrepancyStop | WindowedVarianceStop | None:
-    """The early-stopping rule of ``task.fit.early_stop`` for one noisy ``(1, C, H, W)`` image whose estimated
-    noise sigma is ``sigma255`` (0..255 scale)."""
-    if not config:
-        return None
-    options = dict(config)
-    rule = options.pop("rule", None)
-    try:
-        if rule == "discrepancy":
-            return DiscrepancyStop(noisy, max(sigma255, 1e-3) / 255.0, **options)
-        if rule == "variance":
-            return WindowedVarianceStop(**options)
-    except TypeError as err:
-        raise VisionZooError(f"task.fit.early_stop: {err}") from None
-    raise VisionZooError(f"task.fit.early_stop.rule must be one of {', '.join(EARLY_STOP_RULES)}, not {rule!r}")
-
-
-def to_hwc(image: torch.Tensor) -> np.ndarray:
-    """``(1, C, H, W)`` tensor -> ``(H, W, C)`` float32 array."""
-    return image[0].detach().permute(1, 2, 0).float().cpu().numpy()
-
-
-def build_generator(
-    net: Callable[..., nn.Module], architecture: str, noisy: np.ndarray
-) -> tuple[nn.Module, EstimatedArchitecture, str]:
-    """The generator for one noisy ``(H, W, C)`` image, the statistics behind the choice, and a description
-    such as ``dip_scaled(width=32, num_scales=2)``.
-
-    ``architecture="auto"`` passes the estimated ``width``/``num_scales`` to ``net`` (a ``dip_scaled`` builder);
-    ``"fixed"`` builds ``net`` as configured. Either way ``out_channels`` follows the image.
-    """
-    if architecture not in ARCHITECTURES:
-        raise VisionZooError(f"task.architecture must be one of {', '.join(ARCHITECTURES)}, not {architecture!r}")
-    estimate = estimate_architecture(noisy)
-    configured = dict(getattr(net, "keywords", {}))
-    name = configured.pop("name", getattr(net, "__name__", "generator"))
-    kwargs: dict[str, Any] = {}
-    if architecture == "auto":
-        if name != "dip_scaled":
-            raise VisionZooError(
-                f"task.architecture=auto estimates dip_scaled widths and scales; model={name} needs "
-                "task.architecture=fixed"
-            )
-        kwargs.update(estimate.model_kwargs())
-    described = ", ".join(f"{k}={v}" for k, v in {**configured, **kwargs}.items())
-    return net(**kwargs, out_channels=noisy.shape[2]), estimate, f"{name}({described})"
-
-
-@dataclass
-class FittedImage:
-    """One image's fit: the result (curves, output), the generator, the statistics and its description."""
-
-    result: FitResult
-    generator: nn.Module
-    estimate: EstimatedArchitecture
-    description: str
-
-    @property
-    def parameters(self) -> int:
-        return sum(p.numel() for p in self.generator.parameters())
-
-
-def fit_images(
-    net: Callable[..., nn.Module], architecture: str, noisy: Sequence[torch.Tensor], settings: DIPFitSettings,
-    clean: Sequence[torch.Tensor] | None = None, on_step: Callable[[int, FitResult], None] | None = None,
-) -> list[FittedImage]:
-    """Estimate (or take) the architecture for each ``(1, C, H, W)`` noisy image and fit it.
-
-    Images that get the same architecture, size and perturbation level are fitted together by
-    :func:`~visionzoo.tasks.dip_batch.fit_dip_batch` (their ``seconds`` are the batch's time shared out); the others
-    by :func:`~visionzoo.tasks.dip_fit.fit_dip`, which alone reports to ``on_step``. Every generator starts from
-    ``settings.seed``, so a batched image gets the same result as fitted alone. Safe inside Lightning's
-    test/predict loops: networks and inputs are made outside inference mode.
-    """
-    with torch.inference_mode(False), torch.enable_grad():
-        plans = []
-        for image in noisy:
-            torch.manual_seed(settings.seed)
-            generator, estimate, description = build_generator(net, architecture, to_hwc(image))
-            reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
-            plans.append((generator, estimate, description, reg))
-        groups: dict[tuple[str, tuple[int, ...], float], list[int]] = {}
-        for i, (_, _, description, reg) in enumerate(plans):
-            groups.setdefault((description, tuple(noisy[i].shape), reg), []).append(i)
-        fitted: list[FittedImage] = [None] * len(noisy)  # type: ignore[list-item]
-        for (_, _, reg), members in groups.items():
-            stops = [make_early_stop(settings.early_stop, noisy[i], plans[i][1].sigma) for i in members] \
-                if settings.early_stop else None
-            common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
-                          backtrack_db=settings.backtrack_db)
-            nets = [plans[i][0] for i in members]
-            inputs = torch.cat([noisy[i] for i in members]).clone()
-            targets = None if clean is None else torch.cat([clean[i] for i in members]).clone()
-            if len(members) == 1:
-                results = [fit_dip(nets[0], inputs, **common, clean=targets, seed=settings.seed,
-                                   early_stop=stops[0] if stops else None, on_step=on_step)]
-            else:
-                results = fit_dip_batch(nets, inputs, **common, clean=targets, seeds=[settings.seed] * len(members),
-                                        early_stops=stops)
-                for result in results:
-                    result.seconds /= len(members)
-            for i, result in zip(members, results):
-                fitted[i] = FittedImage(result, *plans[i][:3])
-    return fitted
-
-
-def fit_image(
-    net: Callable[..., nn.Module], architecture: str, noisy: torch.Tensor, settings: DIPFitSettings,
-    clean: torch.Tensor | None = None, on_step: Callable[[int, FitResult], None] | None = None,
-) -> FittedImage:
-    """:func:`fit_images` for one ``(1, C, H, W)`` image."""
-    return fit_images(net, architecture, [noisy], settings, None if clean is None else [clean], on_step)[0]
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:

@@ -11,7 +11,7 @@ import torch
 from skimage import data
 
 import visionzoo
-from visionzoo.tasks.dip_fit import fit_dip, psnr
+from visionzoo.dip.fit import fit_dip, psnr
 
 
 def _camera(size: int) -> torch.Tensor:
@@ -63,7 +63,7 @@ def test_decoders_fit_through_the_same_loop():
 
 
 def test_windowed_variance_stops_after_the_minimum():
-    from visionzoo.tasks.dip_fit import WindowedVarianceStop
+    from visionzoo.dip.stopping import WindowedVarianceStop
 
     stop = WindowedVarianceStop(window=3, patience=4)
     values = [0.0, 1.0, 0.0, 1.0, 0.5, 0.5, 0.5, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]
@@ -79,7 +79,7 @@ def test_windowed_variance_stops_after_the_minimum():
 
 
 def test_early_stopping_ends_the_fit_and_returns_the_minimum():
-    from visionzoo.tasks.dip_fit import WindowedVarianceStop
+    from visionzoo.dip.stopping import WindowedVarianceStop
 
     clean = _camera(32)
     noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 50 / 255).clamp(0, 1)
@@ -93,7 +93,7 @@ def test_early_stopping_ends_the_fit_and_returns_the_minimum():
 
 
 def test_discrepancy_stop_fires_once_the_output_is_within_the_noise_level():
-    from visionzoo.tasks.dip_fit import DiscrepancyStop
+    from visionzoo.dip.stopping import DiscrepancyStop
 
     clean = _camera(32)
     noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 25 / 255).clamp(0, 1)
@@ -115,7 +115,7 @@ def test_discrepancy_stop_fires_once_the_output_is_within_the_noise_level():
 
 
 def test_batched_fit_equals_fitting_one_by_one():
-    from visionzoo.tasks.dip_batch import fit_dip_batch
+    from visionzoo.dip.fit import fit_dip_batch
 
     clean = torch.cat([_camera(24), _camera(24).flip(-1)])
     noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(2)) * 25 / 255).clamp(0, 1)
@@ -134,3 +134,27 @@ def test_batched_fit_equals_fitting_one_by_one():
     # the fitted weights are copied back into the generators
     refit = fit_dip_batch(nets, noisy, iterations=1, seeds=[5, 6])
     assert refit[0].loss[0] < batched[0].loss[0] / 2
+
+
+def test_batched_early_stops_end_each_image_as_alone():
+    """Each image of a batch stops by its own rule, at the step it stops alone; one whose rule has a minimum but
+    never fired returns that minimum in both paths (the budget ran out first)."""
+    from visionzoo.dip.fit import fit_dip_batch
+    from visionzoo.dip.stopping import WindowedVarianceStop
+
+    clean = torch.cat([_camera(24), _camera(24).flip(-1)])
+    noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(3)) * 50 / 255).clamp(0, 1)
+    torch.manual_seed(0)
+    nets = [visionzoo.create_model("dip_scaled", width=8, num_scales=2, out_channels=1) for _ in range(2)]
+    originals = [copy.deepcopy(net) for net in nets]
+    rules = [dict(window=5, patience=10), dict(window=5, patience=1000)]
+    batched = fit_dip_batch(nets, noisy, iterations=80, seeds=[1, 2],
+                            early_stops=[WindowedVarianceStop(**rule) for rule in rules])
+    for i, net in enumerate(originals):
+        stop = WindowedVarianceStop(**rules[i])
+        alone = fit_dip(net, noisy[i : i + 1], iterations=80, seed=1 + i, early_stop=stop)
+        assert (batched[i].iterations, batched[i].returned_step) == (alone.iterations, alone.returned_step)
+        assert torch.allclose(batched[i].image, alone.image, atol=1e-3)
+        assert alone.returned_step == stop.best_step
+    assert batched[0].iterations == batched[0].returned_step + 11 < 80  # fired: patience 10 after the minimum
+    assert batched[1].iterations == 80 and batched[1].returned_step < 79  # never fired: its minimum returned

@@ -1,0 +1,102 @@
+"""Early stopping of a DIP fit without the clean image.
+
+:class:`DiscrepancyStop` (the default of the denoising recipe) stops once the output is as close to the noisy image
+as the estimated noise level allows; :class:`WindowedVarianceStop` follows the variance of the last ``window``
+outputs (Wang et al., "Early Stopping for Deep Image Prior", 2023): it falls while the network fits image content
+and rises once it starts fitting noise, so the fit stops when it has not reached a new minimum for ``patience``
+iterations and returns the moving average as it was at the minimum.
+
+Both take ``update(step, output, average)`` once per accepted iteration (``(1, C, H, W)`` raw output and its
+moving average) and return ``True`` to stop; ``best_image`` / ``best_step`` are what the fit returns.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Union
+
+import torch
+
+from visionzoo.errors import VisionZooError
+
+#: The discrepancy-stopping factor calibrated by the oracle sweep (benchmarks/DIP_ORACLE.md).
+DISCREPANCY_FACTOR = 1.0
+
+
+class WindowedVarianceStop:
+    """Windowed-moving-variance early stopping on the raw outputs.
+
+    ``variance`` at step t is the mean squared distance of the last ``window`` outputs to their mean (per pixel);
+    :meth:`update` returns ``True`` once ``patience`` steps have passed without a new minimum. ``best_image`` is
+    the EMA output at the minimum and ``best_step`` its (0-based) iteration.
+    """
+
+    def __init__(self, window: int = 100, patience: int = 300) -> None:
+        if window < 2 or patience < 1:
+            raise ValueError("early stopping needs window >= 2 and patience >= 1")
+        self.window, self.patience = window, patience
+        self.outputs: deque[torch.Tensor] = deque(maxlen=window)
+        self.variances: list[float] = []
+        self.best_variance = float("inf")
+        self.best_step = -1
+        self.best_image: torch.Tensor | None = None
+
+    def update(self, step: int, output: torch.Tensor, average: torch.Tensor) -> bool:
+        self.outputs.append(output)
+        if len(self.outputs) < self.window:
+            return False
+        stacked = torch.stack(tuple(self.outputs))
+        variance = (stacked - stacked.mean(dim=0)).pow(2).mean().item()
+        self.variances.append(variance)
+        if variance < self.best_variance:
+            self.best_variance, self.best_step, self.best_image = variance, step, average.clone()
+        return step - self.best_step >= self.patience
+
+
+class DiscrepancyStop:
+    """Morozov's discrepancy principle on the EMA output: stop at the first step where its mean squared distance to
+    the noisy image ``(1, C, H, W)`` has fallen to ``factor x sigma^2``, ``sigma`` the (estimated) noise standard
+    deviation on the image's [0, 1] scale. Fitting closer than the noise level can only mean fitting the noise.
+
+    ``factor`` is calibrated by the oracle sweep (``benchmarks/dip_oracle.py``); the check runs every ``every``
+    steps. ``best_image`` / ``best_step``: the EMA output and step where the rule fired.
+    """
+
+    def __init__(self, noisy: torch.Tensor, sigma: float, factor: float = DISCREPANCY_FACTOR, every: int = 10) -> None:
+        if sigma <= 0 or factor <= 0 or every < 1:
+            raise ValueError("discrepancy stopping needs sigma > 0, factor > 0 and every >= 1")
+        self.noisy, self.threshold, self.every = noisy, factor * sigma**2, every
+        self.best_step = -1
+        self.best_image: torch.Tensor | None = None
+        self.calls = 0
+
+    def update(self, step: int, output: torch.Tensor, average: torch.Tensor) -> bool:
+        self.calls += 1
+        if self.calls % self.every:
+            return False
+        if (average - self.noisy).pow(2).mean().item() > self.threshold:
+            return False
+        self.best_step, self.best_image = step, average.clone()
+        return True
+
+
+EarlyStop = Union[DiscrepancyStop, WindowedVarianceStop]
+EARLY_STOP_RULES = ("discrepancy", "variance")
+
+
+def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor, sigma255: float) -> EarlyStop | None:
+    """The early-stopping rule of ``task.fit.early_stop`` for one noisy ``(1, C, H, W)`` image whose estimated
+    noise sigma is ``sigma255`` (0..255 scale): ``None`` or ``{}`` for none, ``{rule: discrepancy, factor: F,
+    every: N}`` or ``{rule: variance, window: W, patience: P}``."""
+    if not config:
+        return None
+    options = dict(config)
+    rule = options.pop("rule", None)
+    try:
+        if rule == "discrepancy":
+            return DiscrepancyStop(noisy, max(sigma255, 1e-3) / 255.0, **options)
+        if rule == "variance":
+            return WindowedVarianceStop(**options)
+    except TypeError as err:
+        raise VisionZooError(f"task.fit.early_stop: {err}") from None
+    raise VisionZooError(f"task.fit.early_stop.rule must be one of {', '.join(EARLY_STOP_RULES)}, not {rule!r}")
