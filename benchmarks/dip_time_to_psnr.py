@@ -74,13 +74,11 @@ def main() -> None:
                          ratio=reach / t_skip[-1], reach_peak_s=first_time_at(t_est, p_est, p_skip.max()),
                          bm3d_psnr=p_bm3d, bm3d_s=t_bm3d, skip_params=n_skip))
         print(rows[-1], flush=True)
-        grid = np.linspace(0, t_skip[-1], 300)
-        resample = lambda t, p: np.where(grid <= t[-1], np.interp(grid, t, p), np.nan)  # noqa: E731
-        plots.append(line_plot({f"dip_skip ({n_skip:,})": resample(t_skip, p_skip),
-                                f"estimated {estimate.width}x{estimate.num_scales} ({n_est:,})": resample(t_est, p_est),
-                                f"BM3D {p_bm3d:.2f} dB in {t_bm3d:.1f} s": np.full(len(grid), p_bm3d)},
-                               f"{image}, sigma {args.sigma:g}: PSNR vs wall time", "seconds", "dB",
-                               x_max=float(t_skip[-1])))
+        curves = {f"dip_skip ({n_skip:,})": p_skip, f"estimated {estimate.width}x{estimate.num_scales} ({n_est:,})": p_est,
+                  f"BM3D {p_bm3d:.2f} dB in {t_bm3d:.1f} s": [p_bm3d, p_bm3d]}
+        times = dict(zip(curves, (t_skip, t_est, [0.0, float(t_skip[-1])])))
+        plots.append(line_plot(curves, f"{image}, sigma {args.sigma:g}: PSNR vs wall time", "seconds", "PSNR (dB)",
+                               x=times))
     write_image_atomic(Path(args.out).with_suffix(".png"), np.concatenate(plots, axis=0))
     mean = lambda key: float(np.nanmean([r[key] for r in rows]))  # noqa: E731
     lines = [

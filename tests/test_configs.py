@@ -63,7 +63,8 @@ def test_evaluator_recipe_composes_and_names_its_required_values(experiment, tmp
 def test_every_group_option_composes_and_builds(group, option, tmp_path):
     """Every option of every group composes and resolves, every ``_target_`` in it names something importable, and
     the groups that need no data or weights are instantiated: callbacks, loggers, CPU trainers, models."""
-    cfg = compose_config("train", ["experiment=ben_synthetic", f"{group}={option}"], tmp_path)
+    experiment = "dhd_synthetic" if group == "model" and option.startswith("dhd") else "ben_synthetic"  # data.grid
+    cfg = compose_config("train", [f"experiment={experiment}", f"{group}={option}"], tmp_path)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for key, target in _targets(resolved[group], group):
         assert callable(_locate(target)), f"{key}._target_={target}"

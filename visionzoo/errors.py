@@ -26,3 +26,8 @@ class DataError(VisionZooError):
 
 class TrainingDivergedError(VisionZooError, FloatingPointError):
     """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class ConfigError(VisionZooError):
+    """A config value or override that cannot work (an argument a constructor does not take, a grid the model was
+    not built for, weights given to a recipe that loads none)."""

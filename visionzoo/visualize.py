@@ -1,4 +1,4 @@
-"""Pictures of results: labelled image grids written as PNG."""
+"""Pictures of results: labelled image grids (OpenCV) and charts (matplotlib), as RGB arrays or PNG files."""
 
 from __future__ import annotations
 
@@ -60,52 +60,62 @@ def save_grid(path: str | Path, rows: Sequence[Sequence[np.ndarray]], titles: Se
     return path
 
 
-_PLOT_COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
+def _figure(size: tuple[float, float]):
+    """A matplotlib figure drawn by the Agg canvas (no pyplot, no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _pixels(figure) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB of a drawn figure."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
 
 
 def line_plot(curves: dict[str, Sequence[float]], title: str, x_label: str, y_label: str,
-              size: tuple[int, int] = (560, 360), x_max: float | None = None) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB line plot of each named curve against its index, with axes, ticks and a legend.
+              x: Sequence[float] | dict[str, Sequence[float]] | None = None,
+              size: tuple[float, float] = (5.6, 3.6)) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB line plot (matplotlib) of each named curve, with grid and legend.
 
-    The x ticks count samples, or run from 0 to ``x_max`` when given (curves sampled on a uniform grid);
-    non-finite values are left out.
+    ``x``: the abscissa of every curve (one sequence, or one per curve name); ``None`` plots against the index.
+    Non-finite values are left out. ``size`` in inches at 100 dpi (560 x 360 px by default).
     """
-    width, height = size
-    left, right, top, bottom = 58, 12, 28, 40
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    values = [v for curve in curves.values() for v in curve if np.isfinite(v)]
-    if not values:
-        return canvas
-    low, high = min(values), max(values)
-    high = high if high > low else low + 1.0
-    length = max(len(curve) for curve in curves.values())
-    plot_w, plot_h = width - left - right, height - top - bottom
+    figure = _figure(size)
+    axes = figure.add_subplot()
+    for label, curve in curves.items():
+        values = np.asarray(curve, dtype=float)
+        xs = np.arange(len(values)) if x is None else np.asarray(x[label] if isinstance(x, dict) else x, float)
+        keep = np.isfinite(values)
+        axes.plot(xs[: len(values)][keep], values[keep], label=label, linewidth=1.2)
+    axes.set(title=title, xlabel=x_label, ylabel=y_label)
+    axes.grid(True, alpha=0.35)
+    if curves:
+        axes.legend(loc="best", fontsize="small")
+    return _pixels(figure)
 
-    def to_xy(i: float, v: float) -> tuple[int, int]:
-        return (left + round(i / max(1, length - 1) * plot_w), top + round((high - v) / (high - low) * plot_h))
 
-    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
-    cv2.rectangle(canvas, (left, top), (left + plot_w, top + plot_h), black, 1)
-    for k in range(5):
-        v = low + (high - low) * k / 4
-        _, y = to_xy(0, v)
-        cv2.line(canvas, (left - 4, y), (left, y), black, 1)
-        cv2.putText(canvas, f"{v:.4g}", (2, y + 4), font, 0.38, black, 1, cv2.LINE_AA)
-        i = (length - 1) * k / 4
-        x, _ = to_xy(i, low)
-        tick = f"{i:.0f}" if x_max is None else f"{x_max * k / 4:.3g}"
-        cv2.line(canvas, (x, top + plot_h), (x, top + plot_h + 4), black, 1)
-        cv2.putText(canvas, tick, (x - 10, top + plot_h + 16), font, 0.38, black, 1, cv2.LINE_AA)
-    cv2.putText(canvas, title, (left, 18), font, 0.5, black, 1, cv2.LINE_AA)
-    cv2.putText(canvas, x_label, (left + plot_w // 2 - 30, height - 6), font, 0.42, black, 1, cv2.LINE_AA)
-    cv2.putText(canvas, y_label, (left + 4, top + 14), font, 0.42, (90, 90, 90), 1, cv2.LINE_AA)
-    for n, (label, curve) in enumerate(curves.items()):
-        colour = _PLOT_COLOURS[n % len(_PLOT_COLOURS)]
-        points = np.array([to_xy(i, v) for i, v in enumerate(curve) if np.isfinite(v)], np.int32)
-        if len(points) > 1:
-            cv2.polylines(canvas, [points], False, colour, 1, cv2.LINE_AA)
-        cv2.putText(canvas, label, (left + plot_w - 170, top + 16 + 16 * n), font, 0.42, colour, 1, cv2.LINE_AA)
-    return canvas
+def bar_plot(values: dict[str, float], title: str, y_label: str,
+             colours: Sequence[Sequence[int]] | None = None, size: tuple[float, float] = (8.0, 3.6)) -> np.ndarray:
+    """``(H, W, 3)`` uint8 RGB bar chart (matplotlib) of named values, each labelled with its value (a
+    non-finite value, e.g. the IoU of a class that never occurs, is an empty bar labelled n/a); ``colours``: one
+    RGB 0..255 triple per bar."""
+    figure = _figure(size)
+    axes = figure.add_subplot()
+    names, given = list(values), [float(v) for v in values.values()]
+    heights = [v if np.isfinite(v) else 0.0 for v in given]
+    colour = None if colours is None else [tuple(c / 255 for c in rgb) for rgb in colours[: len(names)]]
+    bars = axes.bar(range(len(names)), heights, color=colour, edgecolor="black", linewidth=0.5)
+    labels = [f"{v:.3g}" if np.isfinite(v) else "n/a" for v in given]
+    axes.bar_label(bars, labels=labels, fontsize="x-small", rotation=90, padding=2)
+    axes.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize="small")
+    axes.set(title=title, ylabel=y_label)
+    axes.set_ylim(0, max([*heights, 0.0]) * 1.18 or 1.0)
+    axes.grid(True, axis="y", alpha=0.35)
+    return _pixels(figure)
 
 
 def occupancy_bev(semantics: np.ndarray, colours: Sequence[Sequence[int]], free: int,

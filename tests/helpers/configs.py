@@ -34,7 +34,7 @@ def small_data_overrides(data_target: str, tiny_dis: Path, tiny_occ3d: Path) -> 
     if data_target.endswith("Occ3DDataModule"):  # the synthetic grid: Occ3D's 200 x 200 BEV is too slow here
         grid = "{x_range: [-20.0, 20.0], y_range: [-20.0, 20.0], z_range: [-1.0, 5.4], voxel: [0.8, 0.8, 0.4]}"
         return [f"data.root={tiny_occ3d}", "data.synthetic=null", f"data.grid={grid}", "data.input_size=[32,64]",
-                "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "+model.grid=${data.grid}",
+                "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1",
                 "+model.depth_bins=[1.0,29.0,1.0]"]
     if data_target.endswith("PhotoDataModule"):  # every image of the tiny DIS5K as a photo; a random ben_tiny teaches
         teacher = tiny_dis.parent / "teacher_ben_tiny"

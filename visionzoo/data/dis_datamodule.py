@@ -58,7 +58,7 @@ class DISDataModule(L.LightningDataModule):
             raise DataError("data.root is not set; pass data.root=PATH/TO/DIS5K (or use data=dis5k_synthetic)")
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.train_split, self.val_split = train_split, val_split
-        self.test_splits = list(test_splits)
+        self.val_splits, self.test_splits = [val_split], list(test_splits)  # NamedSplits
         self.on_mismatch = on_mismatch
         self.augment = PairedAugment(size=self.size, **(augment or {}))
 

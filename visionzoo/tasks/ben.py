@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visionzoo.data.contract import NamedSplits, datamodule_of
 from visionzoo.data.images import write_image_atomic
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import VisionZooError
@@ -30,7 +31,8 @@ from visionzoo.models.ben import TRIMAP_UNKNOWN
 from visionzoo.pixels import unit_to_uint8
 from visionzoo.tasks.base import VisionTask
 from visionzoo.tasks.losses import bce_loss, iou_loss, segmentation_loss
-from visionzoo.visualize import gray_to_rgb, over_checkerboard, save_grid
+from visionzoo.tasks.pictures import publish_picture
+from visionzoo.visualize import gray_to_rgb, image_grid, over_checkerboard
 
 STAGES = ("base", "refiner", "joint")
 VARIANTS = ("base", "refined")
@@ -172,7 +174,8 @@ class BENTask(VisionTask):
             rows.append(self.picture_row(split, image, gt, {v: preds[v][i] for v in self.variants}))
 
     def on_validation_start(self) -> None:
-        self.val_split_names = list(getattr(self.trainer.datamodule, "val_splits", [])) or ["val"]
+        data = datamodule_of(self.trainer, NamedSplits)
+        self.val_split_names = list(data.val_splits) if data is not None else ["val"]
         self.val_metrics = self._split_metrics(self.val_split_names)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -194,8 +197,8 @@ class BENTask(VisionTask):
                               prog_bar=index == 0 and variant == "refined", sync_dist=True)
 
     def on_test_start(self) -> None:
-        datamodule = self.trainer.datamodule
-        self.test_split_names = list(getattr(datamodule, "test_splits", [])) or ["test"]
+        data = datamodule_of(self.trainer, NamedSplits)
+        self.test_split_names = list(data.test_splits) if data is not None else ["test"]
         self.test_metrics = self._split_metrics(self.test_split_names)
         self._results = []
         self._picture_rows = {}
@@ -230,9 +233,8 @@ class BENTask(VisionTask):
                 rows.append({"split": f"DIS-TE (1-{len(te_rows)}) mean", "model": variant, **mean})
         self._results = rows
         if self._picture_rows and self.trainer.is_global_zero:
-            folder = Path(self.trainer.default_root_dir) / "pictures"
             for split, picture_rows in self._picture_rows.items():
-                save_grid(folder / f"{split}.png", picture_rows, self.picture_titles(split))
+                publish_picture(self, split, image_grid(picture_rows, self.picture_titles(split)))
 
 
 def _submodule(net: nn.Module, name: str) -> nn.Module:

@@ -12,7 +12,6 @@ Metrics: Occ3D mIoU (:class:`~visionzoo.metrics.occupancy.OccupancyMIoU`) on the
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -20,13 +19,14 @@ import torch
 from torch import nn
 
 from visionzoo.constants import OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
-from visionzoo.data.images import write_image_atomic
+from visionzoo.data.contract import CameraRig, datamodule_of
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.metrics.occupancy import OccupancyMIoU
 from visionzoo.tasks.base import VisionTask
+from visionzoo.tasks.pictures import publish_picture
 from visionzoo.tasks.occupancy_losses import (bin_bce_loss, class_weights_from_counts, depth_bins_of,
                                               geo_scal_loss, sem_scal_loss, weighted_cross_entropy)
-from visionzoo.visualize import (OCCUPANCY_PICTURE_TITLES, class_legend, image_grid, occupancy_picture_row,
+from visionzoo.visualize import (OCCUPANCY_PICTURE_TITLES, bar_plot, class_legend, image_grid, occupancy_picture_row,
                                   side_by_side)
 
 DEFAULT_LOSS_WEIGHTS = {"ce": 10.0, "sem_scal": 0.2, "geo_scal": 0.2, "height": 0.1, "depth": 0.0}
@@ -67,9 +67,9 @@ class DHDTask(VisionTask):
         self._picture_rows: list[list[np.ndarray]] = []
 
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if not self._weights_known and hasattr(datamodule, "class_counts"):
-            self.class_weights = class_weights_from_counts(datamodule.class_counts()).to(self.device)
+        data = datamodule_of(self.trainer, CameraRig)
+        if not self._weights_known and data is not None:
+            self.class_weights = class_weights_from_counts(data.class_counts()).to(self.device)
             self._weights_known = True
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -108,7 +108,8 @@ class DHDTask(VisionTask):
 
     def on_test_start(self) -> None:
         self._picture_rows, self._results = [], []
-        cameras = list(getattr(getattr(self.trainer, "datamodule", None), "cameras", []))
+        data = datamodule_of(self.trainer, CameraRig)
+        cameras = list(data.cameras) if data is not None else []
         self._front = cameras.index("CAM_FRONT") if "CAM_FRONT" in cameras else 0
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -128,7 +129,11 @@ class DHDTask(VisionTask):
         rows = [{"class": name, "IoU": float(values[f"IoU/{name}"])} for name in OCC3D_CLASSES[:OCC3D_FREE]]
         rows.append({"class": "mIoU", "IoU": float(values["mIoU"])})
         self._results = rows
+        if self.pictures and self.trainer.is_global_zero:
+            iou = {row["class"]: row["IoU"] for row in rows[:-1]}
+            publish_picture(self, "iou_per_class", bar_plot(
+                iou, f"IoU per class over camera-visible voxels; mIoU {rows[-1]['IoU']:.2f} %", "IoU (%)", OCC3D_COLOURS))
         if self._picture_rows and self.trainer.is_global_zero:
-            picture = side_by_side(image_grid(self._picture_rows, OCCUPANCY_PICTURE_TITLES, cell=256),
-                                   class_legend(OCC3D_CLASSES, OCC3D_COLOURS))
-            write_image_atomic(Path(self.trainer.default_root_dir) / "pictures" / "occupancy.png", picture)
+            publish_picture(self, "occupancy", side_by_side(
+                image_grid(self._picture_rows, OCCUPANCY_PICTURE_TITLES, cell=256),
+                class_legend(OCC3D_CLASSES, OCC3D_COLOURS)))

@@ -19,6 +19,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from visionzoo.data.contract import SyntheticNoise, datamodule_of
 from visionzoo.data.images import write_image_atomic
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import estimate_noise_sigma
@@ -26,7 +27,8 @@ from visionzoo.dip.fit import psnr
 from visionzoo.dip.recipe import DIPFitSettings, FittedImage, fit_images, to_hwc
 from visionzoo.errors import VisionZooError
 from visionzoo.pixels import unit_to_uint8
-from visionzoo.visualize import line_plot, save_grid
+from visionzoo.tasks.pictures import publish_picture
+from visionzoo.visualize import image_grid, line_plot
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,8 +55,6 @@ class DIPDenoiseTask(L.LightningModule):
         save_outputs: write each DIP output as ``<run dir>/denoised/<name>.png``.
     """
 
-    trainable = False
-
     def __init__(
         self, net: Callable[..., nn.Module], architecture: str = "auto", fit: dict[str, Any] | None = None,
         baseline: str | None = "bm3d", baseline_sigma: str = "true", pictures: int = 4, save_outputs: bool = False,
@@ -77,8 +77,8 @@ class DIPDenoiseTask(L.LightningModule):
         self.run_dir = Path(self.trainer.default_root_dir)
 
     def _true_sigma(self) -> float | None:
-        data = getattr(self.trainer, "datamodule", None)
-        if data is not None and getattr(data, "noise", None) == "gaussian":
+        data = datamodule_of(self.trainer, SyntheticNoise)
+        if data is not None and data.noise == "gaussian":
             return float(data.sigma)
         return None
 
@@ -124,9 +124,11 @@ class DIPDenoiseTask(L.LightningModule):
         if len(self._picture_rows) < self.pictures:
             self._picture_rows.append((tiles, ["", *captions]))
             curves = {"PSNR to clean": result.psnr_clean, "PSNR to noisy": result.psnr_noisy}
-            plot = line_plot(curves, f"{name}: {row['params']:,} params", "iteration", "dB")
-            loss = line_plot({"MSE to noisy": result.loss}, f"{name}: loss", "iteration", "MSE")
-            write_image_atomic(self.run_dir / "pictures" / f"{name}_curves.png", np.concatenate([plot, loss], axis=0))
+            if self.baseline == "bm3d":
+                curves["BM3D (to clean)"] = [row["psnr_bm3d"]] * len(result.psnr_clean)
+            plot = line_plot(curves, f"{name}: {row['params']:,} parameters", "accepted iteration", "PSNR (dB)")
+            loss = line_plot({"MSE to noisy": result.loss}, f"{name}: loss", "accepted iteration", "MSE")
+            publish_picture(self, f"{name}_curves", np.concatenate([plot, loss], axis=0))
 
     def on_test_epoch_end(self) -> None:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -136,8 +138,8 @@ class DIPDenoiseTask(L.LightningModule):
             self._picture_rows = [p for _, pictures in gathered for p in pictures][: self.pictures]
         if self._picture_rows and self.trainer.is_global_zero:
             titles = ["clean", "noisy", "DIP"] + (["BM3D"] if self.baseline else [])
-            save_grid(self.run_dir / "pictures" / "denoising.png", [tiles for tiles, _ in self._picture_rows],
-                      titles, captions=[captions for _, captions in self._picture_rows])
+            publish_picture(self, "denoising", image_grid([tiles for tiles, _ in self._picture_rows], titles,
+                                                          captions=[captions for _, captions in self._picture_rows]))
         means = self.mean_row()
         for key, value in means.items():
             if isinstance(value, float):
