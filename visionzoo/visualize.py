@@ -93,7 +93,9 @@ def line_plot(curves: dict[str, Sequence[float]], title: str, x_label: str, y_la
         axes.plot(xs[: len(values)][keep], values[keep], label=label, linewidth=1.2)
     axes.set(title=title, xlabel=x_label, ylabel=y_label)
     axes.grid(True, alpha=0.35)
-    if curves:
+    if len(curves) > 5:  # many curves: the legend beside the axes, not over them
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="x-small")
+    elif curves:
         axes.legend(loc="best", fontsize="small")
     return _pixels(figure)
 

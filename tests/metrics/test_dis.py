@@ -102,3 +102,28 @@ def test_hce_counts_a_pixel_of_exactly_128_as_background():
     at_128, at_129 = ((gt > 0) * 128).astype(np.uint8), ((gt > 0) * 129).astype(np.uint8)
     assert score_image(at_128, gt)["hce"] == score_image(np.zeros_like(gt), gt)["hce"] > 0
     assert score_image(at_129, gt)["hce"] == score_image(gt, gt)["hce"] == 0
+
+
+def test_mean_curves_are_indexed_by_threshold():
+    """The F curve at threshold t is the F-measure of ``pred >= t`` against the GT (computed here by hand), for a
+    prediction spanning 0..255 (pysodmetrics stretches a prediction to that range first)."""
+    gt = np.zeros((16, 16), np.uint8)
+    gt[:, :8] = 255
+    pred = np.where(gt > 0, 200, 50).astype(np.uint8)
+    pred[:4, 8:] = 120  # some background above 50
+    pred[0, 0], pred[15, 15] = 255, 0  # the full range: no stretching
+
+    def f_measure(t: int) -> float:
+        hit, fg = pred >= t, gt > 128
+        tp = float((hit & fg).sum())
+        precision, recall = tp / max(hit.sum(), 1), tp / fg.sum()
+        return 0.0 if tp == 0 else 1.3 * precision * recall / (0.3 * precision + recall)
+
+    metric = DISMetrics()
+    metric.update([pred, pred], [gt, gt])
+    values = metric.compute()
+    f = metric.mean_curves["F"]
+    assert f.shape == metric.mean_curves["E"].shape == (256,)
+    for t in (0, 1, 50, 51, 120, 121, 200, 201, 255):
+        assert f[t] == pytest.approx(f_measure(t), abs=1e-3), t
+    assert values["maxFb"] == pytest.approx(f.max()) and values["meanEm"] == pytest.approx(metric.mean_curves["E"].mean())

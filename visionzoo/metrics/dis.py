@@ -105,7 +105,8 @@ class DISMetrics(Metric):
     """DIS metrics over a dataset; ``update(preds, gts, keys=None)`` takes lists of uint8 HxW arrays.
 
     ``keys`` (e.g. the GT file paths) enable the on-disk skeleton cache in ``skeleton_dir``.
-    ``compute()`` returns ``maxFb, wFb, MAE, Sa, meanEm, maxEm, HCE`` as floats.
+    ``compute()`` returns ``maxFb, wFb, MAE, Sa, meanEm, maxEm, HCE`` as floats and leaves the dataset-mean curves
+    in :attr:`mean_curves` (see :func:`mean_curves`), from the same (synced) states.
     """
 
     full_state_update = False
@@ -114,6 +115,7 @@ class DISMetrics(Metric):
     def __init__(self, skeleton_dir: str | os.PathLike | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.skeletons = SkeletonCache(skeleton_dir) if skeleton_dir else None
+        self.mean_curves: dict[str, np.ndarray] = {}
         for name in SCORE_NAMES:
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -128,13 +130,24 @@ class DISMetrics(Metric):
     def compute(self) -> dict[str, float]:
         if isinstance(self.mae, list) and not self.mae:  # after a DDP sync the states are concatenated tensors
             raise RuntimeError("DISMetrics.compute() called before any update")
-        return summarize_scores({name: dim_zero_cat(getattr(self, name)).cpu() for name in SCORE_NAMES})
+        scores = {name: dim_zero_cat(getattr(self, name)).cpu() for name in SCORE_NAMES}
+        self.mean_curves = mean_curves(scores)
+        return summarize_scores(scores)
+
+
+def mean_curves(scores: dict[str, torch.Tensor | np.ndarray]) -> dict[str, np.ndarray]:
+    """The dataset-mean F-measure (beta^2 = 0.3) and E-measure curves, ``{"F": (256,), "E": (256,)}`` indexed by
+    the binarisation threshold 0..255 (a pixel is foreground when >= the threshold); pysodmetrics' curves run from
+    threshold 255 down to 0."""
+    return {key: np.asarray(scores[name], dtype=np.float64).mean(axis=0)[::-1].copy()
+            for key, name in (("F", "fm_curve"), ("E", "em_curve"))}
 
 
 def summarize_scores(scores: dict[str, torch.Tensor | np.ndarray]) -> dict[str, float]:
     """The dataset's DIS metrics from per-image results stacked over images (``(N, 256)`` curves, ``(N,)`` or
     ``(N, 1)`` values): maxFb / mean and max Em from the mean curves, the rest image means."""
-    fm_curve, em_curve = (np.asarray(scores[name], dtype=np.float64).mean(axis=0) for name in ("fm_curve", "em_curve"))
+    curves = mean_curves(scores)
+    fm_curve, em_curve = curves["F"], curves["E"]
     mean = {name: float(np.asarray(scores[name], dtype=np.float64).mean()) for name in ("wfm", "sm", "mae", "hce")}
     return {"maxFb": float(fm_curve.max()), "wFb": mean["wfm"], "MAE": mean["mae"], "Sa": mean["sm"],
             "meanEm": float(em_curve.mean()), "maxEm": float(em_curve.max()), "HCE": mean["hce"]}

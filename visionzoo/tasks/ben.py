@@ -32,7 +32,7 @@ from visionzoo.pixels import unit_to_uint8
 from visionzoo.tasks.base import VisionTask
 from visionzoo.tasks.losses import bce_loss, iou_loss, segmentation_loss
 from visionzoo.tasks.pictures import publish_picture
-from visionzoo.visualize import gray_to_rgb, image_grid, over_checkerboard
+from visionzoo.visualize import gray_to_rgb, image_grid, line_plot, over_checkerboard
 
 STAGES = ("base", "refiner", "joint")
 VARIANTS = ("base", "refined")
@@ -218,10 +218,13 @@ class BENTask(VisionTask):
 
     def on_test_epoch_end(self) -> None:
         rows = []
+        curves: dict[str, dict[str, np.ndarray]] = {}
         for variant in self.variants:
             split_rows = []
             for split in self.test_split_names:
-                values = self.test_metrics[f"{split}|{variant}"].compute()
+                metric = self.test_metrics[f"{split}|{variant}"]
+                values = metric.compute()
+                curves[f"{split} {variant}"] = metric.mean_curves
                 ordered = [*DIS_METRIC_ORDER, "maxEm", *(k for k in values if k not in (*DIS_METRIC_ORDER, "maxEm"))]
                 split_rows.append({"split": split, "model": variant, **{k: values[k] for k in ordered}})
                 self.log_dict({f"test/{split}/{variant}/{k}": v for k, v in values.items()}, add_dataloader_idx=False,
@@ -235,6 +238,11 @@ class BENTask(VisionTask):
         if self._picture_rows and self.trainer.is_global_zero:
             for split, picture_rows in self._picture_rows.items():
                 publish_picture(self, split, image_grid(picture_rows, self.picture_titles(split)))
+            publish_picture(self, "dis_curves", np.concatenate([
+                line_plot({name: c[key] for name, c in curves.items()}, title, "threshold (0-255)", label,
+                          size=(8.0, 3.6) if len(curves) > 5 else (5.6, 3.6))
+                for key, title, label in (("F", "F-measure by threshold (dataset mean)", "F (beta^2 = 0.3)"),
+                                          ("E", "E-measure by threshold (dataset mean)", "E-measure"))], axis=0))
 
 
 def _submodule(net: nn.Module, name: str) -> nn.Module:
