@@ -4,6 +4,12 @@ For each input ``photo.jpg`` it writes ``<output>/photo_dip.png`` (PNG, so nothi
 upright, in the file's bit depth (8 or 16) and colour mode (gray stays gray; an alpha channel is kept unchanged).
 Each image is fitted from scratch (about 800 iterations by default), so large photos take long on a CPU: a
 256x256 RGB image with the estimated architecture takes a few minutes on 2 cores, seconds on a GPU.
+
+Images larger than ``tile.size`` are denoised in overlapping tiles (:mod:`visionzoo.dip.tiles`): each tile gets
+its own estimated generator, ``tile.batch`` same-architecture tiles are fitted together, and the tiles are blended
+without seams; memory stays that of one batch of tiles plus the image's accumulators. Finished tiles are kept in
+``<output>/.<stem>_dip.tiles/`` until the image is written, so an interrupted photo resumes at its first
+unfinished tile. The progress bar counts tiles x iterations, with the time left.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import torch
 from torch import nn
 
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
-from visionzoo.dip.recipe import DIPFitSettings, fit_image
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, fit_images
+from visionzoo.dip.tiles import Tile, TileBlender, TileCache, tile_grid
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.pixels import from_unit, to_unit
@@ -49,29 +56,83 @@ class DenoisePredictor:
         input: file, folder or glob. output: folder for ``<stem>_dip.png`` files.
         overwrite: redo images whose output exists. architecture: ``"auto"`` or ``"fixed"`` (see
             :func:`~visionzoo.dip.recipe.build_generator`). fit: :class:`DIPFitSettings` fields.
+        tile: ``{size, overlap, batch}``: images with a side over ``size`` are denoised in ``size x size`` tiles
+            overlapping by ``overlap`` pixels, ``batch`` tiles fitted at a time; ``None``: always whole images.
         device: ``auto``, ``cpu``, ``cuda``...
     """
 
     def __init__(
         self, net: Callable[..., nn.Module], input: str, output: str, overwrite: bool = False,
-        architecture: str = "auto", fit: dict[str, Any] | None = None, device: str = "auto",
+        architecture: str = "auto", fit: dict[str, Any] | None = None, tile: dict[str, int] | None = None,
+        device: str = "auto",
     ) -> None:
         self.net, self.input, self.output = net, input, Path(output)
         self.overwrite, self.architecture = overwrite, architecture
         self.settings = DIPFitSettings(**(fit or {}))
+        self.tile = dict(tile) if tile else None
+        if self.tile is not None:
+            unknown = set(self.tile) - {"size", "overlap", "batch"}
+            if unknown or not 0 <= int(self.tile.get("overlap", 0)) < int(self.tile.get("size", 0)):
+                raise DataError(f"predictor.tile must be {{size, overlap, batch}} with 0 <= overlap < size, not "
+                                f"{self.tile}")
         self.device = resolve_device(device)
 
     def output_path(self, image: Path) -> Path:
         return self.output / f"{image.stem}_dip.png"
 
+    def tile_cache(self, image: Path) -> TileCache:
+        return TileCache(self.output / f".{image.stem}_dip.tiles")
+
+    def tiles(self, height: int, width: int) -> list[Tile]:
+        """The tiles of an image: one whole-image tile unless tiling is on and a side exceeds ``tile.size``."""
+        if self.tile is None or max(height, width) <= int(self.tile["size"]):
+            return [Tile(0, 0, height, width)]
+        return tile_grid(height, width, int(self.tile["size"]), int(self.tile.get("overlap", 0)))
+
     def denoise(self, image: LoadedImage, on_step: Callable[[int, Any], None] | None = None) -> np.ndarray:
-        """The denoised pixels of one image, in the file's depth and colour mode."""
-        noisy = torch.from_numpy(image_to_unit(image)).permute(2, 0, 1)[None].to(self.device)
-        fitted = fit_image(self.net, self.architecture, noisy, self.settings, on_step=on_step)
-        log.info("%s: noise sigma %.1f, texture %.4f -> %s, %d iterations in %.1f s", image.path.name,
-                 fitted.estimate.sigma, fitted.estimate.texture, fitted.description, fitted.result.iterations,
-                 fitted.result.seconds)
-        return unit_to_file_pixels(fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy(), image)
+        """The denoised pixels of one image, in the file's depth and colour mode. ``on_step(done, total)`` follows
+        the fit in tile-iterations."""
+        pixels = image_to_unit(image)
+        height, width, channels = pixels.shape
+        tiles = self.tiles(height, width)
+        iterations = self.settings.iterations
+        if len(tiles) == 1:
+            noisy = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.device)
+            report = None if on_step is None else (lambda step, _: on_step(step + 1, iterations))
+            fitted = fit_image(self.net, self.architecture, noisy, self.settings, on_step=report)
+            self._log(image.path.name, fitted)
+            return unit_to_file_pixels(fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy(), image)
+        overlap = int(self.tile.get("overlap", 0))
+        blender, cache = TileBlender(height, width, channels, overlap), self.tile_cache(image.path)
+        total, done = len(tiles) * iterations, 0
+        todo = []
+        for tile in tiles:
+            cached = cache.load(tile)
+            if cached is None:
+                todo.append(tile)
+            else:
+                blender.add(tile, cached)
+                done += iterations
+        if todo and done:
+            log.info("%s: %d of %d tiles already done, resuming", image.path.name, len(tiles) - len(todo), len(tiles))
+        for start in range(0, len(todo), max(1, int(self.tile.get("batch", 1)))):
+            group = todo[start : start + max(1, int(self.tile.get("batch", 1)))]
+            noisy = [torch.from_numpy(pixels[t.rows, t.columns]).permute(2, 0, 1)[None].to(self.device) for t in group]
+            report = None if on_step is None else (lambda step, _, base=done: on_step(base + len(group) * (step + 1), total))
+            for tile, fitted in zip(group, fit_images(self.net, self.architecture, noisy, self.settings, on_step=report)):
+                self._log(f"{image.path.name} tile {tile.key}", fitted)
+                output = fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy()
+                cache.save(tile, output)
+                blender.add(tile, output)
+            done += len(group) * iterations
+            if on_step is not None:
+                on_step(done, total)
+        return unit_to_file_pixels(blender.result(), image)
+
+    @staticmethod
+    def _log(name: str, fitted: Any) -> None:
+        log.info("%s: noise sigma %.1f, texture %.4f -> %s, %d iterations in %.1f s", name, fitted.estimate.sigma,
+                 fitted.estimate.texture, fitted.description, fitted.result.iterations, fitted.result.seconds)
 
     def run(self) -> BatchReport:
         images, others = find_inputs(self.input)
@@ -90,8 +151,10 @@ class DenoisePredictor:
                 progress.reset(steps, total=self.settings.iterations, description=f"  {path.name}")
                 try:
                     image = read_image(path)
-                    pixels = self.denoise(image, on_step=lambda step, _: progress.update(steps, completed=step + 1))
+                    pixels = self.denoise(image, on_step=lambda done, total: progress.update(steps, completed=done,
+                                                                                             total=total))
                     write_image_atomic(self.output_path(path), pixels)
+                    self.tile_cache(path).clear()
                     report.written.append(path)
                 except DataError as err:  # this file's fault: report it and go on
                     report.failed[path] = str(err)
