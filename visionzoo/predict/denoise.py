@@ -25,7 +25,7 @@ from torch import nn
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
 from visionzoo.dip.recipe import DIPFitSettings, fit_image, fit_images
 from visionzoo.dip.tiles import Tile, TileBlender, TileCache, tile_grid
-from visionzoo.errors import DataError
+from visionzoo.errors import ConfigError, DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.pixels import from_unit, to_unit
 from visionzoo.predict.common import BatchReport, find_inputs, progress_bar, resolve_device
@@ -73,7 +73,7 @@ class DenoisePredictor:
         if self.tile is not None:
             unknown = set(self.tile) - {"size", "overlap", "batch"}
             if unknown or not 0 <= int(self.tile.get("overlap", 0)) < int(self.tile.get("size", 0)):
-                raise DataError(f"predictor.tile must be {{size, overlap, batch}} with 0 <= overlap < size, not "
+                raise ConfigError(f"predictor.tile must be {{size, overlap, batch}} with 0 <= overlap < size, not "
                                 f"{self.tile}")
         self.device = resolve_device(device)
 
