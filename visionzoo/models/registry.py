@@ -26,7 +26,7 @@ class ModelCard:
     ``input_size`` is (channels, height, width) in pixels; ``mean``/``std`` normalise inputs scaled to [0, 1].
     ``weights`` is the default pretrained source (a URL, an ``hf-hub:ORG/REPO/FILE`` name, or ``None`` when the zoo
     ships none yet) and ``sha256`` its checksum. ``resample`` is the image resize filter the weights expect
-    (``area``, ``lanczos`` or ``bicubic``, see :func:`visionzoo.data.transforms.resize_image`); ``channels_last``
+    (``area``, ``lanczos`` or ``bicubic``: the filters of the data transforms' ``resize_image``); ``channels_last``
     says whether that memory layout makes the model faster on the CPU (measured in benchmarks/); ``key_ego`` is the
     ego frame of a multi-camera sample's geometry (``lidar``: the LiDAR timestamp's pose; ``first_camera``: the
     first camera's, as BEVDet-family code does).
