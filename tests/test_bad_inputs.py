@@ -38,7 +38,9 @@ OCC3D_PREDICTIONS = ["experiment=occ3d_predictions", "data.root={occ}",
 DHD = ["experiment=dhd_synthetic", "data.root={occ}", "data.synthetic=null", "data.input_size=[32,64]",
        "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1", "trainer.max_epochs=1",
        "callbacks.rich_progress_bar=null"]
-DHD_PREDICT = ["experiment=dhd_occ3d", "model=dhd_tiny", "data.input_size=[32,64]", "input={occ}", "output=out"]
+# the synthetic worlds' grid: the model is built on data.grid
+DHD_PREDICT = ["experiment=dhd_occ3d", "model=dhd_tiny", "data=occ3d_synthetic", "data.input_size=[32,64]", "input={occ}",
+               "output=out"]
 DISTILL = ["experiment=ben_distill", "model=ben_tiny", "teacher=ben", "teacher.name=ben_tiny", "teacher.weights=ben.ckpt",
            "data.root={dis}/DIS5K/DIS-TR/im", "data.input_size=64", "data.num_workers=0", "data.batch_size=2",
            "trainer.max_epochs=1", "callbacks.rich_progress_bar=null"]

@@ -78,7 +78,7 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
     picture = cv2.imread(str(tmp_path / "eval" / "pictures" / "occupancy.png"))
     assert picture.shape[1] > 5 * 256  # five tiles and the legend
 
-    predicted = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
+    predicted = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", "data=occ3d_synthetic", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
                     "output=occ", "data.input_size=[32,64]", "hydra.run.dir=predict", cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     written = sorted((tmp_path / "occ").glob("*/*/labels.npz"))
@@ -87,7 +87,7 @@ def test_dhd_train_eval_predict_round_trip(tiny_occ3d, tmp_path):
         assert data.files == ["semantics"] and data["semantics"].shape == (50, 50, 16)
         assert data["semantics"].dtype == np.uint8 and data["semantics"].max() <= 17
     assert len(list((tmp_path / "occ" / "pictures").glob("*.png"))) == 1
-    again = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
+    again = run("predict.py", "experiment=dhd_occ3d", "model=dhd_tiny", "data=occ3d_synthetic", f"ckpt_path={ckpt}", f"input={tiny_occ3d}",
                 "output=occ", "data.input_size=[32,64]", "hydra.run.dir=predict", cwd=tmp_path)
     assert "0 processed, 1 already done" in again.stderr
 
