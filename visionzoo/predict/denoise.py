@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
-from visionzoo.dip.recipe import DIPFitSettings, fit_image, fit_images
+from visionzoo.dip.recipe import DIPFitSettings, fit_images
 from visionzoo.dip.tiles import Tile, TileBlender, TileCache, tile_grid
 from visionzoo.errors import ConfigError, DataError
 from visionzoo.files import ensure_writable_folder
@@ -89,45 +89,38 @@ class DenoisePredictor:
             return [Tile(0, 0, height, width)]
         return tile_grid(height, width, int(self.tile["size"]), int(self.tile.get("overlap", 0)))
 
-    def denoise(self, image: LoadedImage, on_step: Callable[[int, Any], None] | None = None) -> np.ndarray:
+    def denoise(self, image: LoadedImage, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
         """The denoised pixels of one image, in the file's depth and colour mode. ``on_step(done, total)`` follows
-        the fit in tile-iterations."""
+        the fit in tile-iterations (a whole image is one tile; only a tiled image keeps a resume cache)."""
         pixels = image_to_unit(image)
         height, width, channels = pixels.shape
         tiles = self.tiles(height, width)
-        iterations = self.settings.iterations
-        if len(tiles) == 1:
-            noisy = torch.from_numpy(pixels).permute(2, 0, 1)[None].to(self.device)
-            report = None if on_step is None else (lambda step, _: on_step(step + 1, iterations))
-            fitted = fit_image(self.net, self.architecture, noisy, self.settings, on_step=report)
-            self._log(image.path.name, fitted)
-            return unit_to_file_pixels(fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy(), image)
-        overlap = int(self.tile.get("overlap", 0))
-        blender, cache = TileBlender(height, width, channels, overlap), self.tile_cache(image.path)
-        total, done = len(tiles) * iterations, 0
-        todo = []
-        for tile in tiles:
-            cached = cache.load(tile)
+        iterations, batch = self.settings.iterations, max(1, int((self.tile or {}).get("batch", 1)))
+        cache = self.tile_cache(image.path) if len(tiles) > 1 else None
+        blender = TileBlender(height, width, channels, int(self.tile.get("overlap", 0))) if cache is not None else None
+        todo, output = [], None
+        for tile in tiles:  # a tiled image: finished tiles go into the blend, the rest are fitted
+            cached = cache.load(tile) if cache is not None else None
             if cached is None:
                 todo.append(tile)
             else:
                 blender.add(tile, cached)
-                done += iterations
-        if todo and done:
+        total, done = len(tiles) * iterations, (len(tiles) - len(todo)) * iterations
+        if done:
             log.info("%s: %d of %d tiles already done, resuming", image.path.name, len(tiles) - len(todo), len(tiles))
-        for start in range(0, len(todo), max(1, int(self.tile.get("batch", 1)))):
-            group = todo[start : start + max(1, int(self.tile.get("batch", 1)))]
+        for start in range(0, len(todo), batch):
+            group = todo[start : start + batch]
             noisy = [torch.from_numpy(pixels[t.rows, t.columns]).permute(2, 0, 1)[None].to(self.device) for t in group]
-            report = None if on_step is None else (lambda step, _, base=done: on_step(base + len(group) * (step + 1), total))
+            report = None if on_step is None else (
+                lambda step, _, base=done, size=len(group): on_step(base + size * (step + 1), total))
             for tile, fitted in zip(group, fit_images(self.net, self.architecture, noisy, self.settings, on_step=report)):
-                self._log(f"{image.path.name} tile {tile.key}", fitted)
+                self._log(image.path.name if cache is None else f"{image.path.name} tile {tile.key}", fitted)
                 output = fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy()
-                cache.save(tile, output)
-                blender.add(tile, output)
+                if cache is not None:
+                    cache.save(tile, output)
+                    blender.add(tile, output)
             done += len(group) * iterations
-            if on_step is not None:
-                on_step(done, total)
-        return unit_to_file_pixels(blender.result(), image)
+        return unit_to_file_pixels(output if blender is None else blender.result(), image)
 
     @staticmethod
     def _log(name: str, fitted: Any) -> None:
