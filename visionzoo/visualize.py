@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 
 from visionzoo.constants import OCC3D_COLOURS, OCC3D_FREE
-from visionzoo.data.images import write_image_atomic
 
 
 def checkerboard(height: int, width: int, cell: int = 8) -> np.ndarray:
@@ -51,13 +49,6 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell
                 cv2.putText(grid, captions[r][c], (c * cell + 6, header + r * cell_h + cell + 15),
                             cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return grid
-
-
-def save_grid(path: str | Path, rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], cell: int = 192,
-              captions: Sequence[Sequence[str]] | None = None) -> Path:
-    path = Path(path)
-    write_image_atomic(path, image_grid(rows, titles, cell, captions))
-    return path
 
 
 def _figure(size: tuple[float, float]):
