@@ -103,15 +103,34 @@ def test_discrepancy_stop_fires_once_the_output_is_within_the_noise_level():
     stop = DiscrepancyStop(noisy, sigma, factor=1.0, every=5)
     result = fit_dip(net, noisy, iterations=3000, early_stop=stop, clean=clean)
     assert result.iterations < 3000 and result.iterations % 5 == 0 and result.returned_step == stop.best_step
-    assert float((stop.best_image - noisy).pow(2).mean()) <= sigma**2
+    # clipped noise has less power than sigma^2 around this image (dark and bright areas)
+    fired_at = stop.threshold(stop.best_image)
+    assert 0.5 * sigma**2 < fired_at < 0.98 * sigma**2
+    assert float((stop.best_image - noisy).pow(2).mean()) <= fired_at
     assert psnr(result.image, clean) > psnr(noisy, clean) + 3.0
-    # the check five steps earlier had not fired: the distance was still above the noise level then
+    # the check five steps earlier had not fired: the distance was still above the noise power then
     torch.manual_seed(0)
     net = visionzoo.create_model("dip_scaled", width=32, num_scales=2, out_channels=1)
     earlier = fit_dip(net, noisy, iterations=result.iterations - 5, clean=clean)
-    assert float((earlier.image - noisy).pow(2).mean()) > sigma**2
+    assert float((earlier.image - noisy).pow(2).mean()) > stop.threshold(earlier.image)
+    assert DiscrepancyStop(noisy, sigma, factor=0.9, clipped=False).threshold(noisy) == pytest.approx(0.9 * sigma**2)
     with pytest.raises(ValueError, match="sigma > 0"):
         DiscrepancyStop(noisy, 0.0)
+
+
+def test_clipped_noise_power_matches_its_closed_form_and_sampling():
+    from visionzoo.dip.stopping import clipped_noise_power
+
+    sigma = 50 / 255
+    # hand values: no clipping mid-grey with small noise; half the noise clipped away at black and white
+    assert clipped_noise_power(torch.tensor([0.5], dtype=torch.float64), 0.02).item() == pytest.approx(0.02**2, rel=1e-9)
+    edges = clipped_noise_power(torch.tensor([0.0, 1.0], dtype=torch.float64), 0.05)
+    assert edges.tolist() == pytest.approx([0.05**2 / 2] * 2, rel=1e-9)
+    # sampling: E[(clip(x + n) - x)^2] over 2 million draws
+    x = torch.tensor([0.05, 0.3, 0.5, 0.9], dtype=torch.float64)
+    n = torch.randn(2_000_000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * sigma
+    sampled = ((x + n).clamp(0, 1) - x).pow(2).mean(dim=0)
+    assert clipped_noise_power(x, sigma).tolist() == pytest.approx(sampled.tolist(), rel=0.005)
 
 
 def test_batched_fit_equals_fitting_one_by_one():

@@ -1,7 +1,8 @@
 """Image statistics for choosing a DIP architecture from the noisy image alone.
 
 * :func:`estimate_noise_sigma`: Gaussian noise level from the median absolute deviation of the finest diagonal
-  wavelet coefficients (Donoho's estimator, scikit-image's ``estimate_sigma``).
+  wavelet coefficients (Donoho's estimator), read only where the image is far enough from 0 and 1 that the
+  noise was not clipped.
 * :func:`texture_strength`: the image's own fine-scale energy: the variance of its Laplacian of Gaussian minus what
   the estimated noise alone contributes, as a standard deviation.
 
@@ -16,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+import pywt
 from skimage.restoration import estimate_sigma
 
 from visionzoo.pixels import full_scale
@@ -27,15 +29,48 @@ def _as_float(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float64)
 
 
-def estimate_noise_sigma(image: np.ndarray) -> float:
+def _diagonal_details(channel: np.ndarray) -> np.ndarray:
+    """Finest diagonal ``db2`` wavelet coefficients of one ``(H, W)`` channel (what ``estimate_sigma`` reads)."""
+    return pywt.dwt2(channel, "db2")[1][2]
+
+
+def _local_range(channel: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum and maximum of the smoothed channel (Gaussian 2 px) over 5x5 neighbourhoods, at ``shape``."""
+    smooth = cv2.GaussianBlur(channel, (0, 0), 2.0)
+    kernel = np.ones((5, 5), np.uint8)
+    size = (shape[1], shape[0])
+    low = cv2.resize(cv2.erode(smooth, kernel), size, interpolation=cv2.INTER_NEAREST)
+    high = cv2.resize(cv2.dilate(smooth, kernel), size, interpolation=cv2.INTER_NEAREST)
+    return low, high
+
+
+def estimate_noise_sigma(image: np.ndarray, margin: float = 2.0, rounds: int = 3, min_coefficients: int = 500) -> float:
     """Noise standard deviation of ``(H, W)`` or ``(H, W, C)`` image, on its [0, 1] scale (x255 for 8-bit units).
 
-    Unbiased for additive Gaussian noise; clipping the noisy image to [0, 1] makes it read low at high noise (for
-    the camera image at sigma 50 on the 0..255 scale: 43 clipped, 50 unclipped).
+    Donoho's estimate (median absolute finest diagonal wavelet coefficient / 0.6745) over every channel, then
+    ``rounds`` times re-read only where the smoothed image stays ``margin`` sigmas inside (0, 1): a noisy image
+    clipped to [0, 1] has less noise near black and white, which made the plain estimate read low at high noise
+    (camera at sigma 50 on the 0..255 scale: 44 clipped; this estimate: within 10% at 256x256 on scikit-image's
+    set, tested). Falls back to the plain estimate when fewer than ``min_coefficients`` coefficients qualify.
     """
     image = _as_float(image)
-    channel_axis = -1 if image.ndim == 3 else None
-    return float(estimate_sigma(image, channel_axis=channel_axis, average_sigmas=True))
+    channels = image[..., None] if image.ndim == 2 else image
+    sigma = float(estimate_sigma(image, channel_axis=-1 if image.ndim == 3 else None, average_sigmas=True))
+    details, lows, highs = [], [], []
+    for c in range(channels.shape[-1]):
+        channel = np.ascontiguousarray(channels[..., c])
+        detail = _diagonal_details(channel)
+        low, high = _local_range(channel, detail.shape)
+        details.append(detail.ravel())
+        lows.append(low.ravel())
+        highs.append(high.ravel())
+    magnitude, low, high = np.abs(np.concatenate(details)), np.concatenate(lows), np.concatenate(highs)
+    for _ in range(rounds):
+        inside = (low > margin * sigma) & (high < 1 - margin * sigma)
+        if inside.sum() < min_coefficients:
+            break
+        sigma = float(np.median(magnitude[inside]) / 0.6745)
+    return sigma
 
 
 def _log_response(channel: np.ndarray, blur: float) -> np.ndarray:

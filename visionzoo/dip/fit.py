@@ -2,7 +2,8 @@
 
 A fixed uniform noise input ``z`` (x0.1), perturbed by ``N(0, reg_noise_std^2)`` at every iteration, is mapped by
 the generator to the image; Adam minimises the MSE to the noisy image; the returned image is the exponential
-moving average of the outputs. If the PSNR of the output against the noisy image drops by more than
+moving average of the outputs (with a :class:`~visionzoo.dip.sure.SURELoss` objective, the generator is fed the
+noisy image and minimises SURE instead). If the PSNR of the output against the noisy image drops by more than
 ``backtrack_db`` from one iteration to the next (a collapse), the weights go back to the last good ones (the
 optimiser state is kept, as in the original). An optional early-stopping rule (:mod:`visionzoo.dip.stopping`)
 decides when to stop and which moving average to return.
@@ -31,6 +32,7 @@ from torch import nn
 from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state, vmap
 
 from visionzoo.dip.stopping import EarlyStop
+from visionzoo.dip.sure import SURELoss, mc_divergence, sure
 
 
 def default_reg_noise_std(sigma: float) -> float:
@@ -185,23 +187,47 @@ class _StackedGenerators(_Generators):
                 parameter.copy_(self.params[name][i])
 
 
+def _inputs(input_shape: Sequence[int], noisy: torch.Tensor, randoms: Sequence[torch.Generator],
+            objective: SURELoss | None) -> torch.Tensor:
+    """The generators' fixed inputs ``(N, 1, *input_shape)``: DIP's uniform noise x 0.1, or with SURE the noisy
+    images themselves (the generator must then take the image's channels at its size)."""
+    if objective is None:
+        return torch.stack([torch.rand(1, *input_shape, generator=g) * 0.1 for g in randoms]).to(noisy.device)
+    if tuple(input_shape) != tuple(noisy.shape[1:]):
+        raise ValueError(f"SURE feeds the noisy image {tuple(noisy.shape[1:])} to the generator, which takes "
+                         f"{tuple(input_shape)}")
+    return noisy[:, None].clone()
+
+
 def _fit(
     generators: _Generators, input_shape: Sequence[int], noisy: torch.Tensor, iterations: int, lr: float,
     reg_noise_std: float, ema: float, backtrack_db: float, clean: torch.Tensor | None, seeds: Sequence[int],
     early_stops: Sequence[EarlyStop | None] | None, on_step: Callable[[int, list[FitResult]], None] | None,
+    objective: SURELoss | None = None,
 ) -> list[FitResult]:
-    """The loop both entry points run; ``input_shape`` is one noise input's ``(C_z, H_z, W_z)``."""
+    """The loop both entry points run; ``input_shape`` is one generator input's ``(C_z, H_z, W_z)``."""
     start = time.perf_counter()
     device = noisy.device
     height, width = noisy.shape[-2:]
     randoms = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
-    z = torch.stack([torch.rand(1, *input_shape, generator=g) * 0.1 for g in randoms]).to(device)  # (N, 1, *z)
+    z = _inputs(input_shape, noisy, randoms, objective)  # (N, 1, *input_shape)
+    sigmas = None if objective is None else torch.tensor(list(objective.sigmas), device=device, dtype=noisy.dtype)
     optimizer = torch.optim.Adam(generators.parameters, lr=lr)
     books = _Bookkeeping(noisy, clean, ema, backtrack_db, early_stops)
+
+    def denoise(images: torch.Tensor) -> torch.Tensor:  # (N, C_z, H_z, W_z) -> (N, C, H, W)
+        return generators.forward(images[:, None])[..., :height, :width]
+
     for step in range(iterations):
         perturbation = torch.stack([torch.randn(z.shape[1:], generator=g) for g in randoms]).to(device)
-        out = generators.forward(z + perturbation * reg_noise_std)[..., :height, :width]  # (N, C, H, W)
-        losses = F.mse_loss(out, noisy, reduction="none").flatten(1).mean(dim=1)
+        z_step = (z + perturbation * reg_noise_std)[:, 0]
+        out = denoise(z_step)  # (N, C, H, W)
+        if objective is None:
+            losses = F.mse_loss(out, noisy, reduction="none").flatten(1).mean(dim=1)
+        else:
+            probe = torch.stack([torch.randn(noisy.shape[1:], generator=g) for g in randoms]).to(device)
+            divergence = mc_divergence(denoise, z_step, out, probe, objective.epsilon)
+            losses = sure(noisy, out, divergence, sigmas)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # the sum keeps each generator's gradient its own image's
         optimizer.step()
@@ -227,17 +253,20 @@ def fit_dip(
     seed: int = 0,
     early_stop: EarlyStop | None = None,
     on_step: Callable[[int, FitResult], None] | None = None,
+    objective: SURELoss | None = None,
 ) -> FitResult:
     """Fit ``net`` (in place) to ``noisy`` ``(1, C, H, W)`` in [0, 1] for at most ``iterations`` steps.
 
     ``net.input_shape(H, W)`` gives the noise input; outputs larger than the image (decoders) are cropped to it.
     ``clean`` (same shape), when known, is only used to log ``psnr_clean``; nothing in the fit looks at it.
-    ``on_step(step, result)`` is called after every iteration.
+    ``on_step(step, result)`` is called after every iteration. ``objective`` :class:`SURELoss`: the generator is
+    fed the noisy image (perturbed by ``reg_noise_std``) and minimises SURE instead of the MSE
+    (:mod:`visionzoo.dip.sure`).
     """
     report = None if on_step is None else (lambda step, results: on_step(step, results[0]))
     return _fit(_OneGenerator(net, noisy.device), net.input_shape(*noisy.shape[-2:]), noisy, iterations, lr,
                 reg_noise_std, ema, backtrack_db, clean, [seed], None if early_stop is None else [early_stop],
-                report)[0]
+                report, objective)[0]
 
 
 def fit_dip_batch(
@@ -252,16 +281,17 @@ def fit_dip_batch(
     seeds: Sequence[int] | None = None,
     early_stops: Sequence[EarlyStop | None] | None = None,
     on_step: Callable[[int, list[FitResult]], None] | None = None,
+    objective: SURELoss | None = None,
 ) -> list[FitResult]:
     """Fit ``nets[i]`` to ``noisy[i]`` (``(N, C, H, W)`` in [0, 1]); one :class:`FitResult` per image.
 
     ``nets`` share one architecture; their fitted weights are copied back into them at the end. ``seeds[i]``
     (default ``i``) seeds image i's noise input and perturbations exactly as ``fit_dip(seed=seeds[i])`` does.
     With ``early_stops``, an image whose rule fired keeps its result while the others go on; the loop ends when
-    all have stopped.
+    all have stopped. ``objective``: as in :func:`fit_dip`, one sigma per image.
     """
     if noisy.shape[0] != len(nets):
         raise ValueError(f"{len(nets)} generators for {noisy.shape[0]} images")
     seeds = list(seeds) if seeds is not None else list(range(len(nets)))
     return _fit(_StackedGenerators(nets, noisy.device), nets[0].input_shape(*noisy.shape[-2:]), noisy, iterations,
-                lr, reg_noise_std, ema, backtrack_db, clean, seeds, early_stops, on_step)
+                lr, reg_noise_std, ema, backtrack_db, clean, seeds, early_stops, on_step, objective)

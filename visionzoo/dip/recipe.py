@@ -1,13 +1,18 @@
 """The per-image DIP recipe: fit settings, the generator for each noisy image (estimated or as configured), and
 fitting a list of images with the same-architecture ones batched together.
 
+An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k with its own seed
+(``seed + k``: initial weights, noise input, perturbations) on the image seen through ``ENSEMBLE_VIEWS[k % 4]``
+(identity, horizontal flip, vertical flip, 180-degree rotation: the views that keep the image's shape); the
+outputs, turned back, are averaged. Each member stops by its own rule.
+
 Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
 (:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,9 +22,21 @@ from torch import nn
 from visionzoo.dip.estimate import EstimatedArchitecture, estimate_architecture
 from visionzoo.dip.fit import FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
 from visionzoo.dip.stopping import make_early_stop
+from visionzoo.dip.sure import SURELoss
 from visionzoo.errors import VisionZooError
 
 ARCHITECTURES = ("auto", "fixed")
+#: mse: DIP's loss to the noisy image from a noise input; sure: SURE with the noisy image as the input.
+LOSSES = ("mse", "sure")
+
+#: Ensemble views of a ``(1, C, H, W)`` image as the flipped dimensions; each view is its own inverse.
+ENSEMBLE_VIEWS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def view(image: torch.Tensor, member: int) -> torch.Tensor:
+    """Ensemble member ``member``'s view of ``image`` (and, applied again, back)."""
+    dims = ENSEMBLE_VIEWS[member % len(ENSEMBLE_VIEWS)]
+    return image.flip(dims) if dims else image
 
 
 @dataclass
@@ -27,7 +44,9 @@ class DIPFitSettings:
     """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.dip.fit.fit_dip`).
 
     ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
-    all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`.
+    all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits
+    averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to
+    the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`).
     """
 
     iterations: int = 800
@@ -37,6 +56,14 @@ class DIPFitSettings:
     backtrack_db: float = 5.0
     early_stop: dict[str, Any] | None = None
     seed: int = 0
+    ensemble: int = 1
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise VisionZooError(f"task.fit.ensemble must be 1 or more fits per image, not {self.ensemble}")
+        if self.loss not in LOSSES:
+            raise VisionZooError(f"task.fit.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -45,17 +72,20 @@ def to_hwc(image: torch.Tensor) -> np.ndarray:
 
 
 def build_generator(
-    net: Callable[..., nn.Module], architecture: str, noisy: np.ndarray
+    net: Callable[..., nn.Module], architecture: str, noisy: np.ndarray, estimate: EstimatedArchitecture | None = None,
+    image_input: bool = False,
 ) -> tuple[nn.Module, EstimatedArchitecture, str]:
     """The generator for one noisy ``(H, W, C)`` image, the statistics behind the choice, and a description
     such as ``dip_scaled(width=32, num_scales=2)``.
 
     ``architecture="auto"`` passes the estimated ``width``/``num_scales`` to ``net`` (a ``dip_scaled`` builder);
-    ``"fixed"`` builds ``net`` as configured. Either way ``out_channels`` follows the image.
+    ``"fixed"`` builds ``net`` as configured. Either way ``out_channels`` follows the image; ``image_input``
+    makes the input depth the image's channels too (the generator is fed the noisy image). ``estimate``: the
+    image's statistics when already known (otherwise estimated here).
     """
     if architecture not in ARCHITECTURES:
         raise VisionZooError(f"task.architecture must be one of {', '.join(ARCHITECTURES)}, not {architecture!r}")
-    estimate = estimate_architecture(noisy)
+    estimate = estimate if estimate is not None else estimate_architecture(noisy)
     configured = dict(getattr(net, "keywords", {}))
     name = configured.pop("name", getattr(net, "__name__", "generator"))
     kwargs: dict[str, Any] = {}
@@ -67,64 +97,123 @@ def build_generator(
             )
         kwargs.update(estimate.model_kwargs())
     described = ", ".join(f"{k}={v}" for k, v in {**configured, **kwargs}.items())
-    return net(**kwargs, out_channels=noisy.shape[2]), estimate, f"{name}({described})"
+    if image_input:
+        kwargs["in_channels"] = noisy.shape[2]
+    try:
+        generator = net(**kwargs, out_channels=noisy.shape[2])
+    except TypeError as err:
+        raise VisionZooError(f"model={name} cannot be fed the noisy image (task.fit.loss=sure): {err}") from None
+    return generator, estimate, f"{name}({described})"
 
 
 @dataclass
 class FittedImage:
-    """One image's fit: the result (curves, output), the generator, the statistics and its description."""
+    """One image's fit: the result, the generator, the statistics and its description; with an ensemble,
+    ``members`` holds every member's own result (in its view) and ``result`` their average: its ``image`` the
+    mean of the outputs turned back, its curves the first member's, ``iterations`` / ``returned_step`` the
+    longest member's, ``backtracks`` and ``seconds`` summed."""
 
     result: FitResult
     generator: nn.Module
     estimate: EstimatedArchitecture
     description: str
+    members: list[FitResult] = field(default_factory=list)
 
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.generator.parameters())
 
 
+def _average(members: Sequence[FitResult]) -> FitResult:
+    """The ensemble's result from its members' (images already turned back)."""
+    first = members[0]
+    return FitResult(
+        image=torch.stack([m.image for m in members]).mean(dim=0), loss=first.loss, psnr_noisy=first.psnr_noisy,
+        psnr_clean=first.psnr_clean, backtracks=sum(m.backtracks for m in members),
+        iterations=max(m.iterations for m in members), returned_step=max(m.returned_step for m in members),
+        seconds=sum(m.seconds for m in members))
+
+
+@dataclass
+class _Member:
+    """One fit of the recipe: image ``index`` seen through ``view`` number ``member``, with its generator."""
+
+    index: int
+    member: int
+    generator: nn.Module
+    estimate: EstimatedArchitecture
+    description: str
+    reg: float
+
+
+def _plan(net: Callable[..., nn.Module], architecture: str, noisy: Sequence[torch.Tensor],
+          settings: DIPFitSettings) -> list[_Member]:
+    members = []
+    for index, image in enumerate(noisy):
+        estimate = None
+        for member in range(settings.ensemble):
+            torch.manual_seed(settings.seed + member)
+            generator, estimate, description = build_generator(net, architecture, to_hwc(image), estimate,
+                                                               image_input=settings.loss == "sure")
+            reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
+            members.append(_Member(index, member, generator, estimate, description, reg))
+    return members
+
+
 def fit_images(
     net: Callable[..., nn.Module], architecture: str, noisy: Sequence[torch.Tensor], settings: DIPFitSettings,
     clean: Sequence[torch.Tensor] | None = None, on_step: Callable[[int, list[FitResult]], None] | None = None,
 ) -> list[FittedImage]:
-    """Estimate (or take) the architecture for each ``(1, C, H, W)`` noisy image and fit it.
+    """Estimate (or take) the architecture for each ``(1, C, H, W)`` noisy image and fit it (``settings.ensemble``
+    times, averaged).
 
-    Images that get the same architecture, size and perturbation level are fitted together by
-    :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out); the others by
-    :func:`~visionzoo.dip.fit.fit_dip`. ``on_step(step, results)`` follows each group's iterations. Every generator
-    starts from ``settings.seed``, so a batched image gets the same result as fitted alone. Safe inside
+    Images that get the same architecture, size and perturbation level run together in
+    :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out), the others by
+    :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on
+    the CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps
+    counted from ``k x settings.iterations``. Member k's generator starts from ``settings.seed + k``, so a batched
+    fit gets the same result as fitted alone. Safe inside
     Lightning's test/predict loops: networks and inputs are made outside inference mode.
     """
     with torch.inference_mode(False), torch.enable_grad():
-        plans = []
-        for image in noisy:
-            torch.manual_seed(settings.seed)
-            generator, estimate, description = build_generator(net, architecture, to_hwc(image))
-            reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
-            plans.append((generator, estimate, description, reg))
-        groups: dict[tuple[str, tuple[int, ...], float], list[int]] = {}
-        for i, (_, _, description, reg) in enumerate(plans):
-            groups.setdefault((description, tuple(noisy[i].shape), reg), []).append(i)
-        fitted: list[FittedImage] = [None] * len(noisy)  # type: ignore[list-item]
-        for (_, _, reg), members in groups.items():
-            stops = [make_early_stop(settings.early_stop, noisy[i], plans[i][1].sigma) for i in members]
+        plans = _plan(net, architecture, noisy, settings)
+        groups: dict[tuple[int, str, tuple[int, ...], float], list[_Member]] = {}
+        for plan in plans:
+            key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg)
+            groups.setdefault(key, []).append(plan)
+        results: dict[tuple[int, int], FitResult] = {}
+        for (member, _, _, reg), members in groups.items():
+            # steps count on across members: member k's step s is reported as k x iterations + s
+            report = None if on_step is None else (
+                lambda step, fits, base=member * settings.iterations: on_step(base + step, fits))
+            inputs = torch.cat([view(noisy[m.index], m.member) for m in members]).clone()
+            targets = None if clean is None else torch.cat([view(clean[m.index], m.member) for m in members]).clone()
+            stops = [make_early_stop(settings.early_stop, inputs[j : j + 1], m.estimate.sigma)
+                     for j, m in enumerate(members)]
+            seeds = [settings.seed + m.member for m in members]
+            objective = None if settings.loss == "mse" else SURELoss([max(m.estimate.sigma, 0.1) / 255.0 for m in members])
             common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
-                          backtrack_db=settings.backtrack_db)
-            nets = [plans[i][0] for i in members]
-            inputs = torch.cat([noisy[i] for i in members]).clone()
-            targets = None if clean is None else torch.cat([clean[i] for i in members]).clone()
+                          backtrack_db=settings.backtrack_db, objective=objective)
             if len(members) == 1:
-                report = None if on_step is None else (lambda step, result: on_step(step, [result]))
-                results = [fit_dip(nets[0], inputs, **common, clean=targets, seed=settings.seed,
-                                   early_stop=stops[0], on_step=report)]
+                single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
+                fits = [fit_dip(members[0].generator, inputs, **common, clean=targets, seed=seeds[0],
+                                early_stop=stops[0], on_step=single)]
             else:
-                results = fit_dip_batch(nets, inputs, **common, clean=targets, seeds=[settings.seed] * len(members),
-                                        early_stops=stops, on_step=on_step)
-                for result in results:
-                    result.seconds /= len(members)
-            for i, result in zip(members, results):
-                fitted[i] = FittedImage(result, *plans[i][:3])
+                fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=targets, seeds=seeds,
+                                     early_stops=stops, on_step=report)
+                for fit in fits:
+                    fit.seconds /= len(members)
+            for m, fit in zip(members, fits):
+                results[m.index, m.member] = fit
+    fitted = []
+    for index in range(len(noisy)):
+        first = plans[index * settings.ensemble]
+        members = [results[index, k] for k in range(settings.ensemble)]
+        if settings.ensemble == 1:
+            fitted.append(FittedImage(members[0], first.generator, first.estimate, first.description))
+            continue
+        turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
+        fitted.append(FittedImage(_average(turned), first.generator, first.estimate, first.description, members))
     return fitted
 
 

@@ -12,10 +12,12 @@ moving average) and return ``True`` to stop; ``best_image`` / ``best_step`` are 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Union
 
 import torch
+from torch import special
 
 from visionzoo.errors import VisionZooError
 
@@ -53,28 +55,58 @@ class WindowedVarianceStop:
         return step - self.best_step >= self.patience
 
 
+def clipped_noise_power(image: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Expected squared residual ``E[(clip(x + n, 0, 1) - x)^2]``, ``n ~ N(0, sigma^2)``, per pixel of ``x`` =
+    ``image`` in [0, 1] (any shape; ``sigma`` on the [0, 1] scale).
+
+    With ``a = -x / sigma`` and ``b = (1 - x) / sigma`` (Phi, phi: standard normal CDF and density):
+    ``sigma^2 (Phi(b) - Phi(a) + a phi(a) - b phi(b)) + x^2 Phi(a) + (1 - x)^2 (1 - Phi(b))``: the unclipped
+    part of the noise plus the clipped tails. ``sigma^2`` mid-grey, ``sigma^2 / 2`` at black or white.
+    """
+    x = image.double()
+    a, b = -x / sigma, (1 - x) / sigma
+
+    def density(t: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)
+
+    inside = special.ndtr(b) - special.ndtr(a) + a * density(a) - b * density(b)
+    power = sigma**2 * inside + x * x * special.ndtr(a) + (1 - x) ** 2 * special.ndtr(-b)
+    return power.to(image.dtype)
+
+
 class DiscrepancyStop:
     """Morozov's discrepancy principle on the EMA output: stop at the first step where its mean squared distance to
-    the noisy image ``(1, C, H, W)`` has fallen to ``factor x sigma^2``, ``sigma`` the (estimated) noise standard
-    deviation on the image's [0, 1] scale. Fitting closer than the noise level can only mean fitting the noise.
+    the noisy image ``(1, C, H, W)`` has fallen to ``factor`` times the noise power, ``sigma`` the (estimated)
+    noise standard deviation on the image's [0, 1] scale. Fitting closer than the noise level can only mean
+    fitting the noise.
 
-    ``factor`` is calibrated by the oracle sweep (``benchmarks/dip_oracle.py``); the check runs every ``every``
-    steps. ``best_image`` / ``best_step``: the EMA output and step where the rule fired.
+    ``clipped=True`` (the noisy image was clipped to [0, 1], as every 8/16-bit image is) takes the noise power
+    the clipped noise has around the current output (:func:`clipped_noise_power`, mean over pixels), which is
+    below ``sigma^2`` near black and white; ``False`` takes ``sigma^2``. ``factor`` is calibrated by the oracle
+    sweep (``benchmarks/dip_oracle.py``); the check runs every ``every`` steps. ``best_image`` / ``best_step``:
+    the EMA output and step where the rule fired.
     """
 
-    def __init__(self, noisy: torch.Tensor, sigma: float, factor: float = DISCREPANCY_FACTOR, every: int = 10) -> None:
+    def __init__(self, noisy: torch.Tensor, sigma: float, factor: float = DISCREPANCY_FACTOR, every: int = 10,
+                 clipped: bool = True) -> None:
         if sigma <= 0 or factor <= 0 or every < 1:
             raise ValueError("discrepancy stopping needs sigma > 0, factor > 0 and every >= 1")
-        self.noisy, self.threshold, self.every = noisy, factor * sigma**2, every
+        self.noisy, self.sigma, self.factor, self.every, self.clipped = noisy, sigma, factor, every, clipped
         self.best_step = -1
         self.best_image: torch.Tensor | None = None
         self.calls = 0
+
+    def threshold(self, output: torch.Tensor) -> float:
+        """The mean squared distance to the noisy image at which the rule fires for this output."""
+        if not self.clipped:
+            return self.factor * self.sigma**2
+        return self.factor * clipped_noise_power(output.clamp(0, 1), self.sigma).mean().item()
 
     def update(self, step: int, output: torch.Tensor, average: torch.Tensor) -> bool:
         self.calls += 1
         if self.calls % self.every:
             return False
-        if (average - self.noisy).pow(2).mean().item() > self.threshold:
+        if (average - self.noisy).pow(2).mean().item() > self.threshold(average):
             return False
         self.best_step, self.best_image = step, average.clone()
         return True
@@ -87,7 +119,7 @@ EARLY_STOP_RULES = ("discrepancy", "variance")
 def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor, sigma255: float) -> EarlyStop | None:
     """The early-stopping rule of ``task.fit.early_stop`` for one noisy ``(1, C, H, W)`` image whose estimated
     noise sigma is ``sigma255`` (0..255 scale): ``None`` or ``{}`` for none, ``{rule: discrepancy, factor: F,
-    every: N}`` or ``{rule: variance, window: W, patience: P}``."""
+    every: N, clipped: true}`` or ``{rule: variance, window: W, patience: P}``."""
     if not config:
         return None
     options = dict(config)

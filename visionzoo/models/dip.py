@@ -135,20 +135,22 @@ _DIP_LICENSE = "Apache-2.0 (architecture after DIP, Ulyanov et al. 2018, and Liu
 
 @register_model("dip_skip", task="generation", input_size=(32, 512, 512), mean=(0.0,), std=(1.0,), license=_DIP_LICENSE,
                 description="The original DIP 'skip' hourglass: 5 scales, 128 channels, 4-channel skips, bilinear")
-def dip_skip(out_channels: int = 3, upsample: str = "bilinear") -> Hourglass:
-    """The original Deep Image Prior denoising network (2,217,831 parameters for RGB)."""
-    return Hourglass(32, out_channels, (128,) * 5, (128,) * 5, (4,) * 5, upsample=upsample, activation="leaky_relu")
+def dip_skip(out_channels: int = 3, upsample: str = "bilinear", in_channels: int = 32) -> Hourglass:
+    """The original Deep Image Prior denoising network (2,217,831 parameters for RGB); ``in_channels``: the
+    input's depth (the image's channels when it is fed the noisy image, as with SURE)."""
+    return Hourglass(in_channels, out_channels, (128,) * 5, (128,) * 5, (4,) * 5, upsample=upsample, activation="leaky_relu")
 
 
 @register_model("dip_scaled", task="generation", input_size=(128, 512, 512), mean=(0.0,), std=(1.0,),
                 license=_DIP_LICENSE,
                 description="The scaled DIP hourglass of 'The Devil is in the Upsampling' (width x scales, no skips)")
 def dip_scaled(
-    width: int = 128, num_scales: int = 2, skip_channels: int = 0, out_channels: int = 3, upsample: str = "bilinear"
+    width: int = 128, num_scales: int = 2, skip_channels: int = 0, out_channels: int = 3, upsample: str = "bilinear",
+    in_channels: int | None = None,
 ) -> Hourglass:
-    """``num_scales`` scales of ``width`` channels, ReLU, input depth = width (2 scales: 58,339 / 231,363 /
-    921,475 parameters for width 32 / 64 / 128, RGB)."""
-    return Hourglass(width, out_channels, (width,) * num_scales, (width,) * num_scales, (skip_channels,) * num_scales,
+    """``num_scales`` scales of ``width`` channels, ReLU, input depth ``in_channels`` (default: the width; 2
+    scales: 58,339 / 231,363 / 921,475 parameters for width 32 / 64 / 128, RGB)."""
+    return Hourglass(width if in_channels is None else in_channels, out_channels, (width,) * num_scales, (width,) * num_scales, (skip_channels,) * num_scales,
                      upsample=upsample, activation="relu")
 
 

@@ -95,7 +95,8 @@ class DenoisePredictor:
         pixels = image_to_unit(image)
         height, width, channels = pixels.shape
         tiles = self.tiles(height, width)
-        iterations, batch = self.settings.iterations, max(1, int((self.tile or {}).get("batch", 1)))
+        iterations = self.settings.iterations * self.settings.ensemble  # per tile, all members
+        batch = max(1, int((self.tile or {}).get("batch", 1)))
         cache = self.tile_cache(image.path) if len(tiles) > 1 else None
         blender = TileBlender(height, width, channels, int(self.tile.get("overlap", 0))) if cache is not None else None
         todo, output = [], None

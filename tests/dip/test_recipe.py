@@ -1,0 +1,72 @@
+"""The per-image recipe: ensembles of fits averaged over seeds and flipped views."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+import visionzoo
+from visionzoo.dip.fit import fit_dip, psnr
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, view
+from visionzoo.errors import VisionZooError
+
+
+def _noisy_camera(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    clean = torch.from_numpy(cv2.resize(data.camera(), (size, size), interpolation=cv2.INTER_AREA) / 255.0)
+    clean = clean.float()[None, None]
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(3)) * 25 / 255
+    return (clean + noise).clamp(0, 1), clean
+
+
+def test_views_are_flips_that_undo_themselves():
+    image = torch.arange(6.0).view(1, 1, 2, 3)
+    assert view(image, 0).equal(image)
+    assert view(image, 1)[0, 0, 0].tolist() == [2.0, 1.0, 0.0]
+    assert view(image, 2)[0, 0, :, 0].tolist() == [3.0, 0.0]
+    assert view(image, 3)[0, 0, 0].tolist() == [5.0, 4.0, 3.0]
+    assert all(view(view(image, k), k).equal(image) for k in range(8))
+
+
+def test_ensemble_is_the_mean_of_its_members_fitted_alone():
+    noisy, clean = _noisy_camera(24)
+    net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
+    steps: list[int] = []
+    settings = DIPFitSettings(iterations=40, ensemble=3, seed=5, reg_noise_std=1 / 30)
+    fitted = fit_image(net, "fixed", noisy, settings, clean, on_step=lambda step, _: steps.append(step))
+    alone = []
+    for k in range(3):  # member k: seed 5 + k on view k, turned back
+        torch.manual_seed(5 + k)
+        result = fit_dip(net(out_channels=1), view(noisy, k), iterations=40, reg_noise_std=1 / 30, seed=5 + k)
+        alone.append(view(result.image, k))
+    expected = torch.stack(alone).mean(dim=0)
+    assert torch.allclose(fitted.result.image, expected, atol=1e-6)
+    assert [torch.allclose(view(m.image, k), alone[k], atol=1e-6) for k, m in enumerate(fitted.members)] == [True] * 3
+    assert fitted.result.iterations == 40 and fitted.result.seconds == pytest.approx(
+        sum(m.seconds for m in fitted.members))
+    assert steps == list(range(120))  # progress counts on across members
+    # averaging fits that disagree only in their noise cannot be further from the clean image than their mean
+    member_mse = np.mean([float((a - clean).pow(2).mean()) for a in alone])
+    assert psnr(fitted.result.image, clean) >= 10 * np.log10(1 / member_mse)
+
+
+def test_ensemble_needs_at_least_one_fit():
+    with pytest.raises(VisionZooError, match="task.fit.ensemble must be 1 or more"):
+        DIPFitSettings(ensemble=0)
+
+
+def test_sure_recipe_feeds_the_image_to_the_generator():
+    noisy, clean = _noisy_camera(16)
+    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", noisy,
+                       DIPFitSettings(iterations=3, loss="sure"), clean)
+    assert fitted.generator.input_shape(16, 16) == (1, 16, 16) and fitted.result.iterations == 3
+    assert fitted.parameters == sum(p.numel() for p in fitted.generator.parameters())
+    with pytest.raises(VisionZooError, match="model=deep_decoder cannot be fed the noisy image"):
+        fit_image(partial(visionzoo.create_model, name="deep_decoder"), "fixed", noisy,
+                  DIPFitSettings(iterations=1, loss="sure"))
+    with pytest.raises(VisionZooError, match="task.fit.loss must be one of mse, sure"):
+        DIPFitSettings(loss="l1")
