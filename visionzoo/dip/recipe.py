@@ -4,7 +4,8 @@ fitting a list of images with the same-architecture ones batched together.
 An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k with its own seed
 (``seed + k``: initial weights, noise input, perturbations) on the image seen through ``ENSEMBLE_VIEWS[k % 4]``
 (identity, horizontal flip, vertical flip, 180-degree rotation: the views that keep the image's shape); the
-outputs, turned back, are averaged. Each member stops by its own rule.
+outputs, turned back, are averaged. Each member stops by its own rule. ``blend="bm3d"`` then mixes the result with
+BM3D/CBM3D by the weight SURE picks (:func:`blend_with_bm3d`).
 
 Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
 (:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
@@ -12,6 +13,7 @@ Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -19,15 +21,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from visionzoo.dip.blend import sure_blend_weight
+from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import EstimatedArchitecture, estimate_architecture
 from visionzoo.dip.fit import FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
 from visionzoo.dip.stopping import make_early_stop
-from visionzoo.dip.sure import SURELoss
+from visionzoo.dip.sure import SURELoss, mc_divergence
 from visionzoo.errors import VisionZooError
 
 ARCHITECTURES = ("auto", "fixed")
 #: mse: DIP's loss to the noisy image from a noise input; sure: SURE with the noisy image as the input.
 LOSSES = ("mse", "sure")
+#: null: the DIP output as it is; bm3d: blended with BM3D/CBM3D by the weight SURE picks (visionzoo.dip.blend).
+BLENDS = (None, "bm3d")
 
 #: Ensemble views of a ``(1, C, H, W)`` image as the flipped dimensions; each view is its own inverse.
 ENSEMBLE_VIEWS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -46,7 +52,8 @@ class DIPFitSettings:
     ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
     all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits
     averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to
-    the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`).
+    the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of
+    :data:`BLENDS` (:func:`blend_with_bm3d`).
     """
 
     iterations: int = 800
@@ -58,12 +65,18 @@ class DIPFitSettings:
     seed: int = 0
     ensemble: int = 1
     loss: str = "mse"
+    blend: str | None = None
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
             raise VisionZooError(f"task.fit.ensemble must be 1 or more fits per image, not {self.ensemble}")
         if self.loss not in LOSSES:
             raise VisionZooError(f"task.fit.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.blend not in BLENDS:
+            raise VisionZooError(f"task.fit.blend must be bm3d or null, not {self.blend!r}")
+        if self.blend is not None and self.loss != "sure":
+            raise VisionZooError("task.fit.blend needs task.fit.loss=sure (the blend weight needs the generator's "
+                                 "divergence, which only a generator fed the noisy image has)")
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -118,6 +131,7 @@ class FittedImage:
     estimate: EstimatedArchitecture
     description: str
     members: list[FitResult] = field(default_factory=list)
+    blend_weight: float | None = None  # the DIP output's share when blended with BM3D
 
     @property
     def parameters(self) -> int:
@@ -207,14 +221,44 @@ def fit_images(
                 results[m.index, m.member] = fit
     fitted = []
     for index in range(len(noisy)):
-        first = plans[index * settings.ensemble]
+        mine = plans[index * settings.ensemble : (index + 1) * settings.ensemble]
         members = [results[index, k] for k in range(settings.ensemble)]
         if settings.ensemble == 1:
-            fitted.append(FittedImage(members[0], first.generator, first.estimate, first.description))
-            continue
-        turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
-        fitted.append(FittedImage(_average(turned), first.generator, first.estimate, first.description, members))
+            image = FittedImage(members[0], mine[0].generator, mine[0].estimate, mine[0].description)
+        else:
+            turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
+            image = FittedImage(_average(turned), mine[0].generator, mine[0].estimate, mine[0].description, members)
+        if settings.blend == "bm3d":
+            blend_with_bm3d(image, noisy[index], [m.generator for m in mine], settings.seed)
+        fitted.append(image)
     return fitted
+
+
+@torch.no_grad()
+def blend_with_bm3d(fitted: FittedImage, noisy: torch.Tensor, generators: Sequence[nn.Module], seed: int,
+                    epsilon: float = 1e-3) -> None:
+    """Blend ``fitted``'s output (of SURE-trained ``generators``, one per ensemble member, member k fed view k of
+    ``noisy`` ``(1, C, H, W)``) with BM3D/CBM3D at the estimated sigma, by the weight SURE picks
+    (:func:`~visionzoo.dip.blend.sure_blend_weight`); the weight goes to ``fitted.blend_weight`` and the time into
+    its seconds. The ensemble's divergence is the members' mean (a flip does not change a divergence), each taken
+    at the final weights, standing in for the divergence of the returned moving average.
+    """
+    start = time.perf_counter()
+    sigma = max(fitted.estimate.sigma, 0.1) / 255.0
+    probe = torch.randn(noisy.shape, generator=torch.Generator().manual_seed(seed), dtype=noisy.dtype)
+    probe = probe.to(noisy.device)
+    divergences = []
+    for k, generator in enumerate(generators):
+        seen = view(noisy, k)
+        divergences.append(mc_divergence(generator, seen, generator(seen), view(probe, k), epsilon).item())
+    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), sigma)).permute(2, 0, 1)[None].to(noisy)
+    moved = torch.from_numpy(bm3d_denoise(to_hwc(noisy + epsilon * probe), sigma)).permute(2, 0, 1)[None].to(noisy)
+    classical_divergence = ((probe * (moved - classical)).sum() / epsilon).item()
+    weight = sure_blend_weight(noisy, fitted.result.image, classical, sum(divergences) / len(divergences),
+                               classical_divergence, sigma)
+    fitted.result.image = (weight * fitted.result.image + (1 - weight) * classical).clamp(0, 1)
+    fitted.blend_weight = weight
+    fitted.result.seconds += time.perf_counter() - start
 
 
 def fit_image(

@@ -105,6 +105,8 @@ class DIPDenoiseTask(L.LightningModule):
             "ssim_dip": ssim(dip_np, clean_np),
             "seconds_dip": result.seconds,
         }
+        if fitted.blend_weight is not None:
+            row["dip_weight"] = round(fitted.blend_weight, 3)
         captions = [f"{row['psnr_noisy']:.2f} dB", f"{row['psnr_dip']:.2f} dB"]
         tiles = [_uint8(clean_np), _uint8(noisy_np), _uint8(dip_np)]
         if self.baseline == "bm3d":
