@@ -182,6 +182,10 @@ CASES = [
          message="error: trainer: Trainer takes no argument 'foo'; check the trainer.* overrides"),
     case("eval-dip-bad-noise", "eval.py", DIP, "data.noise=speckle",
          message="error: unknown noise kind 'speckle'; pick one of gaussian, poisson"),
+    case("eval-dip-bad-loss", "eval.py", DIP, "task.fit.loss=l1",
+         message="error: task.fit.loss must be one of mse, sure, not 'l1'"),
+    case("eval-dip-blend-without-sure", "eval.py", DIP, "task.fit.blend=bm3d",
+         message="error: task.fit.blend needs task.fit.loss=sure (the blend weight needs the generator's divergence"),
     case("train-no-experiment", "train.py", [], message="error: config has no 'data': pick a recipe with experiment=NAME"),
     # checkpoint for another model (or not a checkpoint)
     case("eval-ben-foreign-checkpoint", "eval.py", BEN, "ckpt_path=dhd.ckpt",

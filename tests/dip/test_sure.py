@@ -4,7 +4,6 @@ DIP fit fed the noisy image that SURE keeps from copying the noise."""
 from __future__ import annotations
 
 import cv2
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -97,14 +97,14 @@ def test_pixel_round_trip_at_file_depth(tmp_path):
 
 def test_early_stop_config_builds_the_named_rule():
     from visionzoo.dip.stopping import make_early_stop
-    from visionzoo.dip.stopping import DiscrepancyStop, WindowedVarianceStop
+    from visionzoo.dip.stopping import DISCREPANCY_FACTOR, DiscrepancyStop, WindowedVarianceStop
 
     noisy = torch.full((1, 1, 4, 4), 0.5)
     stop = make_early_stop({"rule": "discrepancy", "factor": 0.9}, noisy, sigma255=25.5)
     # mid-grey is 5 sigmas from black and white: the clipped noise power is sigma^2 to 1e-5
     assert isinstance(stop, DiscrepancyStop) and stop.threshold(noisy) == pytest.approx(0.9 * 0.1**2, rel=1e-5)
     black = make_early_stop({"rule": "discrepancy", "clipped": False}, noisy, sigma255=25.5)
-    assert black.threshold(torch.zeros_like(noisy)) == pytest.approx(0.1**2)
+    assert black.threshold(torch.zeros_like(noisy)) == pytest.approx(DISCREPANCY_FACTOR * 0.1**2)
     assert isinstance(make_early_stop({"rule": "variance", "window": 5, "patience": 9}, noisy, 25.0),
                       WindowedVarianceStop)
     assert make_early_stop(None, noisy, 25.0) is None

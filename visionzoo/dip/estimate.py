@@ -136,7 +136,7 @@ class EstimatedArchitecture:
 
 
 #: The rule fitted by ``python benchmarks/dip_oracle.py table`` (see benchmarks/DIP_ORACLE.md).
-DEFAULT_RULE = ArchitectureRule(statistic="texture", thresholds=(-1.0, 0.0367), widths=(16, 16, 32),
+DEFAULT_RULE = ArchitectureRule(statistic="texture", thresholds=(-1.0, 0.0213), widths=(16, 16, 32),
                                 noise_split=37.5, scales=(2, 2))
 
 

@@ -22,7 +22,7 @@ from torch import special
 from visionzoo.errors import VisionZooError
 
 #: The discrepancy-stopping factor calibrated by the oracle sweep (benchmarks/DIP_ORACLE.md).
-DISCREPANCY_FACTOR = 1.0
+DISCREPANCY_FACTOR = 0.95
 
 
 class WindowedVarianceStop:
