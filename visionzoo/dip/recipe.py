@@ -186,8 +186,8 @@ def fit_images(
     :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on
     the CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps
     counted from ``k x settings.iterations``. Member k's generator starts from ``settings.seed + k``, so a batched
-    fit gets the same result as fitted alone. Safe inside
-    Lightning's test/predict loops: networks and inputs are made outside inference mode.
+    fit gets the same result as fitted alone. Safe inside Lightning's test/predict loops: networks and inputs are
+    made outside inference mode.
     """
     with torch.inference_mode(False), torch.enable_grad():
         plans = _plan(net, architecture, noisy, settings)
