@@ -123,7 +123,8 @@ def test_clipped_noise_power_matches_its_closed_form_and_sampling():
 
     sigma = 50 / 255
     # hand values: no clipping mid-grey with small noise; half the noise clipped away at black and white
-    assert clipped_noise_power(torch.tensor([0.5], dtype=torch.float64), 0.02).item() == pytest.approx(0.02**2, rel=1e-9)
+    mid_grey = torch.tensor([0.5], dtype=torch.float64)
+    assert clipped_noise_power(mid_grey, 0.02).item() == pytest.approx(0.02**2, rel=1e-9)
     edges = clipped_noise_power(torch.tensor([0.0, 1.0], dtype=torch.float64), 0.05)
     assert edges.tolist() == pytest.approx([0.05**2 / 2] * 2, rel=1e-9)
     # sampling: E[(clip(x + n) - x)^2] over 2 million draws

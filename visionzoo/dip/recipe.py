@@ -148,6 +148,11 @@ def _average(members: Sequence[FitResult]) -> FitResult:
         seconds=sum(m.seconds for m in members))
 
 
+def _unit_sigma(estimate: EstimatedArchitecture) -> float:
+    """The estimated noise sigma on the [0, 1] scale, kept above 0.1 / 255 (SURE and BM3D need sigma > 0)."""
+    return max(estimate.sigma, 0.1) / 255.0
+
+
 @dataclass
 class _Member:
     """One fit of the recipe: image ``index`` seen through ``view`` number ``member``, with its generator."""
@@ -169,7 +174,7 @@ def _plan(net: Callable[..., nn.Module], architecture: str, noisy: Sequence[torc
             torch.manual_seed(settings.seed + member)
             generator, estimate, description = build_generator(net, architecture, to_hwc(image), estimate,
                                                                image_input=settings.loss == "sure")
-            reg = settings.reg_noise_std if settings.reg_noise_std is not None else default_reg_noise_std(estimate.sigma)
+            reg = default_reg_noise_std(estimate.sigma) if settings.reg_noise_std is None else settings.reg_noise_std
             members.append(_Member(index, member, generator, estimate, description, reg))
     return members
 
@@ -205,7 +210,7 @@ def fit_images(
             stops = [make_early_stop(settings.early_stop, inputs[j : j + 1], m.estimate.sigma)
                      for j, m in enumerate(members)]
             seeds = [settings.seed + m.member for m in members]
-            objective = None if settings.loss == "mse" else SURELoss([max(m.estimate.sigma, 0.1) / 255.0 for m in members])
+            objective = None if settings.loss == "mse" else SURELoss([_unit_sigma(m.estimate) for m in members])
             common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
                           backtrack_db=settings.backtrack_db, objective=objective)
             if len(members) == 1:
@@ -244,7 +249,7 @@ def blend_with_bm3d(fitted: FittedImage, noisy: torch.Tensor, generators: Sequen
     at the final weights, standing in for the divergence of the returned moving average.
     """
     start = time.perf_counter()
-    sigma = max(fitted.estimate.sigma, 0.1) / 255.0
+    sigma = _unit_sigma(fitted.estimate)
     probe = torch.randn(noisy.shape, generator=torch.Generator().manual_seed(seed), dtype=noisy.dtype)
     probe = probe.to(noisy.device)
     divergences = []

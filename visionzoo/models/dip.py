@@ -138,7 +138,8 @@ _DIP_LICENSE = "Apache-2.0 (architecture after DIP, Ulyanov et al. 2018, and Liu
 def dip_skip(out_channels: int = 3, upsample: str = "bilinear", in_channels: int = 32) -> Hourglass:
     """The original Deep Image Prior denoising network (2,217,831 parameters for RGB); ``in_channels``: the
     input's depth (the image's channels when it is fed the noisy image, as with SURE)."""
-    return Hourglass(in_channels, out_channels, (128,) * 5, (128,) * 5, (4,) * 5, upsample=upsample, activation="leaky_relu")
+    return Hourglass(in_channels, out_channels, (128,) * 5, (128,) * 5, (4,) * 5, upsample=upsample,
+                     activation="leaky_relu")
 
 
 @register_model("dip_scaled", task="generation", input_size=(128, 512, 512), mean=(0.0,), std=(1.0,),
@@ -150,7 +151,8 @@ def dip_scaled(
 ) -> Hourglass:
     """``num_scales`` scales of ``width`` channels, ReLU, input depth ``in_channels`` (default: the width; 2
     scales: 58,339 / 231,363 / 921,475 parameters for width 32 / 64 / 128, RGB)."""
-    return Hourglass(width if in_channels is None else in_channels, out_channels, (width,) * num_scales, (width,) * num_scales, (skip_channels,) * num_scales,
+    depth = width if in_channels is None else in_channels
+    return Hourglass(depth, out_channels, (width,) * num_scales, (width,) * num_scales, (skip_channels,) * num_scales,
                      upsample=upsample, activation="relu")
 
 

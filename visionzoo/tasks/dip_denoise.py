@@ -22,7 +22,6 @@ from torch import nn
 from visionzoo.data.contract import SyntheticNoise, datamodule_of
 from visionzoo.data.images import write_image_atomic
 from visionzoo.dip.classical import bm3d_denoise
-from visionzoo.dip.estimate import estimate_noise_sigma
 from visionzoo.dip.fit import psnr
 from visionzoo.dip.recipe import DIPFitSettings, FittedImage, fit_images, to_hwc
 from visionzoo.errors import VisionZooError
@@ -111,7 +110,7 @@ class DIPDenoiseTask(L.LightningModule):
         tiles = [_uint8(clean_np), _uint8(noisy_np), _uint8(dip_np)]
         if self.baseline == "bm3d":
             true_sigma = self._true_sigma() if self.baseline_sigma == "true" else None
-            sigma = true_sigma / 255.0 if true_sigma is not None else estimate_noise_sigma(noisy_np)
+            sigma = true_sigma / 255.0 if true_sigma is not None else estimate.sigma / 255.0  # the fit's estimate
             start = time.perf_counter()
             bm3d_np = bm3d_denoise(noisy_np, sigma)
             bm3d_t = torch.from_numpy(bm3d_np).permute(2, 0, 1)[None]
