@@ -127,17 +127,17 @@ def _stopped(record: dict, power: float, factor: float) -> tuple[float, int]:
 
 def _candidate_rules(values: dict[str, list[float]], widths: list[int], scales: list[int]):
     """Every rule of the ArchitectureRule family over this grid: thresholds at midpoints between observed values."""
-    from itertools import combinations_with_replacement, product
+    from itertools import combinations_with_replacement
 
     from visionzoo.dip.estimate import ArchitectureRule
 
     for statistic, observed in values.items():
         ordered = sorted(set(observed))
         cuts = [-1.0] + [round((a + b) / 2, 4) for a, b in zip(ordered, ordered[1:])] + [1e9]
-        for t1, t2 in combinations_with_replacement(cuts, 2):
-            for w in combinations_with_replacement(sorted(widths), 3):
-                for sc in product(scales, repeat=2):
-                    yield ArchitectureRule(statistic, (t1, t2), w, 37.5, sc)
+        for threshold in cuts:
+            for pair in combinations_with_replacement(sorted(widths), 2):
+                for num_scales in scales:
+                    yield ArchitectureRule(statistic, threshold, pair, num_scales)
 
 
 def _regrets(rule, cases, stats, grid) -> list[float]:

@@ -132,14 +132,13 @@ def test_dip_dla_width_and_depth_set_the_size():
 def test_architecture_rule_thresholds():
     from visionzoo.dip.estimate import ArchitectureRule
 
-    rule = ArchitectureRule("texture", (0.02, 0.05), (16, 32, 64), noise_split=37.5, scales=(3, 1))
+    rule = ArchitectureRule("texture", 0.02, (16, 32), num_scales=3)
     assert rule.choose(25.0, 0.01) == (16, 3)
-    assert rule.choose(25.0, 0.02) == (32, 3)  # thresholds belong to the upper class
-    assert rule.choose(49.0, 0.049) == (32, 1)
-    assert rule.choose(37.5, 0.08) == (64, 1)
-    snr = ArchitectureRule("texture_snr", (0.5, 1.0), (16, 32, 64), noise_split=37.5, scales=(2, 2))
-    # texture 0.05 over sigma 25/255 = 0.51 -> middle class; over sigma 50/255 = 0.255 -> smooth class
-    assert snr.choose(25.0, 0.05) == (32, 2) and snr.choose(50.0, 0.05) == (16, 2)
+    assert rule.choose(25.0, 0.02) == (32, 3)  # the threshold belongs to the busy class
+    assert rule.choose(50.0, 0.019) == (16, 3)  # the noise level does not move a texture threshold
+    snr = ArchitectureRule("texture_snr", 0.5, (16, 64), num_scales=2)
+    # texture 0.05 over sigma 25/255 = 0.51 -> busy; over sigma 50/255 = 0.255 -> plain
+    assert snr.choose(25.0, 0.05) == (64, 2) and snr.choose(50.0, 0.05) == (16, 2)
 
 
 def test_estimated_architecture_reads_the_noisy_image():
@@ -147,7 +146,7 @@ def test_estimated_architecture_reads_the_noisy_image():
 
     rng = np.random.default_rng(0)
     flat = np.clip(0.5 + rng.normal(0, 25 / 255, (96, 96, 3)), 0, 1)
-    rule = ArchitectureRule("texture", (0.02, 0.05), (16, 32, 64), noise_split=37.5, scales=(2, 1))
+    rule = ArchitectureRule("texture", 0.02, (16, 32), num_scales=2)
     estimate = estimate_architecture(flat, rule)
     assert estimate.sigma == pytest.approx(25, rel=0.1) and estimate.texture < 0.01
     assert estimate.model_kwargs() == {"width": 16, "num_scales": 2}

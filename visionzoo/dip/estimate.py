@@ -7,7 +7,7 @@
   the estimated noise alone contributes, as a standard deviation.
 
 * :func:`estimate_architecture`: the ``dip_scaled`` width and number of scales for a noisy image, by
-  :class:`ArchitectureRule` (texture classes -> width, noise level -> scales), calibrated by the oracle sweep in
+  :class:`ArchitectureRule` (a texture threshold -> width; one number of scales), calibrated by the oracle sweep in
   ``benchmarks/dip_oracle.py`` (table and reasoning in ``benchmarks/DIP_ORACLE.md`` and ``docs/dip.md``).
 """
 
@@ -103,26 +103,23 @@ def texture_strength(image: np.ndarray, sigma: float | None = None, blur: float 
 
 @dataclass(frozen=True)
 class ArchitectureRule:
-    """Texture and noise level -> ``dip_scaled`` architecture.
+    """Texture -> ``dip_scaled`` architecture: one threshold between a plain and a busy image.
 
     ``statistic`` is ``"texture"`` (:func:`texture_strength`) or ``"texture_snr"`` (texture over the noise sigma,
-    both on the [0, 1] scale); below ``thresholds[0]`` the image is smooth (``widths[0]``), above
-    ``thresholds[1]`` busy (``widths[2]``), in between ``widths[1]``. Noise sigma (0..255 scale) below
-    ``noise_split`` takes ``scales[0]`` scales, otherwise ``scales[1]``.
+    both on the [0, 1] scale); below ``threshold`` the image gets ``widths[0]``, at or above it ``widths[1]``;
+    every image gets ``num_scales`` scales. (An earlier family had three width classes and a noise split for the
+    scales; fitted, the third class was never selected and the split gave the same scales either way.)
     """
 
     statistic: str
-    thresholds: tuple[float, float]
-    widths: tuple[int, int, int]
-    noise_split: float
-    scales: tuple[int, int]
+    threshold: float
+    widths: tuple[int, int]
+    num_scales: int
 
     def choose(self, sigma255: float, texture: float) -> tuple[int, int]:
         """``(width, num_scales)`` for an estimated noise sigma (0..255) and texture strength."""
         value = texture if self.statistic == "texture" else texture / max(sigma255 / 255.0, 1e-6)
-        width = self.widths[0] if value < self.thresholds[0] else self.widths[1] if value < self.thresholds[1] \
-            else self.widths[2]
-        return width, self.scales[0] if sigma255 < self.noise_split else self.scales[1]
+        return self.widths[0] if value < self.threshold else self.widths[1], self.num_scales
 
 
 @dataclass(frozen=True)
@@ -142,8 +139,7 @@ class EstimatedArchitecture:
 
 
 #: The rule fitted by ``python benchmarks/dip_oracle.py table`` (see benchmarks/DIP_ORACLE.md).
-DEFAULT_RULE = ArchitectureRule(statistic="texture", thresholds=(-1.0, 0.0213), widths=(16, 16, 32),
-                                noise_split=37.5, scales=(2, 2))
+DEFAULT_RULE = ArchitectureRule(statistic="texture", threshold=0.0213, widths=(16, 32), num_scales=2)
 
 
 def estimate_architecture(noisy: np.ndarray, rule: ArchitectureRule = DEFAULT_RULE) -> EstimatedArchitecture:
