@@ -184,8 +184,8 @@ CASES = [
          message="error: unknown noise kind 'speckle'; pick one of gaussian, poisson"),
     case("eval-dip-bad-loss", "eval.py", DIP, "task.fit.loss=l1",
          message="error: task.fit.loss must be one of mse, sure, not 'l1'"),
-    case("eval-dip-blend-without-sure", "eval.py", DIP, "task.fit.blend=bm3d",
-         message="error: task.fit.blend needs task.fit.loss=sure (the blend weight needs the generator's divergence"),
+    case("eval-dip-bad-blend-share", "eval.py", DIP, "task.fit.blend=bm3d", "task.fit.blend_share=1.5",
+         message="error: task.fit.blend_share is the DIP output's share in the blend, between 0 and 1, not 1.5"),
     case("train-no-experiment", "train.py", [], message="error: config has no 'data': pick a recipe with experiment=NAME"),
     # checkpoint for another model (or not a checkpoint)
     case("eval-ben-foreign-checkpoint", "eval.py", BEN, "ckpt_path=dhd.ckpt",

@@ -72,20 +72,21 @@ def test_sure_recipe_feeds_the_image_to_the_generator():
         DIPFitSettings(loss="l1")
 
 
-def test_bm3d_blend_mixes_the_sure_fit_and_bm3d_by_the_reported_weight():
+def test_bm3d_blend_mixes_the_fit_and_bm3d_by_the_share():
     from visionzoo.dip.classical import bm3d_denoise
-    from visionzoo.dip.recipe import to_hwc
+    from visionzoo.dip.recipe import BLEND_SHARE, to_hwc
 
     noisy, clean = _noisy_camera(32)
     net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
-    plain = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=60, loss="sure"), clean)
-    blended = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=60, loss="sure", blend="bm3d"), clean)
+    plain = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=30), clean)
     classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), plain.estimate.sigma / 255)).permute(2, 0, 1)[None]
-    weight = blended.blend_weight
-    assert 0.0 <= weight <= 1.0 and plain.blend_weight is None
-    expected = (weight * plain.result.image + (1 - weight) * classical).clamp(0, 1)
-    assert torch.allclose(blended.result.image, expected, atol=1e-5)
-    # 60 iterations leave the DIP output far behind BM3D here: SURE gives it little weight
-    assert psnr(plain.result.image, clean) < psnr(classical, clean) - 1.0 and weight < 0.5
-    with pytest.raises(VisionZooError, match="task.fit.blend needs task.fit.loss=sure"):
-        DIPFitSettings(blend="bm3d")
+    for share in (BLEND_SHARE, 0.0, 1.0):
+        blended = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=30, blend="bm3d", blend_share=share),
+                            clean)
+        assert blended.blend_weight == share and plain.blend_weight is None
+        expected = (share * plain.result.image + (1 - share) * classical).clamp(0, 1)
+        assert torch.allclose(blended.result.image, expected, atol=1e-6)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(VisionZooError, match=f"task.fit.blend_share is the DIP output's share in the blend, "
+                                                 f"between 0 and 1, not {bad}"):
+            DIPFitSettings(blend="bm3d", blend_share=bad)

@@ -5,7 +5,7 @@ An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k
 (``seed + k``: initial weights, noise input, perturbations) on the image seen through ``ENSEMBLE_VIEWS[k % 4]``
 (identity, horizontal flip, vertical flip, 180-degree rotation: the views that keep the image's shape); the
 outputs, turned back, are averaged. Each member stops by its own rule. ``blend="bm3d"`` then mixes the result with
-BM3D/CBM3D by the weight SURE picks (:func:`blend_with_bm3d`).
+BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`).
 
 Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
 (:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
@@ -21,19 +21,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionzoo.dip.blend import sure_blend_weight
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import EstimatedArchitecture, estimate_architecture
 from visionzoo.dip.fit import FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
 from visionzoo.dip.stopping import make_early_stop
-from visionzoo.dip.sure import SURELoss, mc_divergence
+from visionzoo.dip.sure import SURELoss
 from visionzoo.errors import VisionZooError
 
 ARCHITECTURES = ("auto", "fixed")
 #: mse: DIP's loss to the noisy image from a noise input; sure: SURE with the noisy image as the input.
 LOSSES = ("mse", "sure")
-#: null: the DIP output as it is; bm3d: blended with BM3D/CBM3D by the weight SURE picks (visionzoo.dip.blend).
+#: null: the DIP output as it is; bm3d: mixed with BM3D/CBM3D at the estimated sigma (:func:`blend_with_bm3d`).
 BLENDS = (None, "bm3d")
+#: The DIP output's share in ``blend="bm3d"``: the fixed share with the best held-out PSNR at 96x96
+#: (``python benchmarks/dip_blend.py``, benchmarks/DIP_BLEND.md).
+BLEND_SHARE = 0.25
 
 #: Ensemble views of a ``(1, C, H, W)`` image as the flipped dimensions; each view is its own inverse.
 ENSEMBLE_VIEWS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -53,7 +55,7 @@ class DIPFitSettings:
     all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits
     averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to
     the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of
-    :data:`BLENDS` (:func:`blend_with_bm3d`).
+    :data:`BLENDS`, the DIP output weighing ``blend_share`` (:func:`blend_with_bm3d`).
     """
 
     iterations: int = 800
@@ -66,6 +68,7 @@ class DIPFitSettings:
     ensemble: int = 1
     loss: str = "mse"
     blend: str | None = None
+    blend_share: float = BLEND_SHARE
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
@@ -74,9 +77,9 @@ class DIPFitSettings:
             raise VisionZooError(f"task.fit.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.blend not in BLENDS:
             raise VisionZooError(f"task.fit.blend must be bm3d or null, not {self.blend!r}")
-        if self.blend is not None and self.loss != "sure":
-            raise VisionZooError("task.fit.blend needs task.fit.loss=sure (the blend weight needs the generator's "
-                                 "divergence, which only a generator fed the noisy image has)")
+        if not 0.0 <= self.blend_share <= 1.0:
+            raise VisionZooError(f"task.fit.blend_share is the DIP output's share in the blend, between 0 and 1, "
+                                 f"not {self.blend_share}")
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -115,6 +118,8 @@ def build_generator(
     try:
         generator = net(**kwargs, out_channels=noisy.shape[2])
     except TypeError as err:
+        if not image_input:
+            raise
         raise VisionZooError(f"model={name} cannot be fed the noisy image (task.fit.loss=sure): {err}") from None
     return generator, estimate, f"{name}({described})"
 
@@ -234,35 +239,25 @@ def fit_images(
             turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
             image = FittedImage(_average(turned), mine[0].generator, mine[0].estimate, mine[0].description, members)
         if settings.blend == "bm3d":
-            blend_with_bm3d(image, noisy[index], [m.generator for m in mine], settings.seed)
+            blend_with_bm3d(image, noisy[index], settings.blend_share)
         fitted.append(image)
     return fitted
 
 
-@torch.no_grad()
-def blend_with_bm3d(fitted: FittedImage, noisy: torch.Tensor, generators: Sequence[nn.Module], seed: int,
-                    epsilon: float = 1e-3) -> None:
-    """Blend ``fitted``'s output (of SURE-trained ``generators``, one per ensemble member, member k fed view k of
-    ``noisy`` ``(1, C, H, W)``) with BM3D/CBM3D at the estimated sigma, by the weight SURE picks
-    (:func:`~visionzoo.dip.blend.sure_blend_weight`); the weight goes to ``fitted.blend_weight`` and the time into
-    its seconds. The ensemble's divergence is the members' mean (a flip does not change a divergence), each taken
-    at the final weights, standing in for the divergence of the returned moving average.
+def blend_with_bm3d(fitted: FittedImage, noisy: torch.Tensor, share: float) -> None:
+    """Mix ``fitted``'s output with BM3D/CBM3D of ``noisy`` ``(1, C, H, W)`` at the estimated sigma:
+    ``share x DIP + (1 - share) x BM3D``. The share goes to ``fitted.blend_weight``, BM3D's time into its seconds.
+
+    The share is fixed (calibrated offline, :data:`BLEND_SHARE`), not estimated per image: a SURE-chosen weight
+    was tried and dropped, because the divergence of a fitted DIP is not the divergence of its generator at the
+    final weights (measured near 0, so SURE took the DIP output as noise-free) and BM3D's Monte-Carlo divergence
+    varies 3x between probes (docs/dip.md).
     """
     start = time.perf_counter()
-    sigma = _unit_sigma(fitted.estimate)
-    probe = torch.randn(noisy.shape, generator=torch.Generator().manual_seed(seed), dtype=noisy.dtype)
-    probe = probe.to(noisy.device)
-    divergences = []
-    for k, generator in enumerate(generators):
-        seen = view(noisy, k)
-        divergences.append(mc_divergence(generator, seen, generator(seen), view(probe, k), epsilon).item())
-    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), sigma)).permute(2, 0, 1)[None].to(noisy)
-    moved = torch.from_numpy(bm3d_denoise(to_hwc(noisy + epsilon * probe), sigma)).permute(2, 0, 1)[None].to(noisy)
-    classical_divergence = ((probe * (moved - classical)).sum() / epsilon).item()
-    weight = sure_blend_weight(noisy, fitted.result.image, classical, sum(divergences) / len(divergences),
-                               classical_divergence, sigma)
-    fitted.result.image = (weight * fitted.result.image + (1 - weight) * classical).clamp(0, 1)
-    fitted.blend_weight = weight
+    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), _unit_sigma(fitted.estimate)))
+    classical = classical.permute(2, 0, 1)[None].to(fitted.result.image)
+    fitted.result.image = (share * fitted.result.image + (1 - share) * classical).clamp(0, 1)
+    fitted.blend_weight = share
     fitted.result.seconds += time.perf_counter() - start
 
 

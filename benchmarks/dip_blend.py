@@ -1,0 +1,138 @@
+"""Blending the default DIP output with BM3D/CBM3D by a fixed weight (issue 15): is there a weight, chosen without
+the clean image, that beats BM3D given the true sigma?
+
+On scikit-image's 10 images (the evaluation's preparation and noise seeds, so the numbers match ``eval.py
+experiment=dip_denoise``), each noisy image is fitted with the default recipe and denoised by BM3D/CBM3D at the
+estimated sigma (what a blend can use) and at the true sigma (the baseline). For every DIP share ``w`` on a grid,
+``w DIP + (1 - w) BM3D(estimated)`` is scored; the table gives the mean PSNR per share and noise level, the oracle
+share per image (needs the clean image: the ceiling of any blending rule), and the share picked
+leave-one-image-out (the share with the best mean PSNR over the other images, both noise levels, applied to the
+held-out one). It also scores an adaptive rule, ``share = min(1, scale x sigma_est^2 / mean((DIP - BM3D)^2))``
+(a DIP output far from BM3D's, relative to the noise, gets less weight), its scale fitted the same way.
+
+    python benchmarks/dip_blend.py --size 96            # -> benchmarks/DIP_BLEND.md (about 7 minutes, 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import visionzoo
+from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
+from visionzoo.dip.classical import bm3d_denoise
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, to_hwc
+
+HERE = Path(__file__).resolve().parent
+SHARES = np.round(np.arange(0.0, 1.0001, 0.05), 2)
+SCALES = np.round(np.arange(0.0, 0.5001, 0.01), 2)
+
+
+def _psnr(image: np.ndarray, clean: np.ndarray) -> float:
+    return float(10 * np.log10(1.0 / np.mean((image.astype(np.float64) - clean) ** 2)))
+
+
+def _case(index: int, name: str, size: int, sigma: float) -> dict:
+    """One image at one noise level: the default DIP output, BM3D at the estimated and true sigma, the clean."""
+    clean = skimage_image(name, size).astype(np.float32) / 255.0
+    noisy = add_noise(clean, "gaussian", sigma, seed=index)  # the evaluation's seed for image ``index``
+    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", as_tensor(noisy),
+                       DIPFitSettings(early_stop={"rule": "discrepancy"}))
+    return {"dip": to_hwc(fitted.result.image), "estimated": bm3d_denoise(noisy, fitted.estimate.sigma / 255.0),
+            "true": bm3d_denoise(noisy, sigma / 255.0), "clean": clean, "sigma_est": fitted.estimate.sigma}
+
+
+def _blend_psnr(case: dict, share: float) -> float:
+    return _psnr(share * case["dip"] + (1 - share) * case["estimated"], case["clean"])
+
+
+def _ratio(case: dict) -> float:
+    """The estimated noise power over the mean squared DIP-BM3D difference (no clean image needed)."""
+    difference = np.mean((case["dip"].astype(np.float64) - case["estimated"]) ** 2)
+    return (case["sigma_est"] / 255.0) ** 2 / max(difference, 1e-12)
+
+
+def _scaled_share(case: dict, scale: float) -> float:
+    """The adaptive rule's share, ``min(1, scale x sigma^2 / |DIP - BM3D|^2)``."""
+    return min(1.0, scale * _ratio(case))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--sigmas", type=float, nargs="+", default=[25.0, 50.0])
+    parser.add_argument("--images", nargs="+", default=list(SKIMAGE_SET))
+    parser.add_argument("--out", default=str(HERE / "DIP_BLEND.md"))
+    args = parser.parse_args()
+    cases = {}
+    for sigma in args.sigmas:
+        for name in args.images:
+            cases[name, sigma] = case = _case(SKIMAGE_SET.index(name), name, args.size, sigma)
+            print(f"{name} sigma {sigma:g}: DIP {_psnr(case['dip'], case['clean']):.2f}, BM3D true "
+                  f"{_psnr(case['true'], case['clean']):.2f}", flush=True)
+    scores = {key: np.array([_blend_psnr(case, w) for w in SHARES]) for key, case in cases.items()}
+    held_out = {}
+    for name in args.images:
+        others = np.mean([s for (n, _), s in scores.items() if n != name], axis=0)
+        for sigma in args.sigmas:
+            held_out[name, sigma] = (SHARES[int(np.argmax(others))], scores[name, sigma][int(np.argmax(others))])
+    pooled = np.mean(list(scores.values()), axis=0)
+    # the adaptive rule: share = min(1, scale x sigma^2 / |DIP - BM3D|^2), scale fitted like the fixed share
+    adaptive = {key: np.array([_blend_psnr(case, _scaled_share(case, k)) for k in SCALES])
+                for key, case in cases.items()}
+    adaptive_held_out = {}
+    for name in args.images:
+        others = np.mean([s for (n, _), s in adaptive.items() if n != name], axis=0)
+        for sigma in args.sigmas:
+            best = int(np.argmax(others))
+            share = _scaled_share(cases[name, sigma], SCALES[best])
+            adaptive_held_out[name, sigma] = (share, adaptive[name, sigma][best])
+    adaptive_pooled = np.mean(list(adaptive.values()), axis=0)
+    lines = [
+        "# DIP + BM3D blend by a fixed share",
+        "",
+        f"Made by `python benchmarks/dip_blend.py --size {args.size}`: scikit-image's images at {args.size}x"
+        f"{args.size}, the evaluation's noise seeds, the default DIP recipe, BM3D/CBM3D at the estimated sigma in "
+        "the blend. `share` is the DIP output's weight.",
+        "",
+        "| image | sigma | sigma est. | DIP dB | BM3D est. sigma dB | BM3D true sigma dB | oracle share | oracle blend "
+        "dB | held-out share | held-out blend dB | sigma^2 / DIP-BM3D | adaptive share | adaptive blend dB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (name, sigma), case in cases.items():
+        best = int(np.argmax(scores[name, sigma]))
+        share, value = held_out[name, sigma]
+        lines.append(f"| {name} | {sigma:g} | {case['sigma_est']:.1f} | {_psnr(case['dip'], case['clean']):.2f} | "
+                     f"{_psnr(case['estimated'], case['clean']):.2f} | {_psnr(case['true'], case['clean']):.2f} | "
+                     f"{SHARES[best]:.2f} | {scores[name, sigma][best]:.2f} | {share:.2f} | {value:.2f} | "
+                     f"{_ratio(case):.2f} | {adaptive_held_out[name, sigma][0]:.2f} | "
+                     f"{adaptive_held_out[name, sigma][1]:.2f} |")
+    lines += ["", "| sigma | DIP dB | BM3D est. sigma dB | BM3D true sigma dB | oracle blend dB | held-out blend dB | "
+              "best fixed share (in-sample) | its dB | adaptive, held-out dB |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for sigma in args.sigmas:
+        keys = [k for k in cases if k[1] == sigma]
+        mean = lambda f: np.mean([f(k) for k in keys])  # noqa: E731
+        per_share = np.mean([scores[k] for k in keys], axis=0)
+        lines.append(
+            f"| {sigma:g} | {mean(lambda k: _psnr(cases[k]['dip'], cases[k]['clean'])):.2f} | "
+            f"{mean(lambda k: _psnr(cases[k]['estimated'], cases[k]['clean'])):.2f} | "
+            f"{mean(lambda k: _psnr(cases[k]['true'], cases[k]['clean'])):.2f} | {mean(lambda k: scores[k].max()):.2f}"
+            f" | {mean(lambda k: held_out[k][1]):.2f} | {SHARES[int(np.argmax(per_share))]:.2f} | "
+            f"{per_share.max():.2f} | {mean(lambda k: adaptive_held_out[k][1]):.2f} |")
+    lines += ["", "Mean PSNR per share (both noise levels pooled): " + ", ".join(
+        f"{w:.2f}: {p:.2f}" for w, p in zip(SHARES[::2], pooled[::2])) + ".",
+              "", f"Adaptive rule `share = min(1, scale x sigma_est^2 / mean((DIP - BM3D)^2))`: best scale (in-sample, "
+              f"pooled) {SCALES[int(np.argmax(adaptive_pooled))]:.2f}, mean PSNR {adaptive_pooled.max():.2f} dB; "
+              "per scale: " + ", ".join(f"{k:.2f}: {p:.2f}" for k, p in zip(SCALES[::5], adaptive_pooled[::5])) + "."]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
