@@ -25,35 +25,34 @@ import torch
 import visionzoo
 from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
 from visionzoo.dip.classical import bm3d_denoise
-from visionzoo.dip.recipe import DIPFitSettings, fit_image, to_hwc
+from visionzoo.dip.fit import psnr
+from visionzoo.dip.recipe import DIPFitSettings, fit_image
 
 HERE = Path(__file__).resolve().parent
 SHARES = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 SCALES = np.round(np.arange(0.0, 0.5001, 0.01), 2)
 
 
-def _psnr(image: np.ndarray, clean: np.ndarray) -> float:
-    return float(10 * np.log10(1.0 / np.mean((image.astype(np.float64) - clean) ** 2)))
-
-
 def _case(index: int, name: str, size: int, sigma: float) -> dict:
-    """One image at one noise level: the default DIP output, BM3D at the estimated and true sigma, the clean."""
+    """One image at one noise level: the default DIP output, BM3D at the estimated and true sigma, the clean image
+    (each ``(1, C, H, W)``), and the estimated sigma (0..255)."""
     clean = skimage_image(name, size).astype(np.float32) / 255.0
     noisy = add_noise(clean, "gaussian", sigma, seed=index)  # the evaluation's seed for image ``index``
     as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", as_tensor(noisy),
                        DIPFitSettings(early_stop={"rule": "discrepancy"}))
-    return {"dip": to_hwc(fitted.result.image), "estimated": bm3d_denoise(noisy, fitted.estimate.sigma / 255.0),
-            "true": bm3d_denoise(noisy, sigma / 255.0), "clean": clean, "sigma_est": fitted.estimate.sigma}
+    return {"dip": fitted.result.image, "estimated": as_tensor(bm3d_denoise(noisy, fitted.estimate.sigma / 255.0)),
+            "true": as_tensor(bm3d_denoise(noisy, sigma / 255.0)), "clean": as_tensor(clean),
+            "sigma_est": fitted.estimate.sigma}
 
 
 def _blend_psnr(case: dict, share: float) -> float:
-    return _psnr(share * case["dip"] + (1 - share) * case["estimated"], case["clean"])
+    return psnr(share * case["dip"] + (1 - share) * case["estimated"], case["clean"])
 
 
 def _ratio(case: dict) -> float:
     """The estimated noise power over the mean squared DIP-BM3D difference (no clean image needed)."""
-    difference = np.mean((case["dip"].astype(np.float64) - case["estimated"]) ** 2)
+    difference = (case["dip"].double() - case["estimated"]).pow(2).mean().item()
     return (case["sigma_est"] / 255.0) ** 2 / max(difference, 1e-12)
 
 
@@ -73,8 +72,8 @@ def main() -> None:
     for sigma in args.sigmas:
         for name in args.images:
             cases[name, sigma] = case = _case(SKIMAGE_SET.index(name), name, args.size, sigma)
-            print(f"{name} sigma {sigma:g}: DIP {_psnr(case['dip'], case['clean']):.2f}, BM3D true "
-                  f"{_psnr(case['true'], case['clean']):.2f}", flush=True)
+            print(f"{name} sigma {sigma:g}: DIP {psnr(case['dip'], case['clean']):.2f}, BM3D true "
+                  f"{psnr(case['true'], case['clean']):.2f}", flush=True)
     scores = {key: np.array([_blend_psnr(case, w) for w in SHARES]) for key, case in cases.items()}
     held_out = {}
     for name in args.images:
@@ -107,8 +106,8 @@ def main() -> None:
     for (name, sigma), case in cases.items():
         best = int(np.argmax(scores[name, sigma]))
         share, value = held_out[name, sigma]
-        lines.append(f"| {name} | {sigma:g} | {case['sigma_est']:.1f} | {_psnr(case['dip'], case['clean']):.2f} | "
-                     f"{_psnr(case['estimated'], case['clean']):.2f} | {_psnr(case['true'], case['clean']):.2f} | "
+        lines.append(f"| {name} | {sigma:g} | {case['sigma_est']:.1f} | {psnr(case['dip'], case['clean']):.2f} | "
+                     f"{psnr(case['estimated'], case['clean']):.2f} | {psnr(case['true'], case['clean']):.2f} | "
                      f"{SHARES[best]:.2f} | {scores[name, sigma][best]:.2f} | {share:.2f} | {value:.2f} | "
                      f"{_ratio(case):.2f} | {adaptive_held_out[name, sigma][0]:.2f} | "
                      f"{adaptive_held_out[name, sigma][1]:.2f} |")
@@ -120,9 +119,9 @@ def main() -> None:
         mean = lambda f: np.mean([f(k) for k in keys])  # noqa: E731
         per_share = np.mean([scores[k] for k in keys], axis=0)
         lines.append(
-            f"| {sigma:g} | {mean(lambda k: _psnr(cases[k]['dip'], cases[k]['clean'])):.2f} | "
-            f"{mean(lambda k: _psnr(cases[k]['estimated'], cases[k]['clean'])):.2f} | "
-            f"{mean(lambda k: _psnr(cases[k]['true'], cases[k]['clean'])):.2f} | {mean(lambda k: scores[k].max()):.2f}"
+            f"| {sigma:g} | {mean(lambda k: psnr(cases[k]['dip'], cases[k]['clean'])):.2f} | "
+            f"{mean(lambda k: psnr(cases[k]['estimated'], cases[k]['clean'])):.2f} | "
+            f"{mean(lambda k: psnr(cases[k]['true'], cases[k]['clean'])):.2f} | {mean(lambda k: scores[k].max()):.2f}"
             f" | {mean(lambda k: held_out[k][1]):.2f} | {SHARES[int(np.argmax(per_share))]:.2f} | "
             f"{per_share.max():.2f} | {mean(lambda k: adaptive_held_out[k][1]):.2f} |")
     lines += ["", "Mean PSNR per share (both noise levels pooled): " + ", ".join(
