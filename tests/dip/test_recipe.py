@@ -90,3 +90,44 @@ def test_bm3d_blend_mixes_the_fit_and_bm3d_by_the_share():
         with pytest.raises(VisionZooError, match=f"task.fit.blend_share is the DIP output's share in the blend, "
                                                  f"between 0 and 1, not {bad}"):
             DIPFitSettings(blend="bm3d", blend_share=bad)
+
+
+def test_guided_target_is_the_two_target_loss():
+    """MSE to (y + w B) / (1 + w), times 1 + w, is MSE to y plus w x MSE to B, up to a constant in the output."""
+    from visionzoo.dip.recipe import guided_target
+
+    g = torch.Generator().manual_seed(0)
+    noisy, classical = (torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64) for _ in range(2))
+    weight = 3.0
+    target = guided_target(noisy, classical, weight)
+    assert torch.allclose(target, (noisy + 3 * classical) / 4)
+
+    def gap(output: torch.Tensor) -> float:
+        mse = lambda a, b: (a - b).pow(2).mean().item()  # noqa: E731
+        return (1 + weight) * mse(output, target) - mse(output, noisy) - weight * mse(output, classical)
+
+    gaps = [gap(torch.rand(1, 3, 8, 8, generator=g, dtype=torch.float64)) for _ in range(3)]
+    assert max(gaps) - min(gaps) < 1e-9 and abs(gaps[0]) > 1e-3  # a non-zero constant, the same for every output
+
+
+def test_bm3d_guide_pulls_the_fit_towards_bm3d_and_keeps_the_plain_fit_at_weight_0():
+    from visionzoo.dip.classical import bm3d_denoise
+    from visionzoo.dip.recipe import to_hwc
+
+    noisy, clean = _noisy_camera(32)
+    net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
+    settings = dict(iterations=200, ema=0.0)  # the last output, not a slow average
+    plain = fit_image(net, "fixed", noisy, DIPFitSettings(**settings), clean)
+    unweighted = fit_image(net, "fixed", noisy, DIPFitSettings(**settings, guide="bm3d", guide_weight=0.0), clean)
+    assert torch.equal(unweighted.result.image, plain.result.image)
+    assert unweighted.result.seconds > plain.result.seconds  # BM3D's time is counted
+    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), plain.estimate.sigma / 255)).permute(2, 0, 1)[None]
+    guided = fit_image(net, "fixed", noisy, DIPFitSettings(**settings, guide="bm3d", guide_weight=9.0), clean)
+    distance = lambda fit, to: (fit.result.image - to).pow(2).mean().item()  # noqa: E731
+    assert distance(guided, classical) < 0.75 * distance(plain, classical)  # measured 0.65
+    for bad, message in ((dict(guide="nlm"), "task.fit.guide must be bm3d or null, not 'nlm'"),
+                         (dict(guide="bm3d", guide_weight=-1.0), "task.fit.guide_weight weighs the loss to BM3D's "
+                                                                  "output, 0 or more, not -1.0"),
+                         (dict(guide="bm3d", loss="sure"), "task.fit.guide=bm3d needs task.fit.loss=mse")):
+        with pytest.raises(VisionZooError, match=message):
+            DIPFitSettings(**bad)

@@ -4,8 +4,9 @@ fitting a list of images with the same-architecture ones batched together.
 An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k with its own seed
 (``seed + k``: initial weights, noise input, perturbations) on the image seen through ``ENSEMBLE_VIEWS[k % 4]``
 (identity, horizontal flip, vertical flip, 180-degree rotation: the views that keep the image's shape); the
-outputs, turned back, are averaged. Each member stops by its own rule. ``blend="bm3d"`` then mixes the result with
-BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`).
+outputs, turned back, are averaged. Each member stops by its own rule. ``guide="bm3d"`` fits the generator to the
+noisy image and BM3D/CBM3D's output at once (:func:`guided_target`); ``blend="bm3d"`` mixes the result with
+BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`). BM3D runs once per image for both.
 
 Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
 (:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
@@ -36,6 +37,10 @@ BLENDS = (None, "bm3d")
 #: The DIP output's share in ``blend="bm3d"``: the fixed share with the best held-out PSNR at 96x96
 #: (``python benchmarks/dip_blend.py``, benchmarks/DIP_BLEND.md).
 BLEND_SHARE = 0.25
+#: null: DIP's loss to the noisy image alone; bm3d: plus ``guide_weight`` x the loss to BM3D/CBM3D's output.
+GUIDES = (None, "bm3d")
+#: The guide's weight (calibrated in docs/dip.md, "The classical output as a second target").
+GUIDE_WEIGHT = 3.0
 
 #: Ensemble views of a ``(1, C, H, W)`` image as the flipped dimensions; each view is its own inverse.
 ENSEMBLE_VIEWS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -55,7 +60,8 @@ class DIPFitSettings:
     all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits
     averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to
     the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of
-    :data:`BLENDS`, the DIP output weighing ``blend_share`` (:func:`blend_with_bm3d`).
+    :data:`BLENDS`, the DIP output weighing ``blend_share`` (:func:`blend_with_bm3d`). ``guide``: one of
+    :data:`GUIDES`, BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`).
     """
 
     iterations: int = 800
@@ -69,6 +75,8 @@ class DIPFitSettings:
     loss: str = "mse"
     blend: str | None = None
     blend_share: float = BLEND_SHARE
+    guide: str | None = None
+    guide_weight: float = GUIDE_WEIGHT
 
     def __post_init__(self) -> None:
         if self.ensemble < 1:
@@ -80,6 +88,14 @@ class DIPFitSettings:
         if not 0.0 <= self.blend_share <= 1.0:
             raise VisionZooError(f"task.fit.blend_share is the DIP output's share in the blend, between 0 and 1, "
                                  f"not {self.blend_share}")
+        if self.guide not in GUIDES:
+            raise VisionZooError(f"task.fit.guide must be bm3d or null, not {self.guide!r}")
+        if self.guide_weight < 0:
+            raise VisionZooError(f"task.fit.guide_weight weighs the loss to BM3D's output, 0 or more, "
+                                 f"not {self.guide_weight}")
+        if self.guide is not None and self.loss != "mse":
+            raise VisionZooError("task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the "
+                                 "target); set one of them")
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -197,10 +213,16 @@ def fit_images(
     the CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps
     counted from ``k x settings.iterations``. Member k's generator starts from ``settings.seed + k``, so a batched
     fit gets the same result as fitted alone. Safe inside Lightning's test/predict loops: networks and inputs are
-    made outside inference mode.
+    made outside inference mode. With a guide the generator is fitted to :func:`guided_target`, while the
+    stopping rule still measures the output against the noisy image.
     """
     with torch.inference_mode(False), torch.enable_grad():
         plans = _plan(net, architecture, noisy, settings)
+        estimates = [plans[index * settings.ensemble].estimate for index in range(len(noisy))]
+        classical = [_classical(image, estimate) if settings.guide or settings.blend else None
+                     for image, estimate in zip(noisy, estimates)]
+        targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
+                   if settings.guide else list(noisy))
         groups: dict[tuple[int, str, tuple[int, ...], float], list[_Member]] = {}
         for plan in plans:
             key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg)
@@ -210,21 +232,21 @@ def fit_images(
             # steps count on across members: member k's step s is reported as k x iterations + s
             report = None if on_step is None else (
                 lambda step, fits, base=member * settings.iterations: on_step(base + step, fits))
-            inputs = torch.cat([view(noisy[m.index], m.member) for m in members]).clone()
-            targets = None if clean is None else torch.cat([view(clean[m.index], m.member) for m in members]).clone()
-            stops = [make_early_stop(settings.early_stop, inputs[j : j + 1], m.estimate.sigma)
-                     for j, m in enumerate(members)]
+            inputs = torch.cat([view(targets[m.index], m.member) for m in members]).clone()
+            references = None if clean is None else torch.cat([view(clean[m.index], m.member) for m in members])
+            stops = [make_early_stop(settings.early_stop, view(noisy[m.index], m.member), m.estimate.sigma)
+                     for m in members]
             seeds = [settings.seed + m.member for m in members]
             objective = None if settings.loss == "mse" else SURELoss([_unit_sigma(m.estimate) for m in members])
             common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
                           backtrack_db=settings.backtrack_db, objective=objective)
             if len(members) == 1:
                 single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
-                fits = [fit_dip(members[0].generator, inputs, **common, clean=targets, seed=seeds[0],
+                fits = [fit_dip(members[0].generator, inputs, **common, clean=references, seed=seeds[0],
                                 early_stop=stops[0], on_step=single)]
             else:
-                fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=targets, seeds=seeds,
-                                     early_stops=stops, on_step=report)
+                fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=references,
+                                     seeds=seeds, early_stops=stops, on_step=report)
                 for fit in fits:
                     fit.seconds /= len(members)
             for m, fit in zip(members, fits):
@@ -238,27 +260,41 @@ def fit_images(
         else:
             turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
             image = FittedImage(_average(turned), mine[0].generator, mine[0].estimate, mine[0].description, members)
-        if settings.blend == "bm3d":
-            blend_with_bm3d(image, noisy[index], settings.blend_share)
+        if classical[index] is not None:
+            output, seconds = classical[index]
+            image.result.seconds += seconds
+            if settings.blend == "bm3d":
+                blend_with_bm3d(image, output, settings.blend_share)
         fitted.append(image)
     return fitted
 
 
-def blend_with_bm3d(fitted: FittedImage, noisy: torch.Tensor, share: float) -> None:
-    """Mix ``fitted``'s output with BM3D/CBM3D of ``noisy`` ``(1, C, H, W)`` at the estimated sigma:
-    ``share x DIP + (1 - share) x BM3D``. The share goes to ``fitted.blend_weight``, BM3D's time into its seconds.
+def _classical(noisy: torch.Tensor, estimate: EstimatedArchitecture) -> tuple[torch.Tensor, float]:
+    """BM3D/CBM3D of ``noisy`` ``(1, C, H, W)`` at the estimated sigma (same shape) and its time in seconds."""
+    start = time.perf_counter()
+    output = torch.from_numpy(bm3d_denoise(to_hwc(noisy), _unit_sigma(estimate)))
+    return output.permute(2, 0, 1)[None].to(noisy), time.perf_counter() - start
+
+
+def guided_target(noisy: torch.Tensor, classical: torch.Tensor, weight: float) -> torch.Tensor:
+    """``(noisy + weight x classical) / (1 + weight)``: the MSE to it is, up to the factor ``1 + weight`` and a
+    constant, DIP's loss to the noisy image plus ``weight`` x the loss to the classical output, so fitting it
+    fits both (the classical output as a second target). Its noise is ``1 + weight`` times weaker, so the fit
+    overfits later; the stopping rule still compares the output with the noisy image."""
+    return (noisy + weight * classical) / (1 + weight)
+
+
+def blend_with_bm3d(fitted: FittedImage, classical: torch.Tensor, share: float) -> None:
+    """Mix ``fitted``'s output with ``classical`` (BM3D/CBM3D at the estimated sigma, same shape):
+    ``share x DIP + (1 - share) x BM3D``. The share goes to ``fitted.blend_weight``.
 
     The share is fixed (calibrated offline, :data:`BLEND_SHARE`), not estimated per image: a SURE-chosen weight
     was tried and dropped, because the divergence of a fitted DIP is not the divergence of its generator at the
     final weights (measured near 0, so SURE took the DIP output as noise-free) and BM3D's Monte-Carlo divergence
     varies 3x between probes (docs/dip.md).
     """
-    start = time.perf_counter()
-    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), _unit_sigma(fitted.estimate)))
-    classical = classical.permute(2, 0, 1)[None].to(fitted.result.image)
     fitted.result.image = (share * fitted.result.image + (1 - share) * classical).clamp(0, 1)
     fitted.blend_weight = share
-    fitted.result.seconds += time.perf_counter() - start
 
 
 def fit_image(
