@@ -84,6 +84,7 @@ def test_bm3d_blend_mixes_the_fit_and_bm3d_by_the_share():
         blended = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=30, blend="bm3d", blend_share=share),
                             clean)
         assert blended.blend_weight == share and plain.blend_weight is None
+        assert torch.allclose(blended.classical, classical, atol=1e-6) and plain.classical is None  # for the baseline
         expected = (share * plain.result.image + (1 - share) * classical).clamp(0, 1)
         assert torch.allclose(blended.result.image, expected, atol=1e-6)
     for bad in (-0.1, 1.5):

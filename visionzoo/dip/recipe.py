@@ -154,6 +154,9 @@ class FittedImage:
     description: str
     members: list[FitResult] = field(default_factory=list)
     blend_weight: float | None = None  # the DIP output's share when blended with BM3D
+    #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the guide or blend ran it
+    classical: torch.Tensor | None = None
+    classical_seconds: float = 0.0
 
     @property
     def parameters(self) -> int:
@@ -262,10 +265,10 @@ def fit_images(
             turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
             image = FittedImage(_average(turned), mine[0].generator, mine[0].estimate, mine[0].description, members)
         if classical[index] is not None:
-            output, seconds = classical[index]
-            image.result.seconds += seconds
+            image.classical, image.classical_seconds = classical[index]
+            image.result.seconds += image.classical_seconds
             if settings.blend == "bm3d":
-                blend_with_bm3d(image, output, settings.blend_share)
+                blend_with_bm3d(image, image.classical, settings.blend_share)
         fitted.append(image)
     return fitted
 
