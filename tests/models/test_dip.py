@@ -150,3 +150,22 @@ def test_estimated_architecture_reads_the_noisy_image():
     estimate = estimate_architecture(flat, rule)
     assert estimate.sigma == pytest.approx(25, rel=0.1) and estimate.texture < 0.01
     assert estimate.model_kwargs() == {"width": 16, "num_scales": 2}
+
+
+def test_images_from_the_large_side_up_get_the_large_architecture():
+    from visionzoo.dip.estimate import LARGE_ARCHITECTURE, LARGE_SIDE, ArchitectureRule, estimate_architecture
+
+    rng = np.random.default_rng(0)
+    rule = ArchitectureRule("texture", 0.02, (16, 32), num_scales=2)
+
+    def flat(height: int, width: int) -> np.ndarray:
+        return np.clip(0.5 + rng.normal(0, 25 / 255, (height, width, 3)), 0, 1)
+
+    assert LARGE_SIDE == 128 and LARGE_ARCHITECTURE == (32, 3)
+    # the shorter side decides: 127 x 300 is still the rule's (a plain image: width 16 x 2 scales)
+    assert estimate_architecture(flat(127, 300), rule).model_kwargs() == {"width": 16, "num_scales": 2}
+    large = estimate_architecture(flat(300, 128), rule)
+    assert large.model_kwargs() == {"width": 32, "num_scales": 3}
+    assert large.sigma == pytest.approx(25, rel=0.1)  # the statistics are still read
+    assert estimate_architecture(flat(300, 128), rule, large_side=None).model_kwargs() == {"width": 16,
+                                                                                           "num_scales": 2}

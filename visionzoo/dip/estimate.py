@@ -6,9 +6,10 @@
 * :func:`texture_strength`: the image's own fine-scale energy: the variance of its Laplacian of Gaussian minus what
   the estimated noise alone contributes, as a standard deviation.
 
-* :func:`estimate_architecture`: the ``dip_scaled`` width and number of scales for a noisy image, by
-  :class:`ArchitectureRule` (a texture threshold -> width; one number of scales), calibrated by the oracle sweep in
-  ``benchmarks/dip_oracle.py`` (table and reasoning in ``benchmarks/DIP_ORACLE.md`` and ``docs/dip.md``).
+* :func:`estimate_architecture`: the ``dip_scaled`` width and number of scales for a noisy image: below
+  :data:`LARGE_SIDE` by :class:`ArchitectureRule` (a texture threshold -> width; one number of scales), calibrated
+  at 96x96 by the oracle sweep in ``benchmarks/dip_oracle.py`` (table and reasoning in
+  ``benchmarks/DIP_ORACLE.md`` and ``docs/dip.md``); from :data:`LARGE_SIDE` up :data:`LARGE_ARCHITECTURE`.
 """
 
 from __future__ import annotations
@@ -141,10 +142,24 @@ class EstimatedArchitecture:
 #: The rule fitted by ``python benchmarks/dip_oracle.py table`` (see benchmarks/DIP_ORACLE.md).
 DEFAULT_RULE = ArchitectureRule(statistic="texture", threshold=0.0213, widths=(16, 32), num_scales=2)
 
+#: Shorter side in pixels from which an image gets :data:`LARGE_ARCHITECTURE` instead of the rule's choice (the
+#: rule was fitted at 96x96, where its grid held 32 x 3; its generators fit bigger images far too slowly). Camera,
+#: astronaut, coffee at sigma 50, default stopping: 32 x 3 against the rule's pick 23.20 vs 21.37 dB at 128x128
+#: (26 vs 23 s per image), 23.19 vs 19.52 dB at 192x192 (65 vs 43 s) (docs/dip.md "At the paper's size").
+LARGE_SIDE = 128
+#: ``(width, num_scales)`` for images from :data:`LARGE_SIDE` up: the best PSNR per second at 256x256 among
+#: widths 16 / 32 / 64 x 2-5 scales within 600 iterations on the 2-core CPU (docs/dip.md).
+LARGE_ARCHITECTURE = (32, 3)
 
-def estimate_architecture(noisy: np.ndarray, rule: ArchitectureRule = DEFAULT_RULE) -> EstimatedArchitecture:
-    """Pick a ``dip_scaled`` architecture from a noisy ``(H, W[, C])`` image alone."""
+
+def estimate_architecture(noisy: np.ndarray, rule: ArchitectureRule = DEFAULT_RULE,
+                          large_side: int | None = LARGE_SIDE) -> EstimatedArchitecture:
+    """Pick a ``dip_scaled`` architecture from a noisy ``(H, W[, C])`` image alone: :data:`LARGE_ARCHITECTURE`
+    when its shorter side is at least ``large_side`` pixels (``None``: never), otherwise ``rule``'s choice."""
     sigma = estimate_noise_sigma(noisy)
     texture = texture_strength(noisy, sigma=sigma)
-    width, num_scales = rule.choose(sigma * 255.0, texture)
+    if large_side is not None and min(noisy.shape[:2]) >= large_side:
+        width, num_scales = LARGE_ARCHITECTURE
+    else:
+        width, num_scales = rule.choose(sigma * 255.0, texture)
     return EstimatedArchitecture(width, num_scales, sigma * 255.0, texture)
