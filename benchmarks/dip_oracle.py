@@ -177,7 +177,7 @@ def _mean(values) -> float:
 
 
 def table(args: argparse.Namespace) -> None:
-    from visionzoo.dip.estimate import DEFAULT_RULE, estimate_architecture
+    from visionzoo.dip.estimate import DEFAULT_RULE, LARGE_ARCHITECTURE, LARGE_SIDE, estimate_architecture
     from visionzoo.dip.stopping import DISCREPANCY_FACTOR
 
     fits = _records(args)
@@ -224,7 +224,10 @@ def table(args: argparse.Namespace) -> None:
         "around the clean image, standing in for the output). Best = the best grid architecture under the "
         "same rule; regret = best - estimated.",
         "",
-        f"Rule in `visionzoo/dip/estimate.py` (DEFAULT_RULE): `{DEFAULT_RULE}`",
+        f"Rule in `visionzoo/dip/estimate.py` (DEFAULT_RULE): `{DEFAULT_RULE}`" + (
+            "" if args.size < LARGE_SIDE else f" (at {args.size}x{args.size} the product does not use it: images from "
+            f"LARGE_SIDE = {LARGE_SIDE} px get LARGE_ARCHITECTURE = {LARGE_ARCHITECTURE}; compare its column in the "
+            "grid)"),
         f"Rule fitted by this table: `{fitted}`" + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)"),
         f"Factor with the best held-out PSNR: {best_factor}" + (
             "" if best_factor == DISCREPANCY_FACTOR else " (differs: update DISCREPANCY_FACTOR)"),
