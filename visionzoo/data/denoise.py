@@ -2,7 +2,8 @@
 
 Conventions (../shared/reference/dip.md): clean images in [0, 1]; Gaussian noise ``sigma`` on the 0..255 scale or
 Poisson noise at ``peak`` photons for white; the noisy image is clipped to [0, 1]. Each image's noise comes from
-its own generator seeded by ``(seed, index)``, so a subset or another order gives the same noisy images.
+its own generator seeded by ``seed`` and the image's position in the list, so ``limit`` (the first images) keeps
+their noisy images, while another ``images`` list or order draws new noise for every moved image.
 """
 
 from __future__ import annotations
