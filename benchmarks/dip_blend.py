@@ -20,13 +20,12 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 
 import visionzoo
 from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.fit import psnr
-from visionzoo.dip.recipe import DIPFitSettings, fit_image
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc
 
 HERE = Path(__file__).resolve().parent
 SHARES = np.round(np.arange(0.0, 1.0001, 0.05), 2)
@@ -38,11 +37,10 @@ def _case(index: int, name: str, size: int, sigma: float) -> dict:
     (each ``(1, C, H, W)``), and the estimated sigma (0..255)."""
     clean = skimage_image(name, size).astype(np.float32) / 255.0
     noisy = add_noise(clean, "gaussian", sigma, seed=index)  # the evaluation's seed for image ``index``
-    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
-    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", as_tensor(noisy),
+    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", from_hwc(noisy),
                        DIPFitSettings(early_stop={"rule": "discrepancy"}))
-    return {"dip": fitted.result.image, "estimated": as_tensor(bm3d_denoise(noisy, fitted.estimate.sigma / 255.0)),
-            "true": as_tensor(bm3d_denoise(noisy, sigma / 255.0)), "clean": as_tensor(clean),
+    return {"dip": fitted.result.image, "estimated": from_hwc(bm3d_denoise(noisy, fitted.estimate.sigma / 255.0)),
+            "true": from_hwc(bm3d_denoise(noisy, sigma / 255.0)), "clean": from_hwc(clean),
             "sigma_est": fitted.estimate.sigma}
 
 

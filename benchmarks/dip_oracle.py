@@ -35,16 +35,16 @@ def _fit(job: dict) -> dict:
 
     import visionzoo
     from visionzoo.dip.fit import default_reg_noise_std, fit_dip
+    from visionzoo.dip.recipe import from_hwc
 
     torch.set_num_threads(job["threads"])
     clean, noisy = _case(job["image"], job["sigma"], job["size"])
-    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     torch.manual_seed(0)
     net = visionzoo.create_model("dip_scaled", width=job["width"], num_scales=job["scales"],
                                  out_channels=clean.shape[2])
-    recorder = _Recorder(as_tensor(noisy))
+    recorder = _Recorder(from_hwc(noisy))
     start = time.perf_counter()
-    result = fit_dip(net, as_tensor(noisy), iterations=job["iterations"], clean=as_tensor(clean),
+    result = fit_dip(net, from_hwc(noisy), iterations=job["iterations"], clean=from_hwc(clean),
                      reg_noise_std=default_reg_noise_std(job["sigma"]), early_stop=recorder)
     curve = result.psnr_clean[RECORD_EVERY - 1 :: RECORD_EVERY]
     return {**{k: job[k] for k in ("image", "sigma", "width", "scales", "size", "iterations")},

@@ -22,7 +22,7 @@ import visionzoo
 from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
 from visionzoo.data.images import write_image_atomic
 from visionzoo.dip.classical import bm3d_denoise
-from visionzoo.dip.recipe import DIPFitSettings, fit_image
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc
 from visionzoo.dip.fit import psnr
 from visionzoo.visualize import line_plot
 
@@ -60,7 +60,7 @@ def main() -> None:
     for image in args.images:
         clean_np = skimage_image(image, args.size).astype(np.float32) / 255
         noisy_np = add_noise(clean_np, "gaussian", args.sigma, seed=SKIMAGE_SET.index(image) * 1000 + int(args.sigma))
-        clean, noisy = (torch.from_numpy(a).permute(2, 0, 1)[None].to(device) for a in (clean_np, noisy_np))
+        clean, noisy = (from_hwc(a).to(device) for a in (clean_np, noisy_np))
         t_skip, p_skip, _, n_skip = timed_fit("dip_skip", "fixed", noisy, clean, args.skip_iterations)
         t_est, p_est, estimate, n_est = timed_fit("dip_scaled", "auto", noisy, clean, args.iterations)
         start = time.perf_counter()

@@ -125,6 +125,7 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
 def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tmp_path):
     from visionzoo.data.denoise import add_noise, skimage_image
     from visionzoo.dip.classical import bm3d_denoise
+    from visionzoo.dip.recipe import from_hwc
     from visionzoo.tasks.dip_denoise import psnr
 
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera]", "task.fit.iterations=5",
@@ -134,11 +135,10 @@ def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tm
                                                tmp_path / "estimated"))[0]
     clean = skimage_image("camera", 32).astype("float32") / 255.0
     noisy = add_noise(clean, "gaussian", 50.0, seed=0)
-    as_tensor = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     # BM3D reruns by hand at the sigma the row reports (rounded to 0.01) and at the true 50
-    by_hand = psnr(as_tensor(bm3d_denoise(noisy, estimated["sigma_est"] / 255.0)), as_tensor(clean))
+    by_hand = psnr(from_hwc(bm3d_denoise(noisy, estimated["sigma_est"] / 255.0)), from_hwc(clean))
     assert estimated["psnr_bm3d"] == pytest.approx(by_hand, abs=0.02)
-    assert true["psnr_bm3d"] == pytest.approx(psnr(as_tensor(bm3d_denoise(noisy, 50 / 255.0)), as_tensor(clean)),
+    assert true["psnr_bm3d"] == pytest.approx(psnr(from_hwc(bm3d_denoise(noisy, 50 / 255.0)), from_hwc(clean)),
                                               abs=1e-4)
     assert abs(estimated["sigma_est"] - 50) > 0.5 and estimated["psnr_bm3d"] != pytest.approx(true["psnr_bm3d"],
                                                                                                abs=1e-3)

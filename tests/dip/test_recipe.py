@@ -12,7 +12,7 @@ from skimage import data
 
 import visionzoo
 from visionzoo.dip.fit import fit_dip, psnr
-from visionzoo.dip.recipe import DIPFitSettings, fit_image, view
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc, to_hwc, view
 from visionzoo.errors import VisionZooError
 
 
@@ -21,6 +21,14 @@ def _noisy_camera(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     clean = clean.float()[None, None]
     noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(3)) * 25 / 255
     return (clean + noise).clamp(0, 1), clean
+
+
+def test_hwc_arrays_and_batched_tensors_convert_both_ways():
+    array = np.arange(24, dtype=np.float32).reshape(2, 3, 4)  # (H, W, C)
+    tensor = from_hwc(array)
+    assert tensor.shape == (1, 4, 2, 3)
+    assert tensor[0, 3, 1, 2].item() == array[1, 2, 3] == 23.0
+    assert np.array_equal(to_hwc(tensor), array)
 
 
 def test_views_are_flips_that_undo_themselves():
@@ -74,12 +82,12 @@ def test_sure_recipe_feeds_the_image_to_the_generator():
 
 def test_bm3d_blend_mixes_the_fit_and_bm3d_by_the_share():
     from visionzoo.dip.classical import bm3d_denoise
-    from visionzoo.dip.recipe import BLEND_SHARE, to_hwc
+    from visionzoo.dip.recipe import BLEND_SHARE
 
     noisy, clean = _noisy_camera(32)
     net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
     plain = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=30), clean)
-    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), plain.estimate.sigma / 255)).permute(2, 0, 1)[None]
+    classical = from_hwc(bm3d_denoise(to_hwc(noisy), plain.estimate.sigma / 255))
     for share in (BLEND_SHARE, 0.0, 1.0):
         blended = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=30, blend="bm3d", blend_share=share),
                             clean)
@@ -113,7 +121,6 @@ def test_guided_target_is_the_two_target_loss():
 
 def test_bm3d_guide_pulls_the_fit_towards_bm3d_and_keeps_the_plain_fit_at_weight_0():
     from visionzoo.dip.classical import bm3d_denoise
-    from visionzoo.dip.recipe import to_hwc
 
     noisy, clean = _noisy_camera(32)
     net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
@@ -122,7 +129,7 @@ def test_bm3d_guide_pulls_the_fit_towards_bm3d_and_keeps_the_plain_fit_at_weight
     unweighted = fit_image(net, "fixed", noisy, DIPFitSettings(**settings, guide="bm3d", guide_weight=0.0), clean)
     assert torch.equal(unweighted.result.image, plain.result.image)
     assert unweighted.result.seconds > plain.result.seconds  # BM3D's time is counted
-    classical = torch.from_numpy(bm3d_denoise(to_hwc(noisy), plain.estimate.sigma / 255)).permute(2, 0, 1)[None]
+    classical = from_hwc(bm3d_denoise(to_hwc(noisy), plain.estimate.sigma / 255))
     guided = fit_image(net, "fixed", noisy, DIPFitSettings(**settings, guide="bm3d", guide_weight=9.0), clean)
     distance = lambda fit, to: (fit.result.image - to).pow(2).mean().item()  # noqa: E731
     assert distance(guided, classical) < 0.75 * distance(plain, classical)  # measured 0.65

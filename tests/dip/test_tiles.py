@@ -111,6 +111,22 @@ def test_predictor_denoises_a_large_photo_in_tiles_and_resumes(tmp_path, monkeyp
     assert cv2.imread(str(tmp_path / "out" / "photo_dip.png")).shape == (40, 56, 3)
 
 
+def test_progress_counts_each_tiles_budget_times_the_ensemble(tmp_path):
+    from functools import partial
+
+    import visionzoo
+    from visionzoo.predict.denoise import DenoisePredictor
+
+    make = partial(DenoisePredictor, partial(visionzoo.create_model, name="dip_scaled"), "x", str(tmp_path))
+    auto = make(fit={"ensemble": 2}, tile={"size": 256, "overlap": 32})
+    tiles = auto.tiles(140, 300)  # two 140 x 256 tiles: shorter side 140 >= 128, 1400 iterations each
+    assert [(t.height, t.width) for t in tiles] == [(140, 256)] * 2
+    assert list(auto.tile_iterations(tiles).values()) == [2 * 1400] * 2
+    assert list(auto.tile_iterations(auto.tiles(100, 120)).values()) == [2 * 800]  # one whole 100 x 120 image
+    fixed = make(fit={"iterations": 5}, tile={"size": 256, "overlap": 32})
+    assert list(fixed.tile_iterations(tiles).values()) == [5, 5]
+
+
 def test_tiles_are_off_for_photos_within_one_tile(tmp_path):
     from functools import partial
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import visionzoo
+from visionzoo.errors import VisionZooError
 from visionzoo.models.dip import Hourglass
 
 
@@ -169,3 +170,17 @@ def test_images_from_the_large_side_up_get_the_large_architecture():
     assert large.sigma == pytest.approx(25, rel=0.1)  # the statistics are still read
     assert estimate_architecture(flat(300, 128), rule, large_side=None).model_kwargs() == {"width": 16,
                                                                                            "num_scales": 2}
+
+
+def test_the_iteration_budget_grows_from_the_large_side_up():
+    from visionzoo.dip.estimate import iteration_budget
+    from visionzoo.dip.recipe import DIPFitSettings
+
+    assert (iteration_budget(127, 300), iteration_budget(300, 128), iteration_budget(96, 96)) == (800, 1400, 800)
+    assert iteration_budget(300, 128, large_side=None) == 800
+    auto, fixed = DIPFitSettings(), DIPFitSettings(iterations=50)
+    assert auto.iterations == "auto" and (auto.budget(256, 256), auto.budget(64, 64)) == (1400, 800)
+    assert (fixed.budget(256, 256), fixed.budget(64, 64)) == (50, 50)
+    for wrong in (0, -3, "many", True):
+        with pytest.raises(VisionZooError, match="task.fit.iterations must be auto"):
+            DIPFitSettings(iterations=wrong)

@@ -10,6 +10,8 @@
   :data:`LARGE_SIDE` by :class:`ArchitectureRule` (a texture threshold -> width; one number of scales), calibrated
   at 96x96 by the oracle sweep in ``benchmarks/dip_oracle.py`` (table and reasoning in
   ``benchmarks/DIP_ORACLE.md`` and ``docs/dip.md``); from :data:`LARGE_SIDE` up :data:`LARGE_ARCHITECTURE`.
+* :func:`iteration_budget`: the size class's iteration budget, :data:`ITERATIONS` below :data:`LARGE_SIDE` and
+  :data:`LARGE_ITERATIONS` from it up.
 """
 
 from __future__ import annotations
@@ -150,6 +152,19 @@ LARGE_SIDE = 128
 #: ``(width, num_scales)`` for images from :data:`LARGE_SIDE` up: the best PSNR per second at 256x256 among
 #: widths 16 / 32 / 64 x 2-5 scales within 600 iterations on the 2-core CPU (docs/dip.md).
 LARGE_ARCHITECTURE = (32, 3)
+#: Iterations for images below :data:`LARGE_SIDE`: DIP's budget at the 96x96 calibration, where the default
+#: stopping fires well within it.
+ITERATIONS = 800
+#: Iterations from :data:`LARGE_SIDE` up: about the most that fits 3 minutes per 256x256 image on the 2-core CPU
+#: (:data:`LARGE_ARCHITECTURE`, 0.125 s per iteration). At 800 the 256x256 fits were still under-fitted; on the
+#: first five of scikit-image's set at sigma 25, 1400 iterations lift the mean from 26.18 to 28.42 dB (docs/dip.md).
+LARGE_ITERATIONS = 1400
+
+
+def iteration_budget(height: int, width: int, large_side: int | None = LARGE_SIDE) -> int:
+    """The iteration budget of an ``height`` x ``width`` image: :data:`LARGE_ITERATIONS` when its shorter side is at
+    least ``large_side`` pixels (``None``: never), otherwise :data:`ITERATIONS`."""
+    return LARGE_ITERATIONS if large_side is not None and min(height, width) >= large_side else ITERATIONS
 
 
 def estimate_architecture(noisy: np.ndarray, rule: ArchitectureRule = DEFAULT_RULE,

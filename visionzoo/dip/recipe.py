@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from visionzoo.dip.classical import bm3d_denoise
-from visionzoo.dip.estimate import EstimatedArchitecture, estimate_architecture
+from visionzoo.dip.estimate import EstimatedArchitecture, estimate_architecture, iteration_budget
 from visionzoo.dip.fit import FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
 from visionzoo.dip.stopping import make_early_stop
 from visionzoo.dip.sure import SURELoss
@@ -57,7 +57,9 @@ def view(image: torch.Tensor, member: int) -> torch.Tensor:
 class DIPFitSettings:
     """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.dip.fit.fit_dip`).
 
-    ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
+    ``iterations``: the most iterations per fit, or ``"auto"`` for the size class's budget
+    (:func:`~visionzoo.dip.estimate.iteration_budget`: 800 below 128 px, 1400 from 128 px up); :meth:`budget`
+    gives the number for an image. ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
     all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits
     averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to
     the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of
@@ -65,7 +67,7 @@ class DIPFitSettings:
     :data:`GUIDES`, BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`).
     """
 
-    iterations: int = 800
+    iterations: int | str = "auto"
     lr: float = 0.01
     ema: float = 0.99
     reg_noise_std: float | None = None
@@ -80,6 +82,9 @@ class DIPFitSettings:
     guide_weight: float = GUIDE_WEIGHT
 
     def __post_init__(self) -> None:
+        if self.iterations != "auto" and (isinstance(self.iterations, (str, bool)) or self.iterations < 1):
+            raise VisionZooError(f"task.fit.iterations must be auto (800 below 128 px, 1400 from 128 px up) or a "
+                                 f"number of iterations of 1 or more, not {self.iterations!r}")
         if self.ensemble < 1:
             raise VisionZooError(f"task.fit.ensemble must be 1 or more fits per image, not {self.ensemble}")
         if self.loss not in LOSSES:
@@ -98,10 +103,19 @@ class DIPFitSettings:
             raise VisionZooError("task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the "
                                  "target); set one of them")
 
+    def budget(self, height: int, width: int) -> int:
+        """The most iterations per fit of an ``height`` x ``width`` image."""
+        return iteration_budget(height, width) if self.iterations == "auto" else int(self.iterations)
+
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
     """``(1, C, H, W)`` tensor -> ``(H, W, C)`` float32 array."""
     return image[0].detach().permute(1, 2, 0).float().cpu().numpy()
+
+
+def from_hwc(image: np.ndarray) -> torch.Tensor:
+    """``(H, W, C)`` array -> ``(1, C, H, W)`` tensor sharing its memory (the inverse of :func:`to_hwc`)."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None]
 
 
 def build_generator(
@@ -215,7 +229,7 @@ def fit_images(
     :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out), the others by
     :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on
     the CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps
-    counted from ``k x settings.iterations``. Member k's generator starts from ``settings.seed + k``, so a batched
+    counted from ``k x`` the image's :meth:`DIPFitSettings.budget`. Member k's generator starts from ``settings.seed + k``, so a batched
     fit gets the same result as fitted alone. Safe inside Lightning's test/predict loops: networks and inputs are
     made outside inference mode. With a guide the generator is fitted to :func:`guided_target`, while the
     stopping rule still measures the output against the noisy image.
@@ -232,17 +246,18 @@ def fit_images(
             key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg)
             groups.setdefault(key, []).append(plan)
         results: dict[tuple[int, int], FitResult] = {}
-        for (member, _, _, reg), members in groups.items():
+        for (member, _, shape, reg), members in groups.items():
+            iterations = settings.budget(*shape[-2:])
             # steps count on across members: member k's step s is reported as k x iterations + s
             report = None if on_step is None else (
-                lambda step, fits, base=member * settings.iterations: on_step(base + step, fits))
+                lambda step, fits, base=member * iterations: on_step(base + step, fits))
             inputs = torch.cat([view(targets[m.index], m.member) for m in members]).clone()
             references = None if clean is None else torch.cat([view(clean[m.index], m.member) for m in members])
             stops = [make_early_stop(settings.early_stop, view(noisy[m.index], m.member), m.estimate.sigma)
                      for m in members]
             seeds = [settings.seed + m.member for m in members]
             objective = None if settings.loss == "mse" else SURELoss([_unit_sigma(m.estimate) for m in members])
-            common = dict(iterations=settings.iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
+            common = dict(iterations=iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
                           backtrack_db=settings.backtrack_db, objective=objective)
             if len(members) == 1:
                 single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
@@ -276,8 +291,8 @@ def fit_images(
 def _classical(noisy: torch.Tensor, estimate: EstimatedArchitecture) -> tuple[torch.Tensor, float]:
     """BM3D/CBM3D of ``noisy`` ``(1, C, H, W)`` at the estimated sigma (same shape) and its time in seconds."""
     start = time.perf_counter()
-    output = torch.from_numpy(bm3d_denoise(to_hwc(noisy), _unit_sigma(estimate)))
-    return output.permute(2, 0, 1)[None].to(noisy), time.perf_counter() - start
+    output = from_hwc(bm3d_denoise(to_hwc(noisy), _unit_sigma(estimate)))
+    return output.to(noisy), time.perf_counter() - start
 
 
 def guided_target(noisy: torch.Tensor, classical: torch.Tensor, weight: float) -> torch.Tensor:

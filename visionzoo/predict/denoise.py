@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from torch import nn
 
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
-from visionzoo.dip.recipe import DIPFitSettings, fit_images
+from visionzoo.dip.recipe import DIPFitSettings, fit_images, from_hwc
 from visionzoo.dip.tiles import Tile, TileBlender, TileCache, tile_grid
 from visionzoo.errors import ConfigError, DataError
 from visionzoo.files import ensure_writable_folder
@@ -89,13 +88,16 @@ class DenoisePredictor:
             return [Tile(0, 0, height, width)]
         return tile_grid(height, width, int(self.tile["size"]), int(self.tile.get("overlap", 0)))
 
+    def tile_iterations(self, tiles: list[Tile]) -> dict[Tile, int]:
+        """The most iterations each tile's fit runs, all ensemble members together (the progress bar's unit)."""
+        return {tile: self.settings.budget(tile.height, tile.width) * self.settings.ensemble for tile in tiles}
+
     def denoise(self, image: LoadedImage, on_step: Callable[[int, int], None] | None = None) -> np.ndarray:
         """The denoised pixels of one image, in the file's depth and colour mode. ``on_step(done, total)`` follows
         the fit in tile-iterations (a whole image is one tile; only a tiled image keeps a resume cache)."""
         pixels = image_to_unit(image)
         height, width, channels = pixels.shape
         tiles = self.tiles(height, width)
-        iterations = self.settings.iterations * self.settings.ensemble  # per tile, all members
         batch = max(1, int((self.tile or {}).get("batch", 1)))
         cache = self.tile_cache(image.path) if len(tiles) > 1 else None
         blender = TileBlender(height, width, channels, int(self.tile.get("overlap", 0))) if cache is not None else None
@@ -106,12 +108,13 @@ class DenoisePredictor:
                 todo.append(tile)
             else:
                 blender.add(tile, cached)
-        total, done = len(tiles) * iterations, (len(tiles) - len(todo)) * iterations
+        iterations = self.tile_iterations(tiles)
+        total, done = sum(iterations.values()), sum(iterations[tile] for tile in tiles if tile not in todo)
         if done:
             log.info("%s: %d of %d tiles already done, resuming", image.path.name, len(tiles) - len(todo), len(tiles))
         for start in range(0, len(todo), batch):
             group = todo[start : start + batch]
-            noisy = [torch.from_numpy(pixels[t.rows, t.columns]).permute(2, 0, 1)[None].to(self.device) for t in group]
+            noisy = [from_hwc(pixels[t.rows, t.columns]).to(self.device) for t in group]
             report = None if on_step is None else (
                 lambda step, _, base=done, size=len(group): on_step(base + size * (step + 1), total))
             for tile, fitted in zip(group, fit_images(self.net, self.architecture, noisy, self.settings, on_step=report)):
@@ -120,7 +123,7 @@ class DenoisePredictor:
                 if cache is not None:
                     cache.save(tile, output)
                     blender.add(tile, output)
-            done += len(group) * iterations
+            done += sum(iterations[tile] for tile in group)
         return unit_to_file_pixels(output if blender is None else blender.result(), image)
 
     @staticmethod
@@ -140,9 +143,9 @@ class DenoisePredictor:
                 todo.append(path)
         with progress_bar() as progress:
             files = progress.add_task("denoising", total=len(todo))
-            steps = progress.add_task("  fit", total=self.settings.iterations)
+            steps = progress.add_task("  fit", total=None)  # tile-iterations, known once the image is read
             for path in todo:
-                progress.reset(steps, total=self.settings.iterations, description=f"  {path.name}")
+                progress.reset(steps, total=None, description=f"  {path.name}")
                 try:
                     image = read_image(path)
                     pixels = self.denoise(image, on_step=lambda done, total: progress.update(steps, completed=done,

@@ -23,7 +23,7 @@ from visionzoo.data.contract import SyntheticNoise, datamodule_of
 from visionzoo.data.images import write_image_atomic
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.fit import psnr
-from visionzoo.dip.recipe import DIPFitSettings, FittedImage, fit_images, to_hwc
+from visionzoo.dip.recipe import DIPFitSettings, FittedImage, fit_images, from_hwc, to_hwc
 from visionzoo.errors import VisionZooError
 from visionzoo.pixels import unit_to_uint8
 from visionzoo.tasks.pictures import publish_picture
@@ -115,7 +115,7 @@ class DIPDenoiseTask(L.LightningModule):
             else:
                 sigma = true_sigma / 255.0 if true_sigma is not None else estimate.sigma / 255.0  # the fit's estimate
                 start = time.perf_counter()
-                bm3d_t = torch.from_numpy(bm3d_denoise(noisy_np, sigma)).permute(2, 0, 1)[None]
+                bm3d_t = from_hwc(bm3d_denoise(noisy_np, sigma))
                 seconds = time.perf_counter() - start
             bm3d_np = to_hwc(bm3d_t)
             row.update(psnr_bm3d=psnr(bm3d_t, clean.cpu()), ssim_bm3d=ssim(bm3d_np, clean_np), seconds_bm3d=seconds)
