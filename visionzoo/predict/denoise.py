@@ -2,8 +2,9 @@
 
 For each input ``photo.jpg`` it writes ``<output>/photo_dip.png`` (PNG, so nothing is lost again): the same size,
 upright, in the file's bit depth (8 or 16) and colour mode (gray stays gray; an alpha channel is kept unchanged).
-Each image is fitted from scratch (about 800 iterations by default), so large photos take long on a CPU: a
-256x256 RGB image with the estimated architecture takes a few minutes on 2 cores, seconds on a GPU.
+Each image is fitted from scratch (up to 800 iterations below 128 px and 1400 from 128 px up by default), so
+large photos take long on a CPU: a 256x256 RGB image with the estimated architecture takes about 3 minutes on
+2 cores.
 
 Images larger than ``tile.size`` are denoised in overlapping tiles (:mod:`visionzoo.dip.tiles`): each tile gets
 its own estimated generator, ``tile.batch`` same-architecture tiles are fitted together, and the tiles are blended
