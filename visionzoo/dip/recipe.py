@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from visionzoo.dip.classical import bm3d_denoise
-from visionzoo.dip.estimate import EstimatedArchitecture, estimate_architecture, iteration_budget
+from visionzoo.dip.estimate import (ITERATIONS, LARGE_ITERATIONS, LARGE_SIDE, EstimatedArchitecture,
+                                    estimate_architecture, iteration_budget)
 from visionzoo.dip.fit import FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
 from visionzoo.dip.stopping import make_early_stop
 from visionzoo.dip.sure import SURELoss
@@ -58,13 +59,14 @@ class DIPFitSettings:
     """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.dip.fit.fit_dip`).
 
     ``iterations``: the most iterations per fit, or ``"auto"`` for the size class's budget
-    (:func:`~visionzoo.dip.estimate.iteration_budget`: 800 below 128 px, 1400 from 128 px up); :meth:`budget`
-    gives the number for an image. ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level; ``early_stop`` ``None`` runs
-    all ``iterations``; otherwise a rule of :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits
-    averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to
-    the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of
-    :data:`BLENDS`, the DIP output weighing ``blend_share`` (:func:`blend_with_bm3d`). ``guide``: one of
-    :data:`GUIDES`, BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`).
+    (:func:`~visionzoo.dip.estimate.iteration_budget`: 800 below 128 px, 1400 from 128 px up); :meth:`budget` gives
+    the number for an image. ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level;
+    ``early_stop`` ``None`` runs all ``iterations``; otherwise a rule of
+    :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits averaged per image (module docstring).
+    ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to the generator and uses the estimated noise
+    sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of :data:`BLENDS`, the DIP output weighing ``blend_share``
+    (:func:`blend_with_bm3d`). ``guide``: one of :data:`GUIDES`, BM3D's output as a second target weighing
+    ``guide_weight`` (:func:`guided_target`).
     """
 
     iterations: int | str = "auto"
@@ -83,8 +85,9 @@ class DIPFitSettings:
 
     def __post_init__(self) -> None:
         if self.iterations != "auto" and (isinstance(self.iterations, (str, bool)) or self.iterations < 1):
-            raise VisionZooError(f"task.fit.iterations must be auto (800 below 128 px, 1400 from 128 px up) or a "
-                                 f"number of iterations of 1 or more, not {self.iterations!r}")
+            raise VisionZooError(f"task.fit.iterations must be auto ({ITERATIONS} below {LARGE_SIDE} px, "
+                                 f"{LARGE_ITERATIONS} from {LARGE_SIDE} px up) or a number of iterations of 1 or "
+                                 f"more, not {self.iterations!r}")
         if self.ensemble < 1:
             raise VisionZooError(f"task.fit.ensemble must be 1 or more fits per image, not {self.ensemble}")
         if self.loss not in LOSSES:
@@ -227,11 +230,11 @@ def fit_images(
 
     Images that get the same architecture, size and perturbation level run together in
     :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out), the others by
-    :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on
-    the CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps
-    counted from ``k x`` the image's :meth:`DIPFitSettings.budget`. Member k's generator starts from ``settings.seed + k``, so a batched
-    fit gets the same result as fitted alone. Safe inside Lightning's test/predict loops: networks and inputs are
-    made outside inference mode. With a guide the generator is fitted to :func:`guided_target`, while the
+    :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on the
+    CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps counted from
+    ``k x`` the image's :meth:`DIPFitSettings.budget`. Member k's generator starts from ``settings.seed + k``, so a
+    batched fit gets the same result as fitted alone. Safe inside Lightning's test/predict loops: networks and
+    inputs are made outside inference mode. With a guide the generator is fitted to :func:`guided_target`, while the
     stopping rule still measures the output against the noisy image.
     """
     with torch.inference_mode(False), torch.enable_grad():

@@ -23,7 +23,7 @@ import numpy as np
 from torch import nn
 
 from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
-from visionzoo.dip.recipe import DIPFitSettings, fit_images, from_hwc
+from visionzoo.dip.recipe import DIPFitSettings, fit_images, from_hwc, to_hwc
 from visionzoo.dip.tiles import Tile, TileBlender, TileCache, tile_grid
 from visionzoo.errors import ConfigError, DataError
 from visionzoo.files import ensure_writable_folder
@@ -110,7 +110,8 @@ class DenoisePredictor:
             else:
                 blender.add(tile, cached)
         iterations = self.tile_iterations(tiles)
-        total, done = sum(iterations.values()), sum(iterations[tile] for tile in tiles if tile not in todo)
+        total = sum(iterations.values())
+        done = total - sum(iterations[tile] for tile in todo)
         if done:
             log.info("%s: %d of %d tiles already done, resuming", image.path.name, len(tiles) - len(todo), len(tiles))
         for start in range(0, len(todo), batch):
@@ -120,7 +121,7 @@ class DenoisePredictor:
                 lambda step, _, base=done, size=len(group): on_step(base + size * (step + 1), total))
             for tile, fitted in zip(group, fit_images(self.net, self.architecture, noisy, self.settings, on_step=report)):
                 self._log(image.path.name if cache is None else f"{image.path.name} tile {tile.key}", fitted)
-                output = fitted.result.image[0].permute(1, 2, 0).float().cpu().numpy()
+                output = to_hwc(fitted.result.image)
                 if cache is not None:
                     cache.save(tile, output)
                     blender.add(tile, output)
