@@ -78,6 +78,69 @@ def test_windowed_variance_stops_after_the_minimum():
     assert torch.equal(stop.best_image, torch.full((1, 1, 2, 2), 6.0))
 
 
+def test_settle_stop_returns_the_average_where_its_change_was_lowest():
+    from visionzoo.dip.stopping import SettleStop
+
+    # EMA outputs of one constant value per step; checks every 2 steps from step 2 on (steps 1, 3, 5, ...)
+    values = [0.0, 0.0, 0.0, 0.4, 0.0, 0.6, 0.0, 0.7, 0.0, 0.75, 0.0, 0.7, 0.0, 0.5, 0.0, 0.2, 0.0, 0.0]
+    stop = SettleStop(torch.zeros(1, 1, 2, 2), sigma=0.5, patience=4, every=2, start=2, gate=1e9)  # gate open
+    stopped_at = None
+    for step, value in enumerate(values):
+        if stop.update(step, torch.zeros(1, 1, 2, 2), average=torch.full((1, 1, 2, 2), value)):
+            stopped_at = step
+            break
+    # changes between checks (0 -> 0.4 -> 0.6 -> 0.7 -> 0.75 -> 0.7 -> 0.5): 0.16, 0.04, 0.01, 0.0025, 0.0025, 0.04
+    assert [step for step, _ in stop.changes] == [3, 5, 7, 9, 11, 13]
+    assert [change for _, change in stop.changes] == pytest.approx([0.16, 0.04, 0.01, 0.0025, 0.0025, 0.04])
+    # lowest at step 9 (a tie does not count as new), 4 steps on at 13 the rule fires with the average from step 9
+    assert stopped_at == 13 and stop.best_step == 9
+    assert torch.equal(stop.best_image, torch.full((1, 1, 2, 2), 0.75))
+    # still settling when the steps run out: nothing to return, the fit keeps its last average
+    falling = SettleStop(torch.zeros(1, 1, 1, 1), sigma=0.5, patience=4, every=1, start=0, gate=1e9)
+    for step, value in enumerate([0.0, 0.5, 0.75, 0.875, 0.9375]):
+        assert not falling.update(step, torch.zeros(1, 1, 1, 1), average=torch.full((1, 1, 1, 1), value))
+    assert falling.best_image is None and falling.best_step == -1
+    with pytest.raises(ValueError, match="patience >= every"):
+        SettleStop(torch.zeros(1, 1, 1, 1), sigma=0.5, patience=5, every=10)
+
+
+def test_settle_stop_looks_for_its_minimum_only_near_the_noisy_image():
+    from visionzoo.dip.stopping import SettleStop, clipped_noise_power
+
+    # noisy image 0, sigma 0.5: distance^2 / clipped noise power is 5.27 at 0.79 and 0.73 at 0.3 (closed form)
+    power = clipped_noise_power(torch.tensor([0.79, 0.3], dtype=torch.float64), 0.5)
+    assert (torch.tensor([0.79, 0.3], dtype=torch.float64) ** 2 / power).tolist() == pytest.approx([5.27, 0.73], abs=0.01)
+    values = [0.9, 0.8, 0.79, 0.7, 0.3, 0.29, 0.2, 0.1]  # changes 0.01, 1e-4, 0.0081, 0.16, 1e-4, 0.0081, 0.01
+    fired = {}
+    for gate in (1e9, 2.0):
+        stop = SettleStop(torch.zeros(1, 1, 1, 1), sigma=0.5, patience=2, every=1, start=0, gate=gate)
+        for step, value in enumerate(values):
+            if stop.update(step, torch.zeros(1, 1, 1, 1), average=torch.full((1, 1, 1, 1), value)):
+                fired[gate] = (step, stop.best_step, stop.best_image.item())
+                break
+    # open gate: the first lull (0.79, step 2) ends the fit two steps later; gate 2: not before 0.3 (step 4)
+    assert fired[1e9] == (4, 2, pytest.approx(0.79)) and fired[2.0] == (7, 5, pytest.approx(0.29))
+
+
+@pytest.mark.slow
+def test_settle_stop_ends_a_fit_past_its_peak():
+    """The product's settle rule (its defaults) where ``{rule: auto}`` starts to use it: 128x128, sigma 50."""
+    from visionzoo.dip.stopping import SETTLE_PATIENCE, SettleStop
+
+    clean = _camera(128)
+    noisy = (clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(1)) * 50 / 255).clamp(0, 1)
+    torch.manual_seed(0)
+    net = visionzoo.create_model("dip_scaled", width=32, num_scales=3, out_channels=1)
+    stop = SettleStop(noisy, 50 / 255)
+    result = fit_dip(net, noisy, iterations=2500, early_stop=stop, clean=clean)
+    assert result.iterations < 2500 and result.iterations == stop.best_step + 1 + SETTLE_PATIENCE
+    assert result.returned_step == stop.best_step and torch.equal(result.image, stop.best_image.clamp(0, 1))
+    # measured (2 threads): returned 23.80 dB (step 519, stopped at 1020), the best along the fit 24.06 (652), the
+    # last 22.62, noisy 15.13; with 1 thread the fit takes another path: 24.04 (669), 24.06, last 21.51
+    returned, peak, last = psnr(result.image, clean), max(result.psnr_clean), result.psnr_clean[-1]
+    assert returned > peak - 0.5 and returned > last + 0.5 and returned > psnr(noisy, clean) + 8.0
+
+
 def test_early_stopping_ends_the_fit_and_returns_the_minimum():
     from visionzoo.dip.stopping import WindowedVarianceStop
 

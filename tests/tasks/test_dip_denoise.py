@@ -97,7 +97,8 @@ def test_pixel_round_trip_at_file_depth(tmp_path):
 
 def test_early_stop_config_builds_the_named_rule():
     from visionzoo.dip.stopping import make_early_stop
-    from visionzoo.dip.stopping import DISCREPANCY_FACTOR, DiscrepancyStop, WindowedVarianceStop
+    from visionzoo.dip.stopping import DISCREPANCY_FACTOR, SETTLE_PATIENCE, DiscrepancyStop, SettleStop, \
+        WindowedVarianceStop
 
     noisy = torch.full((1, 1, 4, 4), 0.5)
     stop = make_early_stop({"rule": "discrepancy", "factor": 0.9}, noisy, sigma255=25.5)
@@ -108,7 +109,16 @@ def test_early_stop_config_builds_the_named_rule():
     assert isinstance(make_early_stop({"rule": "variance", "window": 5, "patience": 9}, noisy, 25.0),
                       WindowedVarianceStop)
     assert make_early_stop(None, noisy, 25.0) is None
-    with pytest.raises(VisionZooError, match="task.fit.early_stop.rule must be one of discrepancy, variance"):
+    settle = make_early_stop({"rule": "settle", "patience": 40}, noisy, 25.0)
+    assert isinstance(settle, SettleStop) and settle.patience == 40
+    # auto: discrepancy below 128 px on the shorter side, settle from 128 px up (with its calibrated patience)
+    assert isinstance(make_early_stop({"rule": "auto"}, torch.full((1, 3, 127, 300), 0.5), 25.0), DiscrepancyStop)
+    large = make_early_stop({"rule": "auto"}, torch.full((1, 3, 128, 300), 0.5), 25.0)
+    assert isinstance(large, SettleStop) and large.patience == SETTLE_PATIENCE == 500
+    with pytest.raises(VisionZooError, match=r"rule: auto\} takes no options \(got factor\)"):
+        make_early_stop({"rule": "auto", "factor": 0.9}, noisy, 25.0)
+    with pytest.raises(VisionZooError, match="task.fit.early_stop.rule must be one of auto, discrepancy, settle, "
+                                             "variance"):
         make_early_stop({"rule": "patience"}, noisy, 25.0)
     with pytest.raises(VisionZooError, match="task.fit.early_stop: .*unexpected keyword argument 'window'"):
         make_early_stop({"rule": "discrepancy", "window": 5}, noisy, 25.0)

@@ -6,7 +6,13 @@ outputs (Wang et al., "Early Stopping for Deep Image Prior", 2023): it falls whi
 and rises once it starts fitting noise, so the fit stops when it has not reached a new minimum for ``patience``
 iterations and returns the moving average as it was at the minimum.
 
-Both take ``update(step, output, average)`` once per accepted iteration (``(1, C, H, W)`` raw output and its
+The denoising recipe's ``{rule: auto}`` (the default) uses :class:`DiscrepancyStop` for images below
+:data:`~visionzoo.dip.estimate.LARGE_SIDE` (where it was calibrated) and :class:`SettleStop` from it up: the
+moving average's change per check stops falling once the network has fitted the content and starts to fit the
+noise, which needs no noise estimate (at 256x256 the discrepancy rule's 3-6% sigma errors moved its stop by
+hundreds of iterations; docs/dip.md).
+
+All take ``update(step, output, average)`` once per accepted iteration (``(1, C, H, W)`` raw output and its
 moving average) and return ``True`` to stop; ``best_image`` / ``best_step`` are what the fit returns.
 """
 
@@ -19,10 +25,15 @@ from typing import Any, Union
 import torch
 from torch import special
 
+from visionzoo.dip.estimate import LARGE_SIDE
 from visionzoo.errors import VisionZooError
 
 #: The discrepancy-stopping factor calibrated by the oracle sweep (benchmarks/DIP_ORACLE.md).
 DISCREPANCY_FACTOR = 0.95
+#: :class:`SettleStop`'s patience in iterations and its gate (x the clipped noise power): the choice of nine of the
+#: ten held-out images at 256x256 (docs/dip.md).
+SETTLE_PATIENCE = 500
+SETTLE_GATE = 1.1
 
 
 class WindowedVarianceStop:
@@ -112,21 +123,83 @@ class DiscrepancyStop:
         return True
 
 
-EarlyStop = Union[DiscrepancyStop, WindowedVarianceStop]
-EARLY_STOP_RULES = ("discrepancy", "variance")
+class SettleStop:
+    """Stop once the moving average has settled: every ``every`` steps (from step ``start`` on) the mean squared
+    change of the EMA output since the previous check; when ``patience`` steps have passed without a new minimum of
+    that change, the fit stops and returns the EMA output as it was at the minimum (``best_image``, ``best_step``).
+    A fit whose change is still reaching new minima when the budget ends keeps its last EMA output.
+
+    The change falls while the network fits the image's content and rises once it fits the noise (the same signal
+    as :class:`WindowedVarianceStop`, read from the smoothed output so that it is steady enough for one minimum).
+    Texture images can pause early while the output is still far from the noisy image (gravel at 256x256 settled at
+    iteration 300, 5.5 dB below its peak), so the search for the minimum opens only once the output is within
+    ``gate`` x the clipped noise power of the noisy image ``(1, C, H, W)`` at the estimated ``sigma`` ([0, 1]
+    scale), a loose version of :class:`DiscrepancyStop`'s test that a few per cent of error in sigma do not move
+    much. ``patience`` = :data:`SETTLE_PATIENCE` and ``gate`` = :data:`SETTLE_GATE` were chosen at 256x256
+    (leave-one-image-out; docs/dip.md).
+    """
+
+    def __init__(self, noisy: torch.Tensor, sigma: float, patience: int = SETTLE_PATIENCE, gate: float = SETTLE_GATE,
+                 every: int = 10, start: int = 100) -> None:
+        if patience < every or every < 1 or start < 0:
+            raise ValueError("settle stopping needs every >= 1, patience >= every and start >= 0")
+        self.near = DiscrepancyStop(noisy, sigma, factor=gate, every=1)
+        self.patience, self.every, self.start = patience, every, start
+        self.previous: torch.Tensor | None = None
+        self.changes: list[tuple[int, float]] = []  # (step, mean squared change since the previous check)
+        self.lowest = float("inf")
+        self.lowest_step = -1
+        self.lowest_image: torch.Tensor | None = None
+        self.best_step = -1
+        self.best_image: torch.Tensor | None = None
+        self.calls = 0
+
+    def update(self, step: int, output: torch.Tensor, average: torch.Tensor) -> bool:
+        self.calls += 1
+        if self.calls % self.every:
+            return False
+        settled = average.clamp(0, 1)
+        previous, self.previous = self.previous, settled.clone()
+        if previous is None or step + 1 < self.start:
+            return False
+        if self.lowest_step < 0 and (average - self.near.noisy).pow(2).mean().item() > self.near.threshold(average):
+            return False  # still far from the noisy image: not looking for the minimum yet
+        change = (settled - previous).pow(2).mean().item()
+        self.changes.append((step, change))
+        if change < self.lowest:
+            self.lowest, self.lowest_step, self.lowest_image = change, step, average.clone()
+            return False
+        if step - self.lowest_step < self.patience:
+            return False
+        self.best_step, self.best_image = self.lowest_step, self.lowest_image
+        return True
+
+
+EarlyStop = Union[DiscrepancyStop, WindowedVarianceStop, SettleStop]
+EARLY_STOP_RULES = ("auto", "discrepancy", "settle", "variance")
 
 
 def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor, sigma255: float) -> EarlyStop | None:
     """The early-stopping rule of ``task.fit.early_stop`` for one noisy ``(1, C, H, W)`` image whose estimated
-    noise sigma is ``sigma255`` (0..255 scale): ``None`` or ``{}`` for none, ``{rule: discrepancy, factor: F,
-    every: N, clipped: true}`` or ``{rule: variance, window: W, patience: P}``."""
+    noise sigma is ``sigma255`` (0..255 scale): ``None`` or ``{}`` for none, ``{rule: auto}`` (discrepancy below
+    :data:`~visionzoo.dip.estimate.LARGE_SIDE` px on the shorter side, settle from it up), ``{rule: discrepancy,
+    factor: F, every: N, clipped: true}``, ``{rule: settle, patience: P, gate: G, every: N,
+    start: S}`` or ``{rule: variance,
+    window: W, patience: P}``."""
     if not config:
         return None
     options = dict(config)
     rule = options.pop("rule", None)
+    if rule == "auto":
+        if options:
+            raise VisionZooError(f"task.fit.early_stop={{rule: auto}} takes no options (got {', '.join(options)}); "
+                                 "name the rule (discrepancy or settle) to set them")
+        rule = "settle" if min(noisy.shape[-2:]) >= LARGE_SIDE else "discrepancy"
     try:
         if rule == "discrepancy":
             return DiscrepancyStop(noisy, max(sigma255, 1e-3) / 255.0, **options)
+        if rule == "settle":
+            return SettleStop(noisy, max(sigma255, 1e-3) / 255.0, **options)
         if rule == "variance":
             return WindowedVarianceStop(**options)
     except TypeError as err:
