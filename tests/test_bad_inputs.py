@@ -189,6 +189,14 @@ CASES = [
     case("eval-dip-zero-iterations", "eval.py", DIP, "task.fit.iterations=0",
          message="error: task.fit.iterations must be auto (800 below 128 px, 1400 from 128 px up) or a number of "
                  "iterations of 1 or more, not 0"),
+    case("eval-dip-merge-stop-options", "eval.py", DIP, "task.fit.early_stop={{rule:discrepancy,factor:0.9}}",
+         message="error: task.fit.early_stop={{rule:discrepancy,factor:0.9}} adds options that task.fit.early_stop "
+                 "lacks; to replace it whole write ~task.fit.early_stop '+task.fit.early_stop={{rule:discrepancy,"
+                 "factor:0.9}}'"),
+    case("eval-dip-auto-stop-options", "eval.py", DIP, "~task.fit.early_stop",
+         "+task.fit.early_stop={{rule:auto,factor:0.9}}",
+         message="error: task.fit.early_stop={{rule: auto}} takes no options (got factor); name the rule (discrepancy "
+                 "or settle) to set them"),
     case("eval-dip-guide-with-sure", "eval.py", DIP, "task.fit.guide=bm3d", "task.fit.loss=sure",
          message="error: task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the target)"),
     case("train-no-experiment", "train.py", [], message="error: config has no 'data': pick a recipe with experiment=NAME"),
@@ -396,12 +404,13 @@ def test_bad_input(bad: Case, inputs: Path, tmp_path: Path):
 
 def test_docs_list_every_case():
     """docs/errors.md has a row per case (its id) with the message the case prints (the case's expected start of
-    its error line, placeholders for the sample token and the work folder matching anything)."""
+    its error line, placeholders for the sample token and the work folder matching anything, ``{{ }}`` single)."""
     rows = {line.split("`")[1]: line for line in DOCS.read_text().splitlines() if line.startswith("| `")}
     for bad in CASES:
         assert bad.id in rows, f"{bad.id} missing from {DOCS}"
         printed = re.sub(r"\s+", " ", rows[bad.id].split(" | ")[-1].replace("\\|", "|"))
         fragments = re.split(r"\{w\}|\{val\}", re.sub(r"\s+", " ", bad.message))
+        fragments = [fragment.replace("{{", "{").replace("}}", "}") for fragment in fragments]  # format's escapes
         pattern = ".*?".join(re.escape(fragment) for fragment in fragments)
         assert re.search(pattern, printed), f"{bad.id}: docs say {printed!r}, the case expects {bad.message!r}"
 

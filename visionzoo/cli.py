@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, Node, OmegaConf
+from omegaconf import DictConfig, ListConfig, Node, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
@@ -137,8 +137,30 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as err:
         key = re.match(r"Could not override '([^']+)'", str(err))
         if key and "not in struct" in str(err.__cause__):
+            value = _options_value(config_name, overrides, key.group(1))
+            if value is not None:
+                raise VisionZooError(f"{key.group(1)}={value} adds options that {key.group(1)} lacks; to replace it "
+                                     f"whole write ~{key.group(1)} '+{key.group(1)}={value}'") from err
             raise VisionZooError(_unknown_key(config_name, overrides, key.group(1))) from err
         raise VisionZooError(f"{_first_line(err)} (in the command line overrides)") from err
+
+
+def _options_value(config_name: str, overrides: list[str], key: str) -> str | None:
+    """The value of an override ``key={...}`` that Hydra merges into ``key``, a flat mapping of options
+    (``task.fit.early_stop={rule: auto}``), and that the config's struct mode refused for a key the old mapping lacks
+    (the fix: ``~key '+key={...}'``). ``None`` when ``key`` is not such a mapping."""
+    value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "")
+    if not value.lstrip().startswith("{"):
+        return None
+    rest = [o for o in overrides if o.split("=", 1)[0] != key]
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            node = OmegaConf.select(compose(config_name, overrides=rest), key)
+    except (HydraException, OmegaConfBaseException):
+        return None
+    if not isinstance(node, DictConfig) or any(isinstance(v, (DictConfig, ListConfig)) for v in node.values()):
+        return None
+    return value
 
 
 def _missing_option(message: str) -> str:

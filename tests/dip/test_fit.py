@@ -108,8 +108,8 @@ def test_settle_stop_looks_for_its_minimum_only_near_the_noisy_image():
     from visionzoo.dip.stopping import SettleStop, clipped_noise_power
 
     # noisy image 0, sigma 0.5: distance^2 / clipped noise power is 5.27 at 0.79 and 0.73 at 0.3 (closed form)
-    power = clipped_noise_power(torch.tensor([0.79, 0.3], dtype=torch.float64), 0.5)
-    assert (torch.tensor([0.79, 0.3], dtype=torch.float64) ** 2 / power).tolist() == pytest.approx([5.27, 0.73], abs=0.01)
+    distance = torch.tensor([0.79, 0.3], dtype=torch.float64)
+    assert (distance**2 / clipped_noise_power(distance, 0.5)).tolist() == pytest.approx([5.27, 0.73], abs=0.01)
     values = [0.9, 0.8, 0.79, 0.7, 0.3, 0.29, 0.2, 0.1]  # changes 0.01, 1e-4, 0.0081, 0.16, 1e-4, 0.0081, 0.01
     fired = {}
     for gate in (1e9, 2.0):

@@ -202,6 +202,6 @@ def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor, sigma255
             return SettleStop(noisy, max(sigma255, 1e-3) / 255.0, **options)
         if rule == "variance":
             return WindowedVarianceStop(**options)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise VisionZooError(f"task.fit.early_stop: {err}") from None
     raise VisionZooError(f"task.fit.early_stop.rule must be one of {', '.join(EARLY_STOP_RULES)}, not {rule!r}")
