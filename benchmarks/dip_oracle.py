@@ -218,7 +218,9 @@ def table(args: argparse.Namespace) -> None:
         "output to the clean image and its MSE to the noisy image, so stopping rules are compared on the same fits.",
         "Made by `python benchmarks/dip_oracle.py sweep` then `python benchmarks/dip_oracle.py table`.",
         "",
-        "**Protocol the product uses** (`task.fit.early_stop={rule: discrepancy}`): each fit stops by the discrepancy "
+        "**Protocol the product uses below LARGE_SIDE** (`task.fit.early_stop={rule: auto}`"
+        + ("" if args.size < LARGE_SIDE else f"; from {LARGE_SIDE} px, as here, it uses the settle rule instead, "
+           "docs/dip.md") + "): each fit stops by the discrepancy "
         f"principle at factor {DISCREPANCY_FACTOR} (`DISCREPANCY_FACTOR`): the first check where the EMA output's MSE "
         "to the noisy image is <= factor x the power of the noise clipped to [0, 1] at the estimated sigma (here "
         "around the clean image, standing in for the output). Best = the best grid architecture under the "
