@@ -105,7 +105,7 @@ class DIPFitSettings:
         if self.guide is not None and self.loss != "mse":
             raise VisionZooError("task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the "
                                  "target); set one of them")
-        make_early_stop(self.early_stop, torch.full((1, 1, 2, 2), 0.5), 25.0)  # the rule's name and options, now
+        make_early_stop(self.early_stop, torch.full((1, 1, 2, 2), 0.5), 25.0)  # a wrong rule fails before any fit
 
     def budget(self, height: int, width: int) -> int:
         """The most iterations per fit of an ``height`` x ``width`` image."""

@@ -30,8 +30,8 @@ from visionzoo.errors import VisionZooError
 
 #: The discrepancy-stopping factor calibrated by the oracle sweep (benchmarks/DIP_ORACLE.md).
 DISCREPANCY_FACTOR = 0.95
-#: :class:`SettleStop`'s patience in iterations and its gate (x the clipped noise power): the choice of nine of the
-#: ten held-out images at 256x256 (docs/dip.md).
+#: :class:`SettleStop`'s patience in iterations and its gate (x the clipped noise power): the pair chosen for eight
+#: of the ten images held out in turn at 256x256 (docs/dip.md).
 SETTLE_PATIENCE = 500
 SETTLE_GATE = 1.1
 
@@ -143,7 +143,7 @@ class SettleStop:
                  every: int = 10, start: int = 100) -> None:
         if patience < every or every < 1 or start < 0:
             raise ValueError("settle stopping needs every >= 1, patience >= every and start >= 0")
-        self.near = DiscrepancyStop(noisy, sigma, factor=gate, every=1)
+        self.near = DiscrepancyStop(noisy, sigma, factor=gate, every=1)  # the gate's test, not a rule of its own
         self.patience, self.every, self.start = patience, every, start
         self.previous: torch.Tensor | None = None
         self.changes: list[tuple[int, float]] = []  # (step, mean squared change since the previous check)
@@ -183,9 +183,8 @@ def make_early_stop(config: dict[str, Any] | None, noisy: torch.Tensor, sigma255
     """The early-stopping rule of ``task.fit.early_stop`` for one noisy ``(1, C, H, W)`` image whose estimated
     noise sigma is ``sigma255`` (0..255 scale): ``None`` or ``{}`` for none, ``{rule: auto}`` (discrepancy below
     :data:`~visionzoo.dip.estimate.LARGE_SIDE` px on the shorter side, settle from it up), ``{rule: discrepancy,
-    factor: F, every: N, clipped: true}``, ``{rule: settle, patience: P, gate: G, every: N,
-    start: S}`` or ``{rule: variance,
-    window: W, patience: P}``."""
+    factor: F, every: N, clipped: true}``, ``{rule: settle, patience: P, gate: G, every: N, start: S}`` or
+    ``{rule: variance, window: W, patience: P}``."""
     if not config:
         return None
     options = dict(config)
