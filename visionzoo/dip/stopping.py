@@ -113,11 +113,15 @@ class DiscrepancyStop:
             return self.factor * self.sigma**2
         return self.factor * clipped_noise_power(output.clamp(0, 1), self.sigma).mean().item()
 
+    def within(self, output: torch.Tensor) -> bool:
+        """Whether ``output``'s mean squared distance to the noisy image is down to :meth:`threshold`."""
+        return (output - self.noisy).pow(2).mean().item() <= self.threshold(output)
+
     def update(self, step: int, output: torch.Tensor, average: torch.Tensor) -> bool:
         self.calls += 1
         if self.calls % self.every:
             return False
-        if (average - self.noisy).pow(2).mean().item() > self.threshold(average):
+        if not self.within(average):
             return False
         self.best_step, self.best_image = step, average.clone()
         return True
@@ -162,7 +166,7 @@ class SettleStop:
         previous, self.previous = self.previous, settled.clone()
         if previous is None or step + 1 < self.start:
             return False
-        if self.lowest_step < 0 and (average - self.near.noisy).pow(2).mean().item() > self.near.threshold(average):
+        if self.lowest_step < 0 and not self.near.within(average):
             return False  # still far from the noisy image: not looking for the minimum yet
         change = (settled - previous).pow(2).mean().item()
         self.changes.append((step, change))
