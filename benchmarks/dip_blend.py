@@ -11,6 +11,13 @@ held-out one). It also scores an adaptive rule, ``share = min(1, scale x sigma_e
 (a DIP output far from BM3D's, relative to the noise, gets less weight), its scale fitted the same way.
 
     python benchmarks/dip_blend.py --size 96            # -> benchmarks/DIP_BLEND.md (about 7 minutes, 2 cores)
+
+``--outputs SIGMA=DIR ...`` reads the DIP outputs an evaluation saved instead of fitting them again (``python eval.py
+experiment=dip_denoise data.size=256 data.sigma=50 task.save_outputs=true`` writes ``<run dir>/denoised/<image>.png``),
+so the blend is scored on exactly the outputs of that run (8-bit, as saved):
+
+    python benchmarks/dip_blend.py --size 256 --outputs 25=<run dir>/denoised 50=<run dir>/denoised \
+        --out benchmarks/DIP_BLEND_256.md
 """
 
 from __future__ import annotations
@@ -23,25 +30,56 @@ import numpy as np
 
 import visionzoo
 from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
+from visionzoo.data.images import read_image
 from visionzoo.dip.classical import bm3d_denoise
+from visionzoo.dip.estimate import estimate_noise_sigma
 from visionzoo.dip.fit import psnr
-from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc, to_hwc
 
 HERE = Path(__file__).resolve().parent
 SHARES = np.round(np.arange(0.0, 1.0001, 0.05), 2)
 SCALES = np.round(np.arange(0.0, 0.5001, 0.01), 2)
 
 
-def _case(index: int, name: str, size: int, sigma: float) -> dict:
-    """One image at one noise level: the default DIP output, BM3D at the estimated and true sigma, the clean image
-    (each ``(1, C, H, W)``), and the estimated sigma (0..255)."""
+def _dip_output(noisy: np.ndarray, outputs: Path | None) -> np.ndarray:
+    """The default DIP output for ``noisy`` ``(H, W, C)`` in [0, 1]: fitted (the evaluation's default recipe and
+    stopping), or read from ``outputs`` (an evaluation's ``denoised`` folder) as ``(H, W, C)``."""
+    if outputs is None:
+        fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", from_hwc(noisy),
+                           DIPFitSettings(early_stop={"rule": "auto"}))  # configs/task/dip_denoise.yaml's stopping
+        return to_hwc(fitted.result.image)
+    loaded = read_image(outputs)
+    pixels = loaded.pixels[..., :1] if noisy.shape[2] == 1 else loaded.pixels
+    if pixels.shape != noisy.shape:
+        raise SystemExit(f"{outputs} is {pixels.shape[1]}x{pixels.shape[0]}, the noisy image {noisy.shape[1]}x"
+                         f"{noisy.shape[0]}: give the --size of the evaluation that saved it")
+    return pixels.astype(np.float32) / 255.0
+
+
+def _case(index: int, name: str, size: int, sigma: float, outputs: Path | None) -> dict:
+    """One image at one noise level: the DIP output (:func:`_dip_output`; ``outputs`` the PNG an evaluation saved or
+    ``None``), BM3D at the estimated and true sigma, the clean image (each ``(1, C, H, W)``), and the estimated sigma
+    (0..255, the fit's own estimate)."""
     clean = skimage_image(name, size).astype(np.float32) / 255.0
     noisy = add_noise(clean, "gaussian", sigma, seed=index)  # the evaluation's seed for image ``index``
-    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", from_hwc(noisy),
-                       DIPFitSettings(early_stop={"rule": "discrepancy"}))
-    return {"dip": fitted.result.image, "estimated": from_hwc(bm3d_denoise(noisy, fitted.estimate.sigma / 255.0)),
-            "true": from_hwc(bm3d_denoise(noisy, sigma / 255.0)), "clean": from_hwc(clean),
-            "sigma_est": fitted.estimate.sigma}
+    sigma_est = estimate_noise_sigma(noisy) * 255.0
+    return {"dip": from_hwc(_dip_output(noisy, outputs)), "estimated": from_hwc(bm3d_denoise(noisy, sigma_est / 255.0)),
+            "true": from_hwc(bm3d_denoise(noisy, sigma / 255.0)), "clean": from_hwc(clean), "sigma_est": sigma_est}
+
+
+def _output_folders(pairs: list[str], sigmas: list[float]) -> dict[float, Path]:
+    """``["25=DIR", ...]`` as ``{25.0: DIR}``; every folder must exist and every sigma of ``--sigmas`` have one."""
+    folders = {}
+    for pair in pairs:
+        sigma, sep, folder = pair.partition("=")
+        if not sep or not Path(folder).is_dir():
+            raise SystemExit(f"--outputs {pair}: write SIGMA=DIR with DIR an evaluation's denoised folder")
+        folders[float(sigma)] = Path(folder)
+    missing = [f"{s:g}" for s in sigmas if s not in folders]
+    if folders and missing:
+        raise SystemExit(f"--outputs has no folder for sigma {', '.join(missing)}; add SIGMA=DIR or leave it out of "
+                         "--sigmas")
+    return folders
 
 
 def _blend_psnr(case: dict, share: float) -> float:
@@ -65,11 +103,15 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[25.0, 50.0])
     parser.add_argument("--images", nargs="+", default=list(SKIMAGE_SET))
     parser.add_argument("--out", default=str(HERE / "DIP_BLEND.md"))
+    parser.add_argument("--outputs", nargs="+", default=[], metavar="SIGMA=DIR",
+                        help="read each noise level's DIP outputs from an evaluation's denoised folder")
     args = parser.parse_args()
+    folders = _output_folders(args.outputs, args.sigmas)
     cases = {}
     for sigma in args.sigmas:
         for name in args.images:
-            cases[name, sigma] = case = _case(SKIMAGE_SET.index(name), name, args.size, sigma)
+            outputs = folders[sigma] / f"{name}.png" if folders else None
+            cases[name, sigma] = case = _case(SKIMAGE_SET.index(name), name, args.size, sigma, outputs)
             print(f"{name} sigma {sigma:g}: DIP {psnr(case['dip'], case['clean']):.2f}, BM3D true "
                   f"{psnr(case['true'], case['clean']):.2f}", flush=True)
     scores = {key: np.array([_blend_psnr(case, w) for w in SHARES]) for key, case in cases.items()}
@@ -90,12 +132,15 @@ def main() -> None:
             share = _scaled_share(cases[name, sigma], SCALES[best])
             adaptive_held_out[name, sigma] = (share, adaptive[name, sigma][best])
     adaptive_pooled = np.mean(list(adaptive.values()), axis=0)
+    source = ("the DIP outputs saved by `python eval.py experiment=dip_denoise data.size=" + str(args.size) +
+              " task.save_outputs=true` at each sigma (8-bit PNGs)" if folders else "the default DIP recipe")
     lines = [
         "# DIP + BM3D blend by a fixed share",
         "",
-        f"Made by `python benchmarks/dip_blend.py --size {args.size}`: scikit-image's images at {args.size}x"
-        f"{args.size}, the evaluation's noise seeds, the default DIP recipe, BM3D/CBM3D at the estimated sigma in "
-        "the blend. `share` is the DIP output's weight.",
+        f"Made by `python benchmarks/dip_blend.py --size {args.size}"
+        + (" --outputs " + " ".join(f"{s:g}=<run dir>/denoised" for s in args.sigmas) if folders else "")
+        + f"`: scikit-image's images at {args.size}x{args.size}, the evaluation's noise seeds, {source}, "
+        "BM3D/CBM3D at the estimated sigma in the blend. `share` is the DIP output's weight.",
         "",
         "| image | sigma | sigma est. | DIP dB | BM3D est. sigma dB | BM3D true sigma dB | oracle share | oracle blend "
         "dB | held-out share | held-out blend dB | sigma^2 / DIP-BM3D | adaptive share | adaptive blend dB |",

@@ -21,6 +21,14 @@ def test_a_valid_sweep_passes_and_a_misspelt_key_in_it_does_not(tmp_path, monkey
         command_line_problem("train", ["-m", "experiment=ben_synthetic", "trainer.max_epoch=1,2"])
 
 
+def test_an_unknown_key_inside_a_mapping_override_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VisionZooError, match=r"^unknown config key 'task.fit.iteration' \(did you mean "
+                                             r"task.fit.iterations\?\); fix the name, or write "
+                                             r"\+task.fit.iteration=\.\.\. to add a new key$"):
+        command_line_problem("eval", ["experiment=dip_denoise", "task.fit={iteration: 3}"])
+
+
 def test_hydra_flags_are_left_to_hydra(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     command_line_problem("train", ["--cfg", "job", "no_such_key=1"])  # Hydra prints the config or its own error

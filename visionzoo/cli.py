@@ -141,7 +141,9 @@ def _compose(config_name: str, overrides: list[str]) -> DictConfig:
             if value is not None:
                 raise VisionZooError(f"{key.group(1)}={value} adds options that {key.group(1)} lacks; to replace it "
                                      f"whole write ~{key.group(1)} '+{key.group(1)}={value}'") from err
-            raise VisionZooError(_unknown_key(config_name, overrides, key.group(1))) from err
+            nested = re.search(r"full_key: (\S+)", str(err.__cause__))  # a mapping override's unknown inner key
+            raise VisionZooError(_unknown_key(config_name, overrides, key.group(1),
+                                              nested.group(1) if nested else key.group(1))) from err
         raise VisionZooError(f"{_first_line(err)} (in the command line overrides)") from err
 
 
@@ -177,11 +179,13 @@ def _missing_option(message: str) -> str:
     return f"no config {group}={option}{hint}; pick one of configs/{group}/: {', '.join(options)}"
 
 
-def _unknown_key(config_name: str, overrides: list[str], key: str) -> str:
-    """An unknown key, the closest existing key and how to add a new one."""
-    value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "...")
+def _unknown_key(config_name: str, overrides: list[str], override_key: str, key: str) -> str:
+    """An unknown ``key``, the closest existing key and how to add a new one. ``override_key`` is the override that
+    brought it: ``key`` itself, or a mapping above it (``task.fit={iteration: 3}`` brings ``task.fit.iteration``)."""
+    given = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == override_key), "...")
+    value = given if key == override_key else "..."
     hint = ""
-    rest = [o for o in overrides if o.split("=", 1)[0] != key]
+    rest = [o for o in overrides if o.split("=", 1)[0] != override_key]
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=rest)
