@@ -168,8 +168,12 @@ def main() -> None:
             f" | {mean(lambda k: held_out[k][1]):.2f} | {SHARES[int(np.argmax(per_share))]:.2f} | "
             f"{per_share.max():.2f} | {mean(lambda k: adaptive_held_out[k][1]):.2f} |")
     lines += ["", "Mean PSNR per share (both noise levels pooled): " + ", ".join(
-        f"{w:.2f}: {p:.2f}" for w, p in zip(SHARES[::2], pooled[::2])) + ".",
-              "", f"Adaptive rule `share = min(1, scale x sigma_est^2 / mean((DIP - BM3D)^2))`: best scale (in-sample, "
+        f"{w:.2f}: {p:.2f}" for w, p in zip(SHARES[::2], pooled[::2])) + "."]
+    for sigma in args.sigmas:
+        per_share = np.mean([scores[k] for k in cases if k[1] == sigma], axis=0)
+        lines += ["", f"Mean PSNR per share up to 0.5 at sigma {sigma:g}: " + ", ".join(
+            f"{w:.2f}: {p:.2f}" for w, p in zip(SHARES[:11], per_share[:11])) + "."]
+    lines += ["", f"Adaptive rule `share = min(1, scale x sigma_est^2 / mean((DIP - BM3D)^2))`: best scale (in-sample, "
               f"pooled) {SCALES[int(np.argmax(adaptive_pooled))]:.2f}, mean PSNR {adaptive_pooled.max():.2f} dB; "
               "per scale: " + ", ".join(f"{k:.2f}: {p:.2f}" for k, p in zip(SCALES[::5], adaptive_pooled[::5])) + "."]
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -185,7 +185,8 @@ CASES = [
     case("eval-dip-bad-loss", "eval.py", DIP, "task.fit.loss=l1",
          message="error: task.fit.loss must be one of mse, sure, not 'l1'"),
     case("eval-dip-bad-blend-share", "eval.py", DIP, "task.fit.blend=bm3d", "task.fit.blend_share=1.5",
-         message="error: task.fit.blend_share is the DIP output's share in the blend, between 0 and 1, not 1.5"),
+         message="error: task.fit.blend_share is the DIP output's share in the blend, auto (0.25 below 128 px, 0.1 "
+                 "from 128 px up) or between 0 and 1, not 1.5"),
     case("eval-dip-zero-iterations", "eval.py", DIP, "task.fit.iterations=0",
          message="error: task.fit.iterations must be auto (800 below 128 px, 1400 from 128 px up) or a number of "
                  "iterations of 1 or more, not 0"),

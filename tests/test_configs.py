@@ -116,7 +116,9 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
     assert all(row["iterations"] == 20 for row in rows)
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == (
         "image,channels,sigma_est,texture,model,params,iterations,returned_at,psnr_noisy,psnr_dip,ssim_dip,"
-        "seconds_dip,psnr_bm3d,ssim_bm3d,seconds_bm3d")
+        "seconds_dip,dip_weight,psnr_dip_alone,ssim_dip_alone,psnr_bm3d,ssim_bm3d,seconds_bm3d")
+    assert all(row["dip_weight"] == 0.25 for row in rows)  # the default blends with BM3D (32 px: share 0.25)
+    assert all(row["psnr_dip"] > row["psnr_dip_alone"] + 1 for row in rows)  # 20 iterations: the blend lifts it
     assert rows[0]["model"].startswith("dip_scaled(width=") and "model" not in rows[2]
     assert {"denoising.png", "camera_curves.png", "astronaut_curves.png"} <= {
         p.name for p in (tmp_path / "pictures").iterdir()}

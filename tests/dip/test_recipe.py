@@ -95,10 +95,24 @@ def test_bm3d_blend_mixes_the_fit_and_bm3d_by_the_share():
         assert torch.allclose(blended.classical, classical, atol=1e-6) and plain.classical is None  # for the baseline
         expected = (share * plain.result.image + (1 - share) * classical).clamp(0, 1)
         assert torch.allclose(blended.result.image, expected, atol=1e-6)
-    for bad in (-0.1, 1.5):
-        with pytest.raises(VisionZooError, match=f"task.fit.blend_share is the DIP output's share in the blend, "
-                                                 f"between 0 and 1, not {bad}"):
+        assert torch.allclose(blended.unblended, plain.result.image, atol=1e-6) and plain.unblended is None
+    automatic = fit_image(net, "fixed", noisy, DIPFitSettings(iterations=30, blend="bm3d"), clean)
+    assert automatic.blend_weight == BLEND_SHARE  # 32 px: the small size class's share
+    for bad in (-0.1, 1.5, "half"):
+        with pytest.raises(VisionZooError, match=r"task.fit.blend_share is the DIP output's share in the blend, "
+                                                 rf"auto \(0.25 below 128 px, 0.1 from 128 px up\) or between 0 "
+                                                 rf"and 1, not {bad!r}"):
             DIPFitSettings(blend="bm3d", blend_share=bad)
+
+
+def test_automatic_blend_share_follows_the_size_class():
+    from visionzoo.dip.recipe import BLEND_SHARE, LARGE_BLEND_SHARE
+
+    assert (BLEND_SHARE, LARGE_BLEND_SHARE) == (0.25, 0.10)
+    automatic = DIPFitSettings(blend="bm3d")
+    assert [automatic.share(h, w) for h, w in ((96, 96), (127, 4000), (128, 128), (3000, 4000))] == [
+        0.25, 0.25, 0.10, 0.10]
+    assert DIPFitSettings(blend="bm3d", blend_share=0.4).share(3000, 4000) == 0.4
 
 
 def test_guided_target_is_the_two_target_loss():

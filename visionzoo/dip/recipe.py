@@ -35,9 +35,12 @@ ARCHITECTURES = ("auto", "fixed")
 LOSSES = ("mse", "sure")
 #: null: the DIP output as it is; bm3d: mixed with BM3D/CBM3D at the estimated sigma (:func:`blend_with_bm3d`).
 BLENDS = (None, "bm3d")
-#: The DIP output's share in ``blend="bm3d"``: the fixed share with the best held-out PSNR at 96x96
-#: (``python benchmarks/dip_blend.py``, benchmarks/DIP_BLEND.md).
+#: The DIP output's share in ``blend="bm3d"`` below :data:`LARGE_SIDE`: the fixed share with the best held-out PSNR
+#: at 96x96 (``python benchmarks/dip_blend.py``, benchmarks/DIP_BLEND.md).
 BLEND_SHARE = 0.25
+#: The share from :data:`LARGE_SIDE` up: picked for every image but two with that image held out at 256x256 (both
+#: noise levels pooled; benchmarks/DIP_BLEND_256.md). The DIP output is further behind BM3D's there.
+LARGE_BLEND_SHARE = 0.10
 #: null: DIP's loss to the noisy image alone; bm3d: plus ``guide_weight`` x the loss to BM3D/CBM3D's output.
 GUIDES = (None, "bm3d")
 #: The guide's weight: the best of 1 / 3 / 9 on the 10 evaluation images at 96x96, sigma 50 (24.55 / 24.60 / 24.46
@@ -65,8 +68,8 @@ class DIPFitSettings:
     :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits averaged per image (module docstring).
     ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to the generator and uses the estimated noise
     sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of :data:`BLENDS`, the DIP output weighing ``blend_share``
-    (:func:`blend_with_bm3d`). ``guide``: one of :data:`GUIDES`, BM3D's output as a second target weighing
-    ``guide_weight`` (:func:`guided_target`).
+    (:func:`blend_with_bm3d`; ``"auto"``: by the size class, :meth:`share`). ``guide``: one of :data:`GUIDES`,
+    BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`).
     """
 
     iterations: int | str = "auto"
@@ -79,7 +82,7 @@ class DIPFitSettings:
     ensemble: int = 1
     loss: str = "mse"
     blend: str | None = None
-    blend_share: float = BLEND_SHARE
+    blend_share: float | str = "auto"
     guide: str | None = None
     guide_weight: float = GUIDE_WEIGHT
 
@@ -94,9 +97,11 @@ class DIPFitSettings:
             raise VisionZooError(f"task.fit.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.blend not in BLENDS:
             raise VisionZooError(f"task.fit.blend must be bm3d or null, not {self.blend!r}")
-        if not 0.0 <= self.blend_share <= 1.0:
-            raise VisionZooError(f"task.fit.blend_share is the DIP output's share in the blend, between 0 and 1, "
-                                 f"not {self.blend_share}")
+        if self.blend_share != "auto" and (isinstance(self.blend_share, (str, bool))
+                                           or not 0.0 <= self.blend_share <= 1.0):
+            raise VisionZooError(f"task.fit.blend_share is the DIP output's share in the blend, auto ({BLEND_SHARE} "
+                                 f"below {LARGE_SIDE} px, {LARGE_BLEND_SHARE} from {LARGE_SIDE} px up) or between 0 "
+                                 f"and 1, not {self.blend_share!r}")
         if self.guide not in GUIDES:
             raise VisionZooError(f"task.fit.guide must be bm3d or null, not {self.guide!r}")
         if self.guide_weight < 0:
@@ -110,6 +115,12 @@ class DIPFitSettings:
     def budget(self, height: int, width: int) -> int:
         """The most iterations per fit of an ``height`` x ``width`` image."""
         return iteration_budget(height, width) if self.iterations == "auto" else int(self.iterations)
+
+    def share(self, height: int, width: int) -> float:
+        """The DIP output's share in the blend for an ``height`` x ``width`` image."""
+        if self.blend_share != "auto":
+            return float(self.blend_share)
+        return LARGE_BLEND_SHARE if min(height, width) >= LARGE_SIDE else BLEND_SHARE
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:
@@ -172,6 +183,7 @@ class FittedImage:
     description: str
     members: list[FitResult] = field(default_factory=list)
     blend_weight: float | None = None  # the DIP output's share when blended with BM3D
+    unblended: torch.Tensor | None = None  # the DIP output before the blend ``(1, C, H, W)``, when blended
     #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the guide or blend ran it
     classical: torch.Tensor | None = None
     classical_seconds: float = 0.0
@@ -287,7 +299,7 @@ def fit_images(
             image.classical, image.classical_seconds = classical[index]
             image.result.seconds += image.classical_seconds
             if settings.blend == "bm3d":
-                blend_with_bm3d(image, image.classical, settings.blend_share)
+                blend_with_bm3d(image, image.classical, settings.share(*image.classical.shape[-2:]))
         fitted.append(image)
     return fitted
 
@@ -309,13 +321,16 @@ def guided_target(noisy: torch.Tensor, classical: torch.Tensor, weight: float) -
 
 def blend_with_bm3d(fitted: FittedImage, classical: torch.Tensor, share: float) -> None:
     """Mix ``fitted``'s output with ``classical`` (BM3D/CBM3D at the estimated sigma, same shape):
-    ``share x DIP + (1 - share) x BM3D``. The share goes to ``fitted.blend_weight``.
+    ``share x DIP + (1 - share) x BM3D``. The share goes to ``fitted.blend_weight``, the DIP output as it was to
+    ``fitted.unblended``.
 
-    The share is fixed (calibrated offline, :data:`BLEND_SHARE`), not estimated per image: a SURE-chosen weight
+    The share is fixed per size class (calibrated offline, :data:`BLEND_SHARE`, :data:`LARGE_BLEND_SHARE`), not
+    estimated per image: a SURE-chosen weight
     was tried and dropped, because the divergence of a fitted DIP is not the divergence of its generator at the
     final weights (measured near 0, so SURE took the DIP output as noise-free) and BM3D's Monte-Carlo divergence
     varies 3x between probes (docs/dip.md).
     """
+    fitted.unblended = fitted.result.image
     fitted.result.image = (share * fitted.result.image + (1 - share) * classical).clamp(0, 1)
     fitted.blend_weight = share
 

@@ -104,8 +104,9 @@ class DIPDenoiseTask(L.LightningModule):
             "ssim_dip": ssim(dip_np, clean_np),
             "seconds_dip": result.seconds,
         }
-        if fitted.blend_weight is not None:
-            row["dip_weight"] = round(fitted.blend_weight, 3)
+        if fitted.unblended is not None:  # the output is a blend with BM3D: the DIP output alone beside it
+            row.update(dip_weight=round(fitted.blend_weight, 3), psnr_dip_alone=psnr(fitted.unblended, clean),
+                       ssim_dip_alone=ssim(to_hwc(fitted.unblended), clean_np))
         captions = [f"{row['psnr_noisy']:.2f} dB", f"{row['psnr_dip']:.2f} dB"]
         tiles = [_uint8(clean_np), _uint8(noisy_np), _uint8(dip_np)]
         if self.baseline == "bm3d":
@@ -141,7 +142,8 @@ class DIPDenoiseTask(L.LightningModule):
             self.rows = [row for rows, _ in gathered for row in rows]
             self._picture_rows = [p for _, pictures in gathered for p in pictures][: self.pictures]
         if self._picture_rows and self.trainer.is_global_zero:
-            titles = ["clean", "noisy", "DIP"] + (["BM3D"] if self.baseline else [])
+            output = "DIP + BM3D" if self.settings.blend else "DIP"
+            titles = ["clean", "noisy", output] + (["BM3D"] if self.baseline else [])
             publish_picture(self, "denoising", image_grid([tiles for tiles, _ in self._picture_rows], titles,
                                                           captions=[captions for _, captions in self._picture_rows]))
         means = self.mean_row()
