@@ -133,8 +133,9 @@ def main() -> None:
             share = _scaled_share(cases[name, sigma], SCALES[best])
             adaptive_held_out[name, sigma] = (share, adaptive[name, sigma][best])
     adaptive_pooled = np.mean(list(adaptive.values()), axis=0)
-    source = ("the DIP outputs saved by `python eval.py experiment=dip_denoise data.size=" + str(args.size) +
-              " task.fit.blend=null task.save_outputs=true` at each sigma (8-bit PNGs)" if folders else "the default DIP recipe")
+    source = (f"the DIP outputs saved by `python eval.py experiment=dip_denoise data.size={args.size} "
+              "task.fit.blend=null task.save_outputs=true` at each sigma (8-bit PNGs)" if folders
+              else "the default DIP recipe")
     lines = [
         "# DIP + BM3D blend by a fixed share",
         "",

@@ -325,10 +325,9 @@ def blend_with_bm3d(fitted: FittedImage, classical: torch.Tensor, share: float) 
     ``fitted.unblended``.
 
     The share is fixed per size class (calibrated offline, :data:`BLEND_SHARE`, :data:`LARGE_BLEND_SHARE`), not
-    estimated per image: a SURE-chosen weight
-    was tried and dropped, because the divergence of a fitted DIP is not the divergence of its generator at the
-    final weights (measured near 0, so SURE took the DIP output as noise-free) and BM3D's Monte-Carlo divergence
-    varies 3x between probes (docs/dip.md).
+    estimated per image: a SURE-chosen weight was tried and dropped, because the divergence of a fitted DIP is not
+    the divergence of its generator at the final weights (measured near 0, so SURE took the DIP output as
+    noise-free) and BM3D's Monte-Carlo divergence varies 3x between probes (docs/dip.md).
     """
     fitted.unblended = fitted.result.image
     fitted.result.image = (share * fitted.result.image + (1 - share) * classical).clamp(0, 1)

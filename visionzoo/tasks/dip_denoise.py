@@ -51,7 +51,8 @@ class DIPDenoiseTask(L.LightningModule):
         baseline_sigma: ``"true"`` gives BM3D the synthetic noise level (the usual protocol; for Poisson noise
             the estimate is used) or ``"estimated"``.
         pictures: images drawn into ``<run dir>/pictures/`` (grid and PSNR/loss curves); 0: none.
-        save_outputs: write each DIP output as ``<run dir>/denoised/<name>.png``.
+        save_outputs: write each output (the blend with BM3D when ``fit.blend`` is set) as
+            ``<run dir>/denoised/<name>.png``.
     """
 
     def __init__(
