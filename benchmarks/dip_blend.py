@@ -110,9 +110,9 @@ def main() -> None:
     folders = _output_folders(args.outputs, args.sigmas)
     cases = {}
     for sigma in args.sigmas:
-        for name in args.images:
+        for position, name in enumerate(args.images):  # the evaluation seeds noise by position in data.images
             outputs = folders[sigma] / f"{name}.png" if folders else None
-            cases[name, sigma] = case = _case(SKIMAGE_SET.index(name), name, args.size, sigma, outputs)
+            cases[name, sigma] = case = _case(position, name, args.size, sigma, outputs)
             print(f"{name} sigma {sigma:g}: DIP {psnr(case['dip'], case['clean']):.2f}, BM3D true "
                   f"{psnr(case['true'], case['clean']):.2f}", flush=True)
     scores = {key: np.array([_blend_psnr(case, w) for w in SHARES]) for key, case in cases.items()}
@@ -133,13 +133,17 @@ def main() -> None:
             share = _scaled_share(cases[name, sigma], SCALES[best])
             adaptive_held_out[name, sigma] = (share, adaptive[name, sigma][best])
     adaptive_pooled = np.mean(list(adaptive.values()), axis=0)
+    subset = args.images != list(SKIMAGE_SET)
     source = (f"the DIP outputs saved by `python eval.py experiment=dip_denoise data.size={args.size} "
-              "task.fit.blend=null task.save_outputs=true` at each sigma (8-bit PNGs)" if folders
+              + (f"'data.images=[{','.join(args.images)}]' " if subset else "")
+              + "task.fit.blend=null task.save_outputs=true` at each sigma (8-bit PNGs)" if folders
               else "the default DIP recipe")
+    chosen = ((f" --sigmas {' '.join(f'{s:g}' for s in args.sigmas)}" if args.sigmas != [25.0, 50.0] else "")
+              + (f" --images {' '.join(args.images)}" if subset else ""))
     lines = [
         "# DIP + BM3D blend by a fixed share",
         "",
-        f"Made by `python benchmarks/dip_blend.py --size {args.size}"
+        f"Made by `python benchmarks/dip_blend.py --size {args.size}{chosen}"
         + (" --outputs " + " ".join(f"{s:g}=<run dir>/denoised" for s in args.sigmas) if folders else "")
         + f"`: scikit-image's images at {args.size}x{args.size}, the evaluation's noise seeds, {source}, "
         "BM3D/CBM3D at the estimated sigma in the blend. `share` is the DIP output's weight.",
