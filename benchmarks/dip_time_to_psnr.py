@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import visionzoo
-from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
 from omegaconf import OmegaConf
 
+import visionzoo
+from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
 from visionzoo.data.images import write_image_atomic
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import estimate_architecture
-from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc
+from visionzoo.dip.recipe import DIPFitSettings, classical_denoise, fit_image, from_hwc
 from visionzoo.dip.fit import psnr
 from visionzoo.visualize import line_plot
 
@@ -51,31 +51,29 @@ def timed_fit(name: str, architecture: str, noisy: torch.Tensor, clean: torch.Te
 def default_fit(noisy: np.ndarray, clean: np.ndarray, device: torch.device):
     """The product's default fit of ``noisy`` ``(H, W, C)`` in [0, 1] (:data:`DEFAULT_FIT`'s ``task.fit``): seconds
     since the start after each iteration, the blend's PSNR after each iteration, the returned output's PSNR and
-    seconds, the DIP share and the estimate.
+    seconds, and the DIP share.
 
     The blend of the moving average ``D_t`` with BM3D's output ``B`` is ``s D_t + (1 - s) B``; its error to the
     clean image ``C`` is ``s (D_t - C')`` with ``C' = (C - (1 - s) B) / s``, so the fit is given ``C'`` as its
-    reference and its PSNR curve, shifted by ``-20 log10(s)`` dB, is the blend's at every iteration. ``B`` is
-    computed here as the recipe does (checked against the recipe's own after the fit); the clock includes the
-    recipe's BM3D run, which comes before the fit.
+    reference and its PSNR curve, shifted by ``-20 log10(s)`` dB, is the blend's at every iteration. ``B`` comes
+    from the recipe's own :func:`~visionzoo.dip.recipe.classical_denoise` (deterministic), run once here before the
+    clock starts; the clock includes the recipe's own BM3D run, which comes before the fit.
     """
     settings = DIPFitSettings(**OmegaConf.to_container(OmegaConf.load(DEFAULT_FIT).fit))
     share = settings.share(*noisy.shape[:2])
     if settings.blend != "bm3d" or share <= 0:
         raise SystemExit(f"{DEFAULT_FIT}: the default no longer blends a DIP share with BM3D; update default_fit")
-    estimate = estimate_architecture(noisy)
-    classical = from_hwc(bm3d_denoise(noisy, max(estimate.sigma, 0.1) / 255)).to(device)
-    reference = (from_hwc(clean).to(device) - (1 - share) * classical) / share
+    noisy_t, clean_t = from_hwc(noisy).to(device), from_hwc(clean).to(device)
+    classical, _ = classical_denoise(noisy_t, estimate_architecture(noisy))
+    reference = (clean_t - (1 - share) * classical) / share
     stamps: list[float] = []
     start = time.perf_counter()
-    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", from_hwc(noisy).to(device),
-                       settings, reference, on_step=lambda step, _: stamps.append(time.perf_counter() - start))
+    fitted = fit_image(partial(visionzoo.create_model, name="dip_scaled"), "auto", noisy_t, settings, reference,
+                       on_step=lambda step, _: stamps.append(time.perf_counter() - start))
     seconds = time.perf_counter() - start
-    if not torch.allclose(fitted.classical, classical, atol=1e-5):
-        raise SystemExit("default_fit's BM3D output differs from the recipe's: compute it as visionzoo.dip.recipe does")
     curve = np.array(fitted.result.psnr_clean) - 20 * np.log10(share)
-    final = psnr(fitted.result.image, from_hwc(clean).to(device))
-    return np.array(stamps[len(stamps) - len(curve):]), curve, final, seconds, share, estimate
+    return (np.array(stamps[len(stamps) - len(curve):]), curve, psnr(fitted.result.image, clean_t), seconds,
+            share)
 
 
 def first_time_at(seconds: np.ndarray, curve: np.ndarray, target: float) -> float:
@@ -101,7 +99,7 @@ def main() -> None:
         clean, noisy = (from_hwc(a).to(device) for a in (clean_np, noisy_np))
         t_skip, p_skip, _, n_skip = timed_fit("dip_skip", "fixed", noisy, clean, args.skip_iterations)
         t_est, p_est, estimate, n_est = timed_fit("dip_scaled", "auto", noisy, clean, args.iterations)
-        t_def, p_def, final_def, s_def, share, _ = default_fit(noisy_np, clean_np, device)
+        t_def, p_def, final_def, s_def, share = default_fit(noisy_np, clean_np, device)
         start = time.perf_counter()
         bm3d_out = bm3d_denoise(noisy_np, args.sigma / 255)
         t_bm3d = time.perf_counter() - start

@@ -6,7 +6,8 @@ An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k
 (identity, horizontal flip, vertical flip, 180-degree rotation: the views that keep the image's shape); the
 outputs, turned back, are averaged. Each member stops by its own rule. ``guide="bm3d"`` fits the generator to the
 noisy image and BM3D/CBM3D's output at once (:func:`guided_target`); ``blend="bm3d"`` mixes the result with
-BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`). BM3D runs once per image for both.
+BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`). BM3D runs once per image for both
+(:func:`classical_denoise`).
 
 Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
 (:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
@@ -253,7 +254,7 @@ def fit_images(
     with torch.inference_mode(False), torch.enable_grad():
         plans = _plan(net, architecture, noisy, settings)
         estimates = [plans[index * settings.ensemble].estimate for index in range(len(noisy))]
-        classical = [_classical(image, estimate) if settings.guide or settings.blend else None
+        classical = [classical_denoise(image, estimate) if settings.guide or settings.blend else None
                      for image, estimate in zip(noisy, estimates)]
         targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
                    if settings.guide else list(noisy))
@@ -304,7 +305,7 @@ def fit_images(
     return fitted
 
 
-def _classical(noisy: torch.Tensor, estimate: EstimatedArchitecture) -> tuple[torch.Tensor, float]:
+def classical_denoise(noisy: torch.Tensor, estimate: EstimatedArchitecture) -> tuple[torch.Tensor, float]:
     """BM3D/CBM3D of ``noisy`` ``(1, C, H, W)`` at the estimated sigma (same shape) and its time in seconds."""
     start = time.perf_counter()
     output = from_hwc(bm3d_denoise(to_hwc(noisy), _unit_sigma(estimate)))
