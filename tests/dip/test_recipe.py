@@ -12,7 +12,7 @@ from skimage import data
 
 import visionzoo
 from visionzoo.dip.fit import fit_dip, psnr
-from visionzoo.dip.recipe import DIPFitSettings, fit_image, from_hwc, to_hwc, view
+from visionzoo.dip.recipe import DIPFitSettings, fit_image, fit_images, from_hwc, to_hwc, view
 from visionzoo.errors import VisionZooError
 
 
@@ -155,3 +155,20 @@ def test_bm3d_guide_pulls_the_fit_towards_bm3d_and_keeps_the_plain_fit_at_weight
                          (dict(guide="bm3d", loss="sure"), "task.fit.guide=bm3d needs task.fit.loss=mse")):
         with pytest.raises(VisionZooError, match=message):
             DIPFitSettings(**bad)
+
+
+def test_bf16_recipe_on_the_cpu_fits_a_same_size_group_one_by_one():
+    """On the CPU a bf16 group is not batched (no autocast through vmap): each image gets exactly the bf16 fit it
+    gets alone, which differs from fp32's."""
+    noisy, _ = _noisy_camera(24)
+    pair = [noisy, noisy.flip(-1)]
+    net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
+    settings = DIPFitSettings(iterations=20, reg_noise_std=1 / 30, precision="bf16")
+    together = fit_images(net, "fixed", pair, settings)
+    for image, fitted in zip(pair, together):
+        alone = fit_image(net, "fixed", image, settings)
+        assert torch.equal(fitted.result.image, alone.result.image)
+    fp32 = fit_image(net, "fixed", pair[0], DIPFitSettings(iterations=20, reg_noise_std=1 / 30))
+    assert not torch.equal(fp32.result.image, together[0].result.image)
+    with pytest.raises(VisionZooError, match="task.fit.precision must be one of fp32, bf16, not 'fp16'"):
+        DIPFitSettings(precision="fp16")

@@ -5,7 +5,9 @@ the generator to the image; Adam minimises the MSE to the noisy image; the retur
 moving average of the outputs (with a :class:`~visionzoo.dip.sure.SURELoss` objective, the generator is fed the
 noisy image and minimises SURE instead). If the PSNR of the output against the noisy image drops by more than
 ``backtrack_db`` from one iteration to the next (a collapse), the weights go back to the last good ones (the
-optimiser state is kept, as in the original). An optional early-stopping rule (:mod:`visionzoo.dip.stopping`)
+optimiser state is kept, as in the original). ``precision="bf16"`` runs the generator under bfloat16 autocast
+(weights, optimiser, loss and moving average stay float32); batched, it needs a CUDA device (PyTorch's CPU
+autocast does not reach through ``vmap``). An optional early-stopping rule (:mod:`visionzoo.dip.stopping`)
 decides when to stop and which moving average to return.
 
 :func:`fit_dip` trains one generator in place. :func:`fit_dip_batch` fits several same-size images at once, one
@@ -38,6 +40,10 @@ from visionzoo.dip.sure import SURELoss, mc_divergence, sure
 def default_reg_noise_std(sigma: float) -> float:
     """DIP's input perturbation for a noise level on the 0..255 scale: 1/30 up to sigma 25, 1/20 above."""
     return 1.0 / 30 if sigma <= 25 else 1.0 / 20
+
+
+#: fp32: the generator in float32; bf16: its forward pass under bfloat16 autocast (weights and loss in float32).
+PRECISIONS = ("fp32", "bf16")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -192,7 +198,7 @@ def _inputs(input_shape: Sequence[int], noisy: torch.Tensor, randoms: Sequence[t
     """The generators' fixed inputs ``(N, 1, *input_shape)``: DIP's uniform noise x 0.1, or with SURE the noisy
     images themselves (the generator must then take the image's channels at its size)."""
     if objective is None:
-        return torch.stack([torch.rand(1, *input_shape, generator=g) * 0.1 for g in randoms]).to(noisy.device)
+        return torch.stack([torch.rand(1, *input_shape, generator=g, device=noisy.device) * 0.1 for g in randoms])
     if tuple(input_shape) != tuple(noisy.shape[1:]):
         raise ValueError(f"SURE feeds the noisy image {tuple(noisy.shape[1:])} to the generator, which takes "
                          f"{tuple(input_shape)}")
@@ -203,29 +209,35 @@ def _fit(
     generators: _Generators, input_shape: Sequence[int], noisy: torch.Tensor, iterations: int, lr: float,
     reg_noise_std: float, ema: float, backtrack_db: float, clean: torch.Tensor | None, seeds: Sequence[int],
     early_stops: Sequence[EarlyStop | None] | None, on_step: Callable[[int, list[FitResult]], None] | None,
-    objective: SURELoss | None = None,
+    objective: SURELoss | None = None, precision: str = "fp32",
 ) -> list[FitResult]:
     """The loop both entry points run; ``input_shape`` is one generator input's ``(C_z, H_z, W_z)``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     start = time.perf_counter()
     device = noisy.device
     height, width = noisy.shape[-2:]
-    randoms = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+    # one generator per image on the fit's device: drawing the perturbations on the CPU and copying them over
+    # made a GPU fit wait for the CPU (41 ms per iteration at 256x256 on an H200, docs/dip.md "On a GPU")
+    randoms = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     z = _inputs(input_shape, noisy, randoms, objective)  # (N, 1, *input_shape)
     sigmas = None if objective is None else torch.tensor(list(objective.sigmas), device=device, dtype=noisy.dtype)
     optimizer = torch.optim.Adam(generators.parameters, lr=lr)
     books = _Bookkeeping(noisy, clean, ema, backtrack_db, early_stops)
 
-    def denoise(images: torch.Tensor) -> torch.Tensor:  # (N, C_z, H_z, W_z) -> (N, C, H, W)
-        return generators.forward(images[:, None])[..., :height, :width]
+    def denoise(images: torch.Tensor) -> torch.Tensor:  # (N, C_z, H_z, W_z) -> (N, C, H, W) float32
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = generators.forward(images[:, None])
+        return out[..., :height, :width].float()
 
     for step in range(iterations):
-        perturbation = torch.stack([torch.randn(z.shape[1:], generator=g) for g in randoms]).to(device)
+        perturbation = torch.stack([torch.randn(z.shape[1:], generator=g, device=device) for g in randoms])
         z_step = (z + perturbation * reg_noise_std)[:, 0]
         out = denoise(z_step)  # (N, C, H, W)
         if objective is None:
             losses = F.mse_loss(out, noisy, reduction="none").flatten(1).mean(dim=1)
         else:
-            probe = torch.stack([torch.randn(noisy.shape[1:], generator=g) for g in randoms]).to(device)
+            probe = torch.stack([torch.randn(noisy.shape[1:], generator=g, device=device) for g in randoms])
             divergence = mc_divergence(denoise, z_step, out, probe, objective.epsilon)
             losses = sure(noisy, out, divergence, sigmas)
         optimizer.zero_grad(set_to_none=True)
@@ -254,6 +266,7 @@ def fit_dip(
     early_stop: EarlyStop | None = None,
     on_step: Callable[[int, FitResult], None] | None = None,
     objective: SURELoss | None = None,
+    precision: str = "fp32",
 ) -> FitResult:
     """Fit ``net`` (in place) to ``noisy`` ``(1, C, H, W)`` in [0, 1] for at most ``iterations`` steps.
 
@@ -261,12 +274,12 @@ def fit_dip(
     ``clean`` (same shape), when known, is only used to log ``psnr_clean``; nothing in the fit looks at it.
     ``on_step(step, result)`` is called after every iteration. ``objective`` :class:`SURELoss`: the generator is
     fed the noisy image (perturbed by ``reg_noise_std``) and minimises SURE instead of the MSE
-    (:mod:`visionzoo.dip.sure`).
+    (:mod:`visionzoo.dip.sure`). ``precision``: one of :data:`PRECISIONS`.
     """
     report = None if on_step is None else (lambda step, results: on_step(step, results[0]))
     return _fit(_OneGenerator(net, noisy.device), net.input_shape(*noisy.shape[-2:]), noisy, iterations, lr,
                 reg_noise_std, ema, backtrack_db, clean, [seed], None if early_stop is None else [early_stop],
-                report, objective)[0]
+                report, objective, precision)[0]
 
 
 def fit_dip_batch(
@@ -282,16 +295,20 @@ def fit_dip_batch(
     early_stops: Sequence[EarlyStop | None] | None = None,
     on_step: Callable[[int, list[FitResult]], None] | None = None,
     objective: SURELoss | None = None,
+    precision: str = "fp32",
 ) -> list[FitResult]:
     """Fit ``nets[i]`` to ``noisy[i]`` (``(N, C, H, W)`` in [0, 1]); one :class:`FitResult` per image.
 
     ``nets`` share one architecture; their fitted weights are copied back into them at the end. ``seeds[i]``
     (default ``i``) seeds image i's noise input and perturbations exactly as ``fit_dip(seed=seeds[i])`` does.
     With ``early_stops``, an image whose rule fired keeps its result while the others go on; the loop ends when
-    all have stopped. ``objective``: as in :func:`fit_dip`, one sigma per image.
+    all have stopped. ``objective``: as in :func:`fit_dip`, one sigma per image; ``precision`` as there.
     """
     if noisy.shape[0] != len(nets):
         raise ValueError(f"{len(nets)} generators for {noisy.shape[0]} images")
+    if precision == "bf16" and noisy.device.type != "cuda":
+        raise ValueError("batched bf16 fitting needs a CUDA device (CPU autocast does not reach through vmap); "
+                         "fit one image at a time or use precision fp32")
     seeds = list(seeds) if seeds is not None else list(range(len(nets)))
     return _fit(_StackedGenerators(nets, noisy.device), nets[0].input_shape(*noisy.shape[-2:]), noisy, iterations,
-                lr, reg_noise_std, ema, backtrack_db, clean, seeds, early_stops, on_step, objective)
+                lr, reg_noise_std, ema, backtrack_db, clean, seeds, early_stops, on_step, objective, precision)

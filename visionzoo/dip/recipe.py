@@ -26,7 +26,7 @@ from torch import nn
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import (ITERATIONS, LARGE_ITERATIONS, LARGE_SIDE, EstimatedArchitecture,
                                     estimate_architecture, iteration_budget)
-from visionzoo.dip.fit import FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
+from visionzoo.dip.fit import PRECISIONS, FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
 from visionzoo.dip.stopping import make_early_stop
 from visionzoo.dip.sure import SURELoss
 from visionzoo.errors import VisionZooError
@@ -70,7 +70,8 @@ class DIPFitSettings:
     ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to the generator and uses the estimated noise
     sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of :data:`BLENDS`, the DIP output weighing ``blend_share``
     (:func:`blend_with_bm3d`; ``"auto"``: by the size class, :meth:`share`). ``guide``: one of :data:`GUIDES`,
-    BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`).
+    BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`). ``precision``: one of
+    :data:`~visionzoo.dip.fit.PRECISIONS` (``"bf16"``: the generator under bfloat16 autocast, for GPUs).
     """
 
     iterations: int | str = "auto"
@@ -86,6 +87,7 @@ class DIPFitSettings:
     blend_share: float | str = "auto"
     guide: str | None = None
     guide_weight: float = GUIDE_WEIGHT
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.iterations != "auto" and (isinstance(self.iterations, (str, bool)) or self.iterations < 1):
@@ -111,6 +113,8 @@ class DIPFitSettings:
         if self.guide is not None and self.loss != "mse":
             raise VisionZooError("task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the "
                                  "target); set one of them")
+        if self.precision not in PRECISIONS:
+            raise VisionZooError(f"task.fit.precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         make_early_stop(self.early_stop, torch.full((1, 1, 2, 2), 0.5), 25.0)  # a wrong rule fails before any fit
 
     def budget(self, height: int, width: int) -> int:
@@ -275,11 +279,17 @@ def fit_images(
             seeds = [settings.seed + m.member for m in members]
             objective = None if settings.loss == "mse" else SURELoss([_unit_sigma(m.estimate) for m in members])
             common = dict(iterations=iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
-                          backtrack_db=settings.backtrack_db, objective=objective)
+                          backtrack_db=settings.backtrack_db, objective=objective,
+                          precision=settings.precision)
             if len(members) == 1:
                 single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
                 fits = [fit_dip(members[0].generator, inputs, **common, clean=references, seed=seeds[0],
                                 early_stop=stops[0], on_step=single)]
+            elif settings.precision == "bf16" and inputs.device.type != "cuda":  # no batched autocast on the CPU
+                single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
+                fits = [fit_dip(m.generator, inputs[k : k + 1], **common, clean=None if references is None
+                                else references[k : k + 1], seed=seeds[k], early_stop=stops[k], on_step=single)
+                        for k, m in enumerate(members)]
             else:
                 fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=references,
                                      seeds=seeds, early_stops=stops, on_step=report)
