@@ -51,6 +51,7 @@ class Deadline(Exception):
 
 
 def default_fit(**changes) -> dict:
+    """``task.fit`` of configs/task/dip_denoise.yaml with ``changes`` (plain YAML: GPU images may lack omegaconf)."""
     return {**yaml.safe_load(DEFAULT_FIT.read_text())["fit"], **changes}
 
 

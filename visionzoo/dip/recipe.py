@@ -247,7 +247,8 @@ def fit_images(
     times, averaged).
 
     Images that get the same architecture, size and perturbation level run together in
-    :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out), the others by
+    :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out; not in bf16 on the
+    CPU, where autocast does not reach through vmap), the others by
     :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on the
     CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps counted from
     ``k x`` the image's :meth:`DIPFitSettings.budget`. Member k's generator starts from ``settings.seed + k``, so a
@@ -262,12 +263,15 @@ def fit_images(
                      for image, estimate in zip(noisy, estimates)]
         targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
                    if settings.guide else list(noisy))
-        groups: dict[tuple[int, str, tuple[int, ...], float], list[_Member]] = {}
+        # CPU autocast does not reach through vmap: bf16 images on the CPU each get a group of their own
+        batchable = settings.precision == "fp32" or noisy[0].device.type == "cuda"
+        groups: dict[tuple[int, str, tuple[int, ...], float, int | None], list[_Member]] = {}
         for plan in plans:
-            key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg)
+            key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg,
+                   None if batchable else plan.index)
             groups.setdefault(key, []).append(plan)
         results: dict[tuple[int, int], FitResult] = {}
-        for (member, _, shape, reg), members in groups.items():
+        for (member, _, shape, reg, _), members in groups.items():
             iterations = settings.budget(*shape[-2:])
             # steps count on across members: member k's step s is reported as k x iterations + s
             report = None if on_step is None else (
@@ -285,11 +289,6 @@ def fit_images(
                 single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
                 fits = [fit_dip(members[0].generator, inputs, **common, clean=references, seed=seeds[0],
                                 early_stop=stops[0], on_step=single)]
-            elif settings.precision == "bf16" and inputs.device.type != "cuda":  # no batched autocast on the CPU
-                single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
-                fits = [fit_dip(m.generator, inputs[k : k + 1], **common, clean=None if references is None
-                                else references[k : k + 1], seed=seeds[k], early_stop=stops[k], on_step=single)
-                        for k, m in enumerate(members)]
             else:
                 fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=references,
                                      seeds=seeds, early_stops=stops, on_step=report)
