@@ -106,6 +106,8 @@ def test_experiment_fast_dev_run(experiment, tiny_dis, tiny_occ3d, tmp_path, cap
 
 
 def test_dip_denoise_evaluates_against_bm3d(tmp_path):
+    from visionzoo.dip.fit import auto_precision
+
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera,astronaut]", "task.fit.iterations=20",
                  "callbacks.rich_progress_bar=null"]
     rows = runner.evaluate(compose_config("eval", overrides, tmp_path))
@@ -114,9 +116,10 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
     assert rows[2]["psnr_dip"] == pytest.approx((rows[0]["psnr_dip"] + rows[1]["psnr_dip"]) / 2)
     assert all(row["psnr_bm3d"] > row["psnr_noisy"] + 3 for row in rows)  # BM3D ran on the same noisy images
     assert all(row["iterations"] == 20 for row in rows)
+    assert {row.get("precision") for row in rows} == {auto_precision(torch.device("cpu")), None}  # none in the mean
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == (
         "image,channels,sigma_est,texture,model,params,iterations,returned_at,psnr_noisy,psnr_dip,ssim_dip,"
-        "seconds_dip,dip_weight,psnr_dip_alone,ssim_dip_alone,psnr_bm3d,ssim_bm3d,seconds_bm3d")
+        "seconds_dip,precision,dip_weight,psnr_dip_alone,ssim_dip_alone,psnr_bm3d,ssim_bm3d,seconds_bm3d")
     assert all(row["dip_weight"] == 0.25 for row in rows)  # the default blends with BM3D (32 px: share 0.25)
     assert all(row["psnr_dip"] > row["psnr_dip_alone"] + 1 for row in rows)  # 20 iterations: the blend lifts it
     assert rows[0]["model"].startswith("dip_scaled(width=") and "model" not in rows[2]
@@ -152,7 +155,8 @@ def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tm
 
 def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera,coins,astronaut]",
-                 "task.fit.iterations=10", "callbacks.rich_progress_bar=null", "task.baseline=null", "task.pictures=0"]
+                 "task.fit.iterations=10", "callbacks.rich_progress_bar=null", "task.baseline=null", "task.pictures=0",
+                 "task.fit.precision=fp32"]  # auto may be bf16 on the CPU, which fits one image at a time
     one_by_one = runner.evaluate(compose_config("eval", overrides, tmp_path / "single"))
     batched = runner.evaluate(compose_config("eval", overrides + ["data.batch_size=3"], tmp_path / "batched"))
     for alone, together in zip(one_by_one, batched):

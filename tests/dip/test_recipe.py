@@ -44,7 +44,7 @@ def test_ensemble_is_the_mean_of_its_members_fitted_alone():
     noisy, clean = _noisy_camera(24)
     net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
     steps: list[int] = []
-    settings = DIPFitSettings(iterations=40, ensemble=3, seed=5, reg_noise_std=1 / 30)
+    settings = DIPFitSettings(iterations=40, ensemble=3, seed=5, reg_noise_std=1 / 30, precision="fp32")
     fitted = fit_image(net, "fixed", noisy, settings, clean, on_step=lambda step, _: steps.append(step))
     alone = []
     for k in range(3):  # member k: seed 5 + k on view k, turned back
@@ -138,7 +138,7 @@ def test_bm3d_guide_pulls_the_fit_towards_bm3d_and_keeps_the_plain_fit_at_weight
 
     noisy, clean = _noisy_camera(32)
     net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
-    settings = dict(iterations=200, ema=0.0)  # the last output, not a slow average
+    settings = dict(iterations=200, ema=0.0, precision="fp32")  # the last output (float32), not a slow average
     plain = fit_image(net, "fixed", noisy, DIPFitSettings(**settings), clean)
     unweighted = fit_image(net, "fixed", noisy, DIPFitSettings(**settings, guide="bm3d", guide_weight=0.0), clean)
     assert torch.equal(unweighted.result.image, plain.result.image)
@@ -168,7 +168,7 @@ def test_bf16_recipe_on_the_cpu_fits_a_same_size_group_one_by_one():
     for image, fitted in zip(pair, together):
         alone = fit_image(net, "fixed", image, settings)
         assert torch.equal(fitted.result.image, alone.result.image)
-    fp32 = fit_image(net, "fixed", pair[0], DIPFitSettings(iterations=20, reg_noise_std=1 / 30))
+    fp32 = fit_image(net, "fixed", pair[0], DIPFitSettings(iterations=20, reg_noise_std=1 / 30, precision="fp32"))
     assert not torch.equal(fp32.result.image, together[0].result.image)
-    with pytest.raises(VisionZooError, match="task.fit.precision must be one of fp32, bf16, not 'fp16'"):
+    with pytest.raises(VisionZooError, match="task.fit.precision must be one of auto, fp32, bf16, not 'fp16'"):
         DIPFitSettings(precision="fp16")

@@ -26,7 +26,8 @@ from torch import nn
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import (ITERATIONS, LARGE_ITERATIONS, LARGE_SIDE, EstimatedArchitecture,
                                     estimate_architecture, iteration_budget)
-from visionzoo.dip.fit import PRECISIONS, FitResult, default_reg_noise_std, fit_dip, fit_dip_batch
+from visionzoo.dip.fit import (PRECISIONS, FitResult, auto_precision, default_reg_noise_std, fit_dip,
+                              fit_dip_batch)
 from visionzoo.dip.stopping import make_early_stop
 from visionzoo.dip.sure import SURELoss
 from visionzoo.errors import VisionZooError
@@ -70,8 +71,10 @@ class DIPFitSettings:
     ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to the generator and uses the estimated noise
     sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of :data:`BLENDS`, the DIP output weighing ``blend_share``
     (:func:`blend_with_bm3d`; ``"auto"``: by the size class, :meth:`share`). ``guide``: one of :data:`GUIDES`,
-    BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`). ``precision``: one of
-    :data:`~visionzoo.dip.fit.PRECISIONS` (``"bf16"``: the generator under bfloat16 autocast, for GPUs).
+    BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`). ``precision``: ``"auto"``
+    (:func:`~visionzoo.dip.fit.auto_precision`: bf16 on a CPU with native bfloat16, fp32 elsewhere) or one of
+    :data:`~visionzoo.dip.fit.PRECISIONS` (``"bf16"``: the generator under bfloat16 autocast); :meth:`precision_on`
+    resolves it for a device.
     """
 
     iterations: int | str = "auto"
@@ -87,7 +90,7 @@ class DIPFitSettings:
     blend_share: float | str = "auto"
     guide: str | None = None
     guide_weight: float = GUIDE_WEIGHT
-    precision: str = "fp32"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.iterations != "auto" and (isinstance(self.iterations, (str, bool)) or self.iterations < 1):
@@ -113,13 +116,18 @@ class DIPFitSettings:
         if self.guide is not None and self.loss != "mse":
             raise VisionZooError("task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the "
                                  "target); set one of them")
-        if self.precision not in PRECISIONS:
-            raise VisionZooError(f"task.fit.precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.precision not in ("auto", *PRECISIONS):
+            raise VisionZooError(f"task.fit.precision must be one of auto, {', '.join(PRECISIONS)}, "
+                                 f"not {self.precision!r}")
         make_early_stop(self.early_stop, torch.full((1, 1, 2, 2), 0.5), 25.0)  # a wrong rule fails before any fit
 
     def budget(self, height: int, width: int) -> int:
         """The most iterations per fit of an ``height`` x ``width`` image."""
         return iteration_budget(height, width) if self.iterations == "auto" else int(self.iterations)
+
+    def precision_on(self, device: torch.device) -> str:
+        """The precision a fit on ``device`` runs in: ``fp32`` or ``bf16``."""
+        return auto_precision(device) if self.precision == "auto" else self.precision
 
     def share(self, height: int, width: int) -> float:
         """The DIP output's share in the blend for an ``height`` x ``width`` image."""
@@ -263,8 +271,9 @@ def fit_images(
                      for image, estimate in zip(noisy, estimates)]
         targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
                    if settings.guide else list(noisy))
+        precision = settings.precision_on(noisy[0].device)
         # CPU autocast does not reach through vmap: bf16 images on the CPU each get a group of their own
-        batchable = settings.precision == "fp32" or noisy[0].device.type == "cuda"
+        batchable = precision == "fp32" or noisy[0].device.type == "cuda"
         groups: dict[tuple[int, str, tuple[int, ...], float, int | None], list[_Member]] = {}
         for plan in plans:
             key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg,
@@ -284,7 +293,7 @@ def fit_images(
             objective = None if settings.loss == "mse" else SURELoss([_unit_sigma(m.estimate) for m in members])
             common = dict(iterations=iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
                           backtrack_db=settings.backtrack_db, objective=objective,
-                          precision=settings.precision)
+                          precision=precision)
             if len(members) == 1:
                 single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
                 fits = [fit_dip(members[0].generator, inputs, **common, clean=references, seed=seeds[0],
