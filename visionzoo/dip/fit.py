@@ -50,13 +50,13 @@ PRECISIONS = ("fp32", "bf16")
 
 def native_bf16_cpu() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where a bf16 fit of a 512x512 tile takes
-    half fp32's time (docs/dip.md "On a GPU"); elsewhere bf16 on the CPU is emulated and slower."""
+    half fp32's time (docs/dip.md "bf16 on the CPU"); elsewhere bf16 on the CPU is emulated and slower."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def auto_precision(device: torch.device) -> str:
-    """``"auto"`` precision on ``device``: bf16 on a CPU with native bfloat16 (same PSNR as fp32 at 256x256 and
-    512x512, in 0.5-0.9x the time), fp32 on GPUs (bf16 there is no faster for these generators, 0.04 dB lower) and
+    """``"auto"`` precision on ``device``: bf16 on a CPU with native bfloat16 (the same PSNR as fp32 at 96, 256 and
+    512 px, in 0.5-0.9x the time), fp32 on GPUs (bf16 there is no faster for these generators, 0.04 dB lower) and
     other CPUs."""
     return "bf16" if device.type == "cpu" and native_bf16_cpu() else "fp32"
 
