@@ -170,5 +170,6 @@ def test_bf16_recipe_on_the_cpu_fits_a_same_size_group_one_by_one():
         assert torch.equal(fitted.result.image, alone.result.image)
     fp32 = fit_image(net, "fixed", pair[0], DIPFitSettings(iterations=20, reg_noise_std=1 / 30, precision="fp32"))
     assert not torch.equal(fp32.result.image, together[0].result.image)
+    assert [fitted.precision for fitted in together] == ["bf16", "bf16"] and fp32.precision == "fp32"
     with pytest.raises(VisionZooError, match="task.fit.precision must be one of auto, fp32, bf16, not 'fp16'"):
         DIPFitSettings(precision="fp16")

@@ -200,6 +200,7 @@ class FittedImage:
     #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the guide or blend ran it
     classical: torch.Tensor | None = None
     classical_seconds: float = 0.0
+    precision: str = "fp32"  # the precision the fit ran in (``settings.precision`` resolved for the device)
 
     @property
     def parameters(self) -> int:
@@ -314,6 +315,7 @@ def fit_images(
         else:
             turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
             image = FittedImage(_average(turned), mine[0].generator, mine[0].estimate, mine[0].description, members)
+        image.precision = precision
         if classical[index] is not None:
             image.classical, image.classical_seconds = classical[index]
             image.result.seconds += image.classical_seconds

@@ -128,10 +128,11 @@ class DenoisePredictor:
             done += sum(iterations[tile] for tile in group)
         return unit_to_file_pixels(output if blender is None else blender.result(), image)
 
-    def _log(self, name: str, fitted: Any) -> None:
+    @staticmethod
+    def _log(name: str, fitted: Any) -> None:
         log.info("%s: noise sigma %.1f, texture %.4f -> %s, %d iterations in %.1f s (%s)", name, fitted.estimate.sigma,
                  fitted.estimate.texture, fitted.description, fitted.result.iterations, fitted.result.seconds,
-                 self.settings.precision_on(self.device))
+                 fitted.precision)
 
     def run(self) -> BatchReport:
         images, others = find_inputs(self.input)

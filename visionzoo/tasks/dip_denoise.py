@@ -104,7 +104,7 @@ class DIPDenoiseTask(L.LightningModule):
             "psnr_dip": psnr(result.image, clean),
             "ssim_dip": ssim(dip_np, clean_np),
             "seconds_dip": result.seconds,
-            "precision": self.settings.precision_on(noisy.device),
+            "precision": fitted.precision,
         }
         if fitted.unblended is not None:  # the output is a blend with BM3D: the DIP output alone beside it
             row.update(dip_weight=round(fitted.blend_weight, 3), psnr_dip_alone=psnr(fitted.unblended, clean),
