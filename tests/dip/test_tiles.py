@@ -59,9 +59,35 @@ def test_tile_cache_round_trip(tmp_path):
     pixels = np.random.default_rng(1).random((tile.height, tile.width, 3)).astype(np.float32)
     cache.save(tile, pixels)
     assert np.array_equal(cache.load(tile), pixels)
-    assert [p.name for p in cache.folder.iterdir()] == [f"{tile.key}.npy"]  # no temporary left behind
+    assert sorted(p.name for p in cache.folder.iterdir()) == [f"{tile.key}.npy", "fingerprint.json"]  # no temporary
     cache.clear()
     assert not cache.folder.exists()
+
+
+def test_tile_cache_keeps_its_tiles_only_for_the_same_fingerprint(tmp_path, caplog):
+    folder = tmp_path / ".photo_dip.tiles"
+    tile = tile_grid(40, 40, size=24, overlap=8)[0]
+    pixels = np.full((tile.height, tile.width, 3), 0.25, np.float32)
+    made = {"fit.iterations": 3, "fit.precision": "bf16", "tile": {"size": 24, "overlap": 8}}
+    TileCache(folder, made).save(tile, pixels)
+    assert sorted(p.name for p in folder.iterdir()) == ["0_0.npy", "fingerprint.json"]
+    same = TileCache(folder, dict(made))
+    same.open()
+    assert np.array_equal(same.load(tile), pixels)  # the same settings resume
+    from omegaconf import OmegaConf  # a config's nested node reads as the dict it holds
+
+    assert TileCache(folder, {"fit.early_stop": OmegaConf.create({"rule": "auto"})}).fingerprint == {
+        "fit.early_stop": {"rule": "auto"}}
+    other = TileCache(folder, made | {"fit.iterations": 4, "fit.precision": "fp32"})
+    with caplog.at_level("WARNING"):
+        other.open()
+    assert "(fit.iterations, fit.precision); starting the image over" in caplog.text
+    assert not folder.exists() and other.load(tile) is None
+    TileCache(folder, made).save(tile, pixels)
+    (folder / "fingerprint.json").unlink()  # a cache from before fingerprints: its settings are unknown
+    unknown = TileCache(folder, made)
+    unknown.open()
+    assert not folder.exists()
 
 
 def _photo(folder, height: int = 40, width: int = 56):
@@ -74,8 +100,8 @@ def _photo(folder, height: int = 40, width: int = 56):
 
 
 def test_predictor_denoises_a_large_photo_in_tiles_and_resumes(tmp_path, monkeypatch):
-    """A 40x56 photo in 24-px tiles (6 tiles): killed after the second tile, the next run fits only the other
-    four, writes the photo and removes its tile cache."""
+    """A 40x56 photo in 24-px tiles (6 tiles): killed after the second tile, the next run (two tiles per batch)
+    fits only the other four, writes the photo and removes its tile cache."""
     from functools import partial
 
     import cv2
@@ -102,13 +128,57 @@ def test_predictor_denoises_a_large_photo_in_tiles_and_resumes(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         predictor.run()
     cache = tmp_path / "out" / ".photo_dip.tiles"
-    assert sorted(p.name for p in cache.iterdir()) == ["0_0.npy", "0_16.npy"]
+    assert sorted(p.name for p in cache.iterdir()) == ["0_0.npy", "0_16.npy", "fingerprint.json"]
     assert not (tmp_path / "out" / "photo_dip.png").exists()
     interrupt, fitted_tiles[:] = False, []
+    predictor.tile["batch"] = 2  # grouping is not part of the fingerprint: the resume keeps the two tiles
     report = predictor.run()
     assert len(fitted_tiles) == 4 and set(fitted_tiles) == {(24, 24)}
     assert [p.name for p in report.written] == ["photo.png"] and not cache.exists()
     assert cv2.imread(str(tmp_path / "out" / "photo_dip.png")).shape == (40, 56, 3)
+
+
+def test_a_resumed_photo_starts_over_when_the_settings_or_the_photo_changed(tmp_path, monkeypatch):
+    """Tiles of a 3-iteration run are not blended into a 4-iteration run's photo, nor tiles of another photo saved
+    under the same name: the cache is discarded and all six tiles are fitted again."""
+    from functools import partial
+
+    import cv2
+
+    import visionzoo
+    import visionzoo.predict.denoise as denoise
+
+    photo = _photo(tmp_path / "in")
+    fitted: list[int] = []
+    real_fit = denoise.fit_images
+
+    def fit_and_count(net, architecture, noisy, settings, **kwargs):
+        if len(fitted) == 2 and interrupt:
+            raise KeyboardInterrupt
+        fitted.extend(settings.iterations for _ in noisy)
+        return real_fit(net, architecture, noisy, settings, **kwargs)
+
+    monkeypatch.setattr(denoise, "fit_images", fit_and_count)
+
+    def predictor(iterations: int) -> denoise.DenoisePredictor:
+        return denoise.DenoisePredictor(partial(visionzoo.create_model, name="dip_scaled"), str(tmp_path / "in"),
+                                        str(tmp_path / "out"), fit={"iterations": iterations},
+                                        tile={"size": 24, "overlap": 8, "batch": 1})
+
+    cache = tmp_path / "out" / ".photo_dip.tiles"
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        predictor(3).run()
+    interrupt, fitted[:] = False, []
+    assert predictor(4).run().written == [photo] and fitted == [4] * 6 and not cache.exists()
+
+    (tmp_path / "out" / "photo_dip.png").unlink()
+    interrupt, fitted[:] = True, []
+    with pytest.raises(KeyboardInterrupt):
+        predictor(3).run()
+    cv2.imwrite(str(photo), cv2.flip(cv2.imread(str(photo)), 1))  # another photo under the same name
+    interrupt, fitted[:] = False, []
+    assert predictor(3).run().written == [photo] and fitted == [3] * 6 and not cache.exists()
 
 
 def test_progress_counts_each_tiles_budget_times_the_ensemble(tmp_path):

@@ -9,17 +9,24 @@ differ the weights change gradually across the overlap, so no seam is drawn. Mem
 ``(H, W, C)`` + ``(H, W)`` float32, 192 MB for a 12-megapixel RGB photo; only one batch of tiles is fitted at a time.
 
 :class:`TileCache` keeps finished tiles on disk (``<folder>/<top>_<left>.npy``) so that an interrupted photo
-resumes at the first unfinished tile.
+resumes at the first unfinished tile. The cache records what made its tiles (a JSON *fingerprint*: the fit
+settings, the input's pixels...) and is discarded, not mixed in, when a later run's fingerprint differs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from visionzoo.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -90,11 +97,43 @@ class TileBlender:
         return self.total / self.weight[..., None]
 
 
-class TileCache:
-    """Finished tiles of one image on disk, ``<folder>/<top>_<left>.npy`` (float32), written atomically."""
+def _jsonable(value: Any) -> Any:
+    """Mappings (a config's ``DictConfig``) as dicts, anything else JSON cannot write as its ``str``."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
 
-    def __init__(self, folder: str | Path) -> None:
+
+class TileCache:
+    """Finished tiles of one image on disk, ``<folder>/<top>_<left>.npy`` (float32), written atomically.
+
+    ``fingerprint``: a JSON-serialisable ``{name: value}`` of what made the tiles, written to
+    ``<folder>/fingerprint.json`` with the first tile. :meth:`open` discards a cache left by a run with another
+    fingerprint (or none), so tiles of different settings or inputs are never blended together.
+    """
+
+    FINGERPRINT = "fingerprint.json"
+
+    def __init__(self, folder: str | Path, fingerprint: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder)
+        # Through JSON once, so that it compares equal to what a later run reads back (tuples become lists...).
+        self.fingerprint = json.loads(json.dumps(fingerprint or {}, sort_keys=True, default=_jsonable))
+
+    def open(self) -> None:
+        """Keep the cache if it was made with this fingerprint; otherwise log which entries differ and clear it."""
+        if not self.folder.is_dir():
+            return
+        path = self.folder / self.FINGERPRINT
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = None
+        if stored == self.fingerprint:
+            return
+        changed = ("no fingerprint" if not isinstance(stored, dict) else
+                   ", ".join(sorted(key for key in stored.keys() | self.fingerprint.keys()
+                                    if stored.get(key) != self.fingerprint.get(key))))
+        log.warning("%s: its tiles were made with other settings or input (%s); starting the image over",
+                    self.folder, changed)
+        self.clear()
 
     def load(self, tile: Tile) -> np.ndarray | None:
         path = self.folder / f"{tile.key}.npy"
@@ -104,12 +143,15 @@ class TileCache:
         return pixels if pixels.shape[:2] == (tile.height, tile.width) else None
 
     def save(self, tile: Tile, pixels: np.ndarray) -> None:
+        if not (self.folder / self.FINGERPRINT).exists():
+            atomic_write(self.folder / self.FINGERPRINT,
+                         lambda tmp: tmp.write_text(json.dumps(self.fingerprint, sort_keys=True, indent=1)))
         atomic_write(self.folder / f"{tile.key}.npy", lambda tmp: np.save(tmp, pixels.astype(np.float32)),
                      suffix=".npy")
 
     def clear(self) -> None:
-        """Remove the cache (the image is written)."""
+        """Remove the cache (the image is written, or the tiles are stale)."""
         if self.folder.is_dir():
-            for path in self.folder.glob("*.npy"):
+            for path in [*self.folder.glob("*.npy"), *self.folder.glob(f"*{self.FINGERPRINT}*")]:
                 path.unlink()
             self.folder.rmdir()

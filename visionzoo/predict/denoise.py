@@ -10,12 +10,15 @@ Images larger than ``tile.size`` are denoised in overlapping tiles (:mod:`vision
 its own estimated generator, ``tile.batch`` same-architecture tiles are fitted together, and the tiles are blended
 without seams; memory stays that of one batch of tiles plus the image's accumulators. Finished tiles are kept in
 ``<output>/.<stem>_dip.tiles/`` until the image is written, so an interrupted photo resumes at its first
-unfinished tile. The progress bar counts tiles x iterations, with the time left.
+unfinished tile; tiles left by a run with other settings or another input of the same name are discarded
+(:meth:`DenoisePredictor.fingerprint`). The progress bar counts tiles x iterations, with the time left.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,8 +83,18 @@ class DenoisePredictor:
     def output_path(self, image: Path) -> Path:
         return self.output / f"{image.stem}_dip.png"
 
-    def tile_cache(self, image: Path) -> TileCache:
-        return TileCache(self.output / f".{image.stem}_dip.tiles")
+    def tile_cache(self, image: Path, fingerprint: dict[str, Any] | None = None) -> TileCache:
+        return TileCache(self.output / f".{image.stem}_dip.tiles", fingerprint)
+
+    def fingerprint(self, image: LoadedImage) -> dict[str, Any]:
+        """What decides an image's tiles: its pixels (SHA-256), the generator, architecture rule, tile size and
+        overlap and every fit setting, with the precision resolved for this run's device (``tile.batch`` only
+        groups the same fits, so a resume may change it)."""
+        fit = asdict(self.settings) | {"precision": self.settings.precision_on(self.device)}
+        return {"pixels_sha256": hashlib.sha256(np.ascontiguousarray(image.pixels).data).hexdigest(),
+                "generator": dict(getattr(self.net, "keywords", {})), "architecture": self.architecture,
+                "tile": {key: (self.tile or {}).get(key) for key in ("size", "overlap")},
+                **{f"fit.{name}": value for name, value in fit.items()}}
 
     def tiles(self, height: int, width: int) -> list[Tile]:
         """The tiles of an image: one whole-image tile unless tiling is on and a side exceeds ``tile.size``."""
@@ -100,7 +113,9 @@ class DenoisePredictor:
         height, width, channels = pixels.shape
         tiles = self.tiles(height, width)
         batch = max(1, int((self.tile or {}).get("batch", 1)))
-        cache = self.tile_cache(image.path) if len(tiles) > 1 else None
+        cache = self.tile_cache(image.path, self.fingerprint(image)) if len(tiles) > 1 else None
+        if cache is not None:
+            cache.open()
         blender = TileBlender(height, width, channels, int(self.tile.get("overlap", 0))) if cache is not None else None
         todo, output = [], None
         for tile in tiles:  # a tiled image: finished tiles go into the blend, the rest are fitted
