@@ -7,8 +7,11 @@ with the architecture :func:`visionzoo.dip.estimate.estimate_architecture` picks
     python benchmarks/dip_oracle.py sweep --workers 2          # fits, appended to benchmarks/dip_oracle.jsonl
     python benchmarks/dip_oracle.py table                      # regret table -> benchmarks/DIP_ORACLE.md
 
-The sweep resumes: fits already in the JSONL file are skipped. ``--size 256 --iterations 3000`` is the paper's
-protocol (a GPU job); the committed table uses the reduced CPU protocol named in its header.
+The sweep resumes: fits already in the JSONL file are skipped (it runs case by case, so a stopped sweep leaves
+whole grids for the table). ``--size 256 --iterations 3000`` is the paper's protocol (a GPU job); the committed
+table uses the reduced CPU protocol named in its header. Each fit also runs the product's own stopping rule for
+its size beside it (discrepancy below ``LARGE_SIDE``, settle from it up) and records the PSNR of the image that rule
+returns, so from ``LARGE_SIDE`` up the table scores the product's architecture under the product's stopping.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ def _fit(job: dict) -> dict:
     import torch
 
     import visionzoo
+    from visionzoo.dip.estimate import estimate_noise_sigma
     from visionzoo.dip.fit import default_reg_noise_std, fit_dip
     from visionzoo.dip.recipe import from_hwc
 
@@ -42,30 +46,53 @@ def _fit(job: dict) -> dict:
     torch.manual_seed(0)
     net = visionzoo.create_model("dip_scaled", width=job["width"], num_scales=job["scales"],
                                  out_channels=clean.shape[2])
-    recorder = _Recorder(from_hwc(noisy))
+    sigma_est = estimate_noise_sigma(noisy) * 255.0
+    recorder = _Recorder(from_hwc(noisy), from_hwc(clean), sigma_est)
     start = time.perf_counter()
     result = fit_dip(net, from_hwc(noisy), iterations=job["iterations"], clean=from_hwc(clean),
-                     reg_noise_std=default_reg_noise_std(job["sigma"]), early_stop=recorder)
+                     reg_noise_std=default_reg_noise_std(job["sigma"]), early_stop=recorder,
+                     precision=job["precision"])
+    psnr_stopped, stopped_at = recorder.product_result(result)
     curve = result.psnr_clean[RECORD_EVERY - 1 :: RECORD_EVERY]
-    return {**{k: job[k] for k in ("image", "sigma", "width", "scales", "size", "iterations")},
+    return {**{k: job[k] for k in ("image", "sigma", "width", "scales", "size", "iterations", "precision")},
             "psnr": result.psnr_clean[-1], "curve": curve, "mse_noisy": recorder.mse_noisy,
+            "sigma_est": sigma_est, "psnr_stopped": psnr_stopped, "stopped_at": stopped_at,
             "seconds": time.perf_counter() - start}
 
 
 class _Recorder:
     """Stands in for an early-stopping rule: never stops, records the EMA output's MSE to the noisy image (the
-    quantity no-reference stopping rules watch) every ``RECORD_EVERY`` iterations, next to the PSNR curve."""
+    quantity no-reference stopping rules watch) every ``RECORD_EVERY`` iterations, next to the PSNR curve, and runs
+    the product's own rule for the image's size alongside (``make_early_stop({rule: auto})`` at the estimated sigma
+    ``sigma255``: discrepancy below ``LARGE_SIDE``, settle from it up), noting the image it returns where it fires,
+    so the table scores the product's stopping on the same fit without refitting."""
 
     best_image = None
 
-    def __init__(self, noisy) -> None:
-        self.noisy, self.mse_noisy, self.calls = noisy, [], 0
+    def __init__(self, noisy, clean, sigma255: float) -> None:
+        from visionzoo.dip.stopping import make_early_stop
+
+        self.noisy, self.clean, self.mse_noisy, self.calls = noisy, clean, [], 0
+        self.product = make_early_stop({"rule": "auto"}, noisy, sigma255)
+        self.fired = False
 
     def update(self, step: int, output, average) -> bool:
         self.calls += 1  # counted like the PSNR curve: steps undone by backtracking are not recorded
         if self.calls % RECORD_EVERY == 0:
             self.mse_noisy.append(float((average - self.noisy).pow(2).mean()))
+        if not self.fired:
+            self.fired = self.product.update(step, output, average)
         return False
+
+    def product_result(self, result) -> tuple[float, int]:
+        """PSNR (dB) of the image the product's fit returns and the iterations it ran: the rule's best image when it
+        fired or has one at the end of the budget, else the last EMA output (``result.image``, the fit's end), as the
+        product's fit loop (``visionzoo.dip.fit``) returns; clamped to [0, 1] like the product's output."""
+        from visionzoo.dip.fit import psnr
+
+        if self.product.best_image is not None:
+            return psnr(self.product.best_image.clamp(0, 1), self.clean), self.product.best_step + 1
+        return psnr(result.image.clamp(0, 1), self.clean), result.iterations
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -76,12 +103,13 @@ def sweep(args: argparse.Namespace) -> None:
     if out.exists():
         for line in out.read_text().splitlines():
             r = json.loads(line)
-            done.add((r["image"], r["sigma"], r["width"], r["scales"], r["size"], r["iterations"]))
+            done.add((r["image"], r["sigma"], r["width"], r["scales"], r["size"], r["iterations"],
+                      r.get("precision", "fp32")))
     jobs = [dict(image=image, sigma=sigma, width=width, scales=scales, size=args.size, iterations=args.iterations,
-                 threads=args.threads)
-            for width in sorted(args.widths, reverse=True) for scales in args.scales
-            for sigma in args.sigmas for image in SKIMAGE_SET
-            if (image, sigma, width, scales, args.size, args.iterations) not in done]
+                 threads=args.threads, precision=args.precision)
+            for sigma in args.sigmas for image in args.images or SKIMAGE_SET  # case by case: a stopped sweep
+            for width in sorted(args.widths, reverse=True) for scales in args.scales  # leaves whole grids
+            if (image, sigma, width, scales, args.size, args.iterations, args.precision) not in done]
     print(f"{len(jobs)} fits to run ({len(done)} already in {out})", flush=True)
     with ProcessPoolExecutor(args.workers) as pool, open(out, "a") as handle:
         for i, record in enumerate(pool.map(_fit, jobs), 1):
@@ -99,7 +127,8 @@ def _records(args: argparse.Namespace) -> dict[tuple[str, float], dict[tuple[int
     fits: dict[tuple[str, float], dict[tuple[int, int], dict]] = {}
     for line in Path(args.out).read_text().splitlines():
         r = json.loads(line)
-        if r["size"] == args.size and r["iterations"] == args.iterations:
+        if (r["size"] == args.size and r["iterations"] == args.iterations
+                and r.get("precision", "fp32") == args.precision):
             fits.setdefault((r["image"], r["sigma"]), {})[(r["width"], r["scales"])] = r
     return fits
 
@@ -171,6 +200,17 @@ def _loo(cases, stats, grid, widths, scales) -> dict:
     return {"regret": sum(regrets) / len(regrets), "psnr": sum(chosen) / len(chosen)}
 
 
+def _loo_fixed(cases, grid: Grid) -> float:
+    """Leave-one-image-out mean regret of a fixed architecture: the one with the best mean PSNR on the other
+    images' cases (both noise levels), applied to the held-out image's."""
+    regrets = []
+    for image in sorted({c[0] for c in cases}):
+        others = [c for c in cases if c[0] != image]
+        pick = max(grid[others[0]], key=lambda a: _mean(grid[c][a] for c in others))
+        regrets += [max(grid[c].values()) - grid[c][pick] for c in cases if c[0] == image]
+    return _mean(regrets)
+
+
 def _mean(values) -> float:
     values = list(values)
     return sum(values) / len(values)
@@ -202,37 +242,52 @@ def table(args: argparse.Namespace) -> None:
         sweep[factor] = {"rule": fitted, "in": _mean(_regrets(fitted, cases, stats, grid)), **_loo(
             cases, stats, grid, args.widths, args.scales), "oracle": _mean(max(grid[c].values()) for c in cases)}
     best_factor = max(sweep, key=lambda f: sweep[f]["psnr"])
-    grid = stop[DISCREPANCY_FACTOR] if DISCREPANCY_FACTOR in stop else stop[best_factor]
-    used = _regrets(DEFAULT_RULE, cases, stats, grid)
+    large = args.size >= LARGE_SIDE
+    # The product's pick: DEFAULT_RULE's choice below LARGE_SIDE, LARGE_ARCHITECTURE from it up.
+    chosen = {c: (stats[c].width, stats[c].num_scales) for c in cases}
+    if large:  # the product's settle rule, run alongside each fit by the sweep
+        if any("psnr_stopped" not in r for f in fits.values() for r in f.values()):
+            raise SystemExit("these fits were recorded before the sweep ran the product's stopping rule beside them; "
+                             "sweep them again into a new --out file")
+        if LARGE_ARCHITECTURE not in archs:
+            raise SystemExit(f"the grid must hold the product's architecture {LARGE_ARCHITECTURE} at this size")
+        grid = grid_of(lambda r, c: r["psnr_stopped"])
+    else:
+        grid = stop[DISCREPANCY_FACTOR] if DISCREPANCY_FACTOR in stop else stop[best_factor]
+    used = [max(grid[c].values()) - grid[c][chosen[c]] for c in cases]
     fitted = sweep.get(DISCREPANCY_FACTOR, sweep[best_factor])["rule"]
     fixed = {a: _mean(max(grid[c].values()) - grid[c][a] for c in cases) for a in archs}
     best_fixed = min(fixed, key=fixed.get)
-    chosen = {c: DEFAULT_RULE.choose(stats[c].sigma, stats[c].texture) for c in cases}
     lines = [
         "# DIP architecture estimator: oracle sweep",
         "",
         f"Protocol: scikit-image images resized (short side) and centre-cropped to {args.size}x{args.size}, seeded",
         "Gaussian noise, `dip_scaled` fitted with the DIP recipe (Adam 0.01, EMA 0.99, reg_noise_std 1/30 or 1/20) "
-        f"for up to {args.iterations} iterations. Grid: width {'/'.join(map(str, args.widths))} x scales "
+        f"for up to {args.iterations} iterations in {args.precision}. Grid: width {'/'.join(map(str, args.widths))} x scales "
         f"{'/'.join(map(str, args.scales))}. Every fit records, every {RECORD_EVERY} iterations, the PSNR of the EMA",
         "output to the clean image and its MSE to the noisy image, so stopping rules are compared on the same fits.",
         "Made by `python benchmarks/dip_oracle.py sweep` then `python benchmarks/dip_oracle.py table`.",
         "",
-        "**Protocol the product uses below LARGE_SIDE** (`task.fit.early_stop={rule: auto}`"
-        + ("" if args.size < LARGE_SIDE else f"; from {LARGE_SIDE} px, as here, it uses the settle rule instead, "
-           "docs/dip.md") + "): each fit stops by the discrepancy "
-        f"principle at factor {DISCREPANCY_FACTOR} (`DISCREPANCY_FACTOR`): the first check where the EMA output's MSE "
-        "to the noisy image is <= factor x the power of the noise clipped to [0, 1] at the estimated sigma (here "
-        "around the clean image, standing in for the output). Best = the best grid architecture under the "
-        "same rule; regret = best - estimated.",
+        ("**Protocol the product uses from LARGE_SIDE** (`task.fit.early_stop={rule: auto}`, images from "
+         f"{LARGE_SIDE} px): the settle rule (`SettleStop`, docs/dip.md), run by the sweep beside each fit on its "
+         "EMA output at the estimated sigma, exactly as the product runs it; a fit is scored by the PSNR of the image "
+         "the rule returns. Best = the best grid architecture under the same rule; regret = best - the product's "
+         f"architecture (LARGE_ARCHITECTURE = {LARGE_ARCHITECTURE}). The rule family and stopping factors below are "
+         "the discrepancy rule's, as below LARGE_SIDE, for comparison." if large else
+         "**Protocol the product uses below LARGE_SIDE** (`task.fit.early_stop={rule: auto}`): each fit stops by the "
+         f"discrepancy principle at factor {DISCREPANCY_FACTOR} (`DISCREPANCY_FACTOR`): the first check where the EMA "
+         "output's MSE to the noisy image is <= factor x the power of the noise clipped to [0, 1] at the estimated "
+         "sigma (here around the clean image, standing in for the output). Best = the best grid architecture under "
+         "the same rule; regret = best - estimated."),
         "",
         f"Rule in `visionzoo/dip/estimate.py` (DEFAULT_RULE): `{DEFAULT_RULE}`" + (
             "" if args.size < LARGE_SIDE else f" (at {args.size}x{args.size} the product does not use it: images from "
             f"LARGE_SIDE = {LARGE_SIDE} px get LARGE_ARCHITECTURE = {LARGE_ARCHITECTURE}; compare its column in the "
             "grid)"),
-        f"Rule fitted by this table: `{fitted}`" + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)"),
+        (f"Rule family fitted to the discrepancy-stopped fits at this size (for comparison): `{fitted}`" if large else
+         f"Rule fitted by this table: `{fitted}`" + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)")),
         f"Factor with the best held-out PSNR: {best_factor}" + (
-            "" if best_factor == DISCREPANCY_FACTOR else " (differs: update DISCREPANCY_FACTOR)"),
+            "" if best_factor == DISCREPANCY_FACTOR or large else " (differs: update DISCREPANCY_FACTOR)"),
         "",
         "| image | sigma | sigma est. | texture | best (w, s) | best dB | estimated (w, s) | estimated dB | regret dB | "
         "stopped at it. | fixed-budget best dB | peak best dB |",
@@ -240,7 +295,8 @@ def table(args: argparse.Namespace) -> None:
     ]
     for case, regret in zip(cases, used):
         best_arch = max(grid[case], key=grid[case].get)
-        at = _stopped(fits[case][chosen[case]], power[case], DISCREPANCY_FACTOR)[1]
+        at = (fits[case][chosen[case]]["stopped_at"] if large else
+              _stopped(fits[case][chosen[case]], power[case], DISCREPANCY_FACTOR)[1])
         lines.append(f"| {case[0]} | {case[1]:g} | {stats[case].sigma:.1f} | {stats[case].texture:.4f} | "
                      f"{best_arch} | {grid[case][best_arch]:.2f} | {chosen[case]} | {grid[case][chosen[case]]:.2f} | "
                      f"{regret:.2f} | {at} | {max(end[case].values()):.2f} | {max(peak[case].values()):.2f} |")
@@ -251,8 +307,10 @@ def table(args: argparse.Namespace) -> None:
         "",
         f"- Mean regret of the estimator: **{_mean(used):.3f} dB** over {len(cases)} cases (max {max(used):.2f}); "
         f"mean PSNR of its choices {_mean(grid[c][chosen[c]] for c in cases):.2f} dB.",
-        f"- Leave-one-image-out (rule refitted without the image, both noise levels held out): "
-        f"{sweep.get(DISCREPANCY_FACTOR, sweep[best_factor])['regret']:.3f} dB mean regret.",
+        (f"- Leave-one-image-out (the fixed architecture with the best mean on the other images, both noise levels "
+         f"held out): {_loo_fixed(cases, grid):.3f} dB mean regret." if large else
+         f"- Leave-one-image-out (rule refitted without the image, both noise levels held out): "
+         f"{sweep.get(DISCREPANCY_FACTOR, sweep[best_factor])['regret']:.3f} dB mean regret."),
         f"- Best single fixed architecture {best_fixed}: {fixed[best_fixed]:.3f} dB mean regret; "
         + ", ".join(f"{a}: {r:.2f}" for a, r in sorted(fixed.items())) + ".",
         "",
@@ -290,6 +348,9 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[25.0, 50.0])
     parser.add_argument("--factors", type=float, nargs="+", default=[0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1],
                         help="discrepancy-stopping factors compared by the table")
+    parser.add_argument("--images", nargs="+", help="a subset of scikit-image's set (default: all ten)")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="the fits' precision (task.fit.precision); the table reads one precision's fits")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--out", default=str(HERE / "dip_oracle.jsonl"))
