@@ -44,12 +44,14 @@ def _fit(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     clean, noisy = _case(job["image"], job["sigma"], job["size"])
     torch.manual_seed(0)
+    device = torch.device(job.get("device", "cpu"))
     net = visionzoo.create_model("dip_scaled", width=job["width"], num_scales=job["scales"],
-                                 out_channels=clean.shape[2])
+                                 out_channels=clean.shape[2]).to(device)
     sigma_est = estimate_noise_sigma(noisy) * 255.0
-    recorder = _Recorder(from_hwc(noisy), from_hwc(clean), sigma_est)
+    noisy_t, clean_t = from_hwc(noisy).to(device), from_hwc(clean).to(device)
+    recorder = _Recorder(noisy_t, clean_t, sigma_est)
     start = time.perf_counter()
-    result = fit_dip(net, from_hwc(noisy), iterations=job["iterations"], clean=from_hwc(clean),
+    result = fit_dip(net, noisy_t, iterations=job["iterations"], clean=clean_t,
                      reg_noise_std=default_reg_noise_std(job["sigma"]), early_stop=recorder,
                      precision=job["precision"])
     psnr_stopped, stopped_at = recorder.product_result(result)
@@ -106,7 +108,7 @@ def sweep(args: argparse.Namespace) -> None:
             done.add((r["image"], r["sigma"], r["width"], r["scales"], r["size"], r["iterations"],
                       r.get("precision", "fp32")))
     jobs = [dict(image=image, sigma=sigma, width=width, scales=scales, size=args.size, iterations=args.iterations,
-                 threads=args.threads, precision=args.precision)
+                 threads=args.threads, precision=args.precision, device=args.device)
             for sigma in args.sigmas for image in args.images or SKIMAGE_SET  # case by case: a stopped sweep
             for width in sorted(args.widths, reverse=True) for scales in args.scales  # leaves whole grids
             if (image, sigma, width, scales, args.size, args.iterations, args.precision) not in done]
@@ -351,6 +353,7 @@ def main() -> None:
     parser.add_argument("--images", nargs="+", help="a subset of scikit-image's set (default: all ten)")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                         help="the fits' precision (task.fit.precision); the table reads one precision's fits")
+    parser.add_argument("--device", default="cpu", help="where the fits run (cuda: workers share the GPU)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--out", default=str(HERE / "dip_oracle.jsonl"))
