@@ -315,6 +315,8 @@ def table(args: argparse.Namespace) -> None:
          f"{sweep.get(DISCREPANCY_FACTOR, sweep[best_factor])['regret']:.3f} dB mean regret."),
         f"- Best single fixed architecture {best_fixed}: {fixed[best_fixed]:.3f} dB mean regret; "
         + ", ".join(f"{a}: {r:.2f}" for a, r in sorted(fixed.items())) + ".",
+        "- Seconds per fit (mean over the cases, the whole budget, as the sweep ran them): "
+        + ", ".join(f"{a}: {_mean(fits[c][a]['seconds'] for c in cases):.0f}" for a in archs) + ".",
         "",
         "Stopping factor (each row: the rule family refitted to the fits stopped at that factor):",
         "",
