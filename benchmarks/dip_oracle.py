@@ -265,8 +265,9 @@ def table(args: argparse.Namespace) -> None:
         "",
         f"Protocol: scikit-image images resized (short side) and centre-cropped to {args.size}x{args.size}, seeded",
         "Gaussian noise, `dip_scaled` fitted with the DIP recipe (Adam 0.01, EMA 0.99, reg_noise_std 1/30 or 1/20) "
-        f"for up to {args.iterations} iterations in {args.precision}. Grid: width {'/'.join(map(str, args.widths))} x scales "
-        f"{'/'.join(map(str, args.scales))}. Every fit records, every {RECORD_EVERY} iterations, the PSNR of the EMA",
+        f"for up to {args.iterations} iterations in {args.precision}. Grid: width "
+        f"{'/'.join(map(str, args.widths))} x scales {'/'.join(map(str, args.scales))}. Every fit records, every "
+        f"{RECORD_EVERY} iterations, the PSNR of the EMA",
         "output to the clean image and its MSE to the noisy image, so stopping rules are compared on the same fits.",
         "Made by `python benchmarks/dip_oracle.py sweep` then `python benchmarks/dip_oracle.py table`.",
         "",
@@ -286,10 +287,12 @@ def table(args: argparse.Namespace) -> None:
             "" if args.size < LARGE_SIDE else f" (at {args.size}x{args.size} the product does not use it: images from "
             f"LARGE_SIDE = {LARGE_SIDE} px get LARGE_ARCHITECTURE = {LARGE_ARCHITECTURE}; compare its column in the "
             "grid)"),
-        (f"Rule family fitted to the discrepancy-stopped fits at this size (for comparison): `{fitted}`" if large else
-         f"Rule fitted by this table: `{fitted}`" + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)")),
+        (f"Rule family fitted to the discrepancy-stopped fits at this size (for comparison): `{fitted}`" if large
+         else f"Rule fitted by this table: `{fitted}`"
+         + ("" if fitted == DEFAULT_RULE else " (differs: update DEFAULT_RULE)")),
         f"Factor with the best held-out PSNR: {best_factor}" + (
-            "" if best_factor == DISCREPANCY_FACTOR or large else " (differs: update DISCREPANCY_FACTOR)"),
+            "" if best_factor == DISCREPANCY_FACTOR or large
+            else " (differs: update DISCREPANCY_FACTOR)"),
         "",
         "| image | sigma | sigma est. | texture | best (w, s) | best dB | estimated (w, s) | estimated dB | regret dB | "
         "stopped at it. | fixed-budget best dB | peak best dB |",
