@@ -6,12 +6,14 @@ with the architecture :func:`visionzoo.dip.estimate.estimate_architecture` picks
 
     python benchmarks/dip_oracle.py sweep --workers 2          # fits, appended to benchmarks/dip_oracle.jsonl
     python benchmarks/dip_oracle.py table                      # regret table -> benchmarks/DIP_ORACLE.md
+    python benchmarks/dip_oracle.py sweep --device cuda --batch 10 --workers 4   # on a GPU: images batched
 
 The sweep resumes: fits already in the JSONL file are skipped (it runs case by case, so a stopped sweep leaves
-whole grids for the table). ``--size 256 --iterations 3000`` is the paper's protocol (a GPU job); the committed
-table uses the reduced CPU protocol named in its header. Each fit also runs the product's own stopping rule for
-its size beside it (discrepancy below ``LARGE_SIDE``, settle from it up) and records the PSNR of the image that rule
-returns, so from ``LARGE_SIDE`` up the table scores the product's architecture under the product's stopping.
+whole grids for the table; ``--batch`` runs architecture by architecture, several images per ``fit_dip_batch``).
+``--size 256 --iterations 3000`` is the paper's protocol (a GPU job); the committed table uses the reduced CPU
+protocol named in its header. Each fit also runs the product's own stopping rule for its size beside it
+(discrepancy below ``LARGE_SIDE``, settle from it up) and records the PSNR of the image that rule returns, so from
+``LARGE_SIDE`` up the table scores the product's architecture under the product's stopping.
 """
 
 from __future__ import annotations
@@ -33,33 +35,46 @@ def _case(name: str, sigma: float, size: int):
     return clean, add_noise(clean, "gaussian", sigma, seed=SKIMAGE_SET.index(name) * 1000 + int(sigma))
 
 
-def _fit(job: dict) -> dict:
+def _fit(job: dict) -> list[dict]:
+    """Fit one architecture to ``job["images"]`` at one noise level: alone with ``fit_dip``, or several images (of
+    one channel count) together with ``fit_dip_batch``; every generator starts from the same seed-0 weights and
+    every image's fit from seed 0, so a batched image's record matches its fit alone. One record per image."""
     import torch
 
     import visionzoo
     from visionzoo.dip.estimate import estimate_noise_sigma
-    from visionzoo.dip.fit import default_reg_noise_std, fit_dip
+    from visionzoo.dip.fit import default_reg_noise_std, fit_dip, fit_dip_batch
     from visionzoo.dip.recipe import from_hwc
 
     torch.set_num_threads(job["threads"])
-    clean, noisy = _case(job["image"], job["sigma"], job["size"])
-    torch.manual_seed(0)
     device = torch.device(job.get("device", "cpu"))
-    net = visionzoo.create_model("dip_scaled", width=job["width"], num_scales=job["scales"],
-                                 out_channels=clean.shape[2]).to(device)
-    sigma_est = estimate_noise_sigma(noisy) * 255.0
-    noisy_t, clean_t = from_hwc(noisy).to(device), from_hwc(clean).to(device)
-    recorder = _Recorder(noisy_t, clean_t, sigma_est)
+    cases = [_case(image, job["sigma"], job["size"]) for image in job["images"]]
+    clean = torch.cat([from_hwc(c) for c, _ in cases]).to(device)
+    noisy = torch.cat([from_hwc(n) for _, n in cases]).to(device)
+    nets = []
+    for _ in cases:
+        torch.manual_seed(0)
+        nets.append(visionzoo.create_model("dip_scaled", width=job["width"], num_scales=job["scales"],
+                                           out_channels=clean.shape[1]).to(device))
+    sigmas = [estimate_noise_sigma(n) * 255.0 for _, n in cases]
+    recorders = [_Recorder(noisy[i : i + 1], clean[i : i + 1], s) for i, s in enumerate(sigmas)]
+    settings = dict(iterations=job["iterations"], clean=clean, reg_noise_std=default_reg_noise_std(job["sigma"]),
+                    precision=job["precision"])
     start = time.perf_counter()
-    result = fit_dip(net, noisy_t, iterations=job["iterations"], clean=clean_t,
-                     reg_noise_std=default_reg_noise_std(job["sigma"]), early_stop=recorder,
-                     precision=job["precision"])
-    psnr_stopped, stopped_at = recorder.product_result(result)
-    curve = result.psnr_clean[RECORD_EVERY - 1 :: RECORD_EVERY]
-    return {**{k: job[k] for k in ("image", "sigma", "width", "scales", "size", "iterations", "precision")},
-            "psnr": result.psnr_clean[-1], "curve": curve, "mse_noisy": recorder.mse_noisy,
-            "sigma_est": sigma_est, "psnr_stopped": psnr_stopped, "stopped_at": stopped_at,
-            "seconds": time.perf_counter() - start}
+    if len(nets) == 1:
+        results = [fit_dip(nets[0], noisy, early_stop=recorders[0], **settings)]
+    else:
+        results = fit_dip_batch(nets, noisy, seeds=[0] * len(nets), early_stops=recorders, **settings)
+    seconds = (time.perf_counter() - start) / len(nets)  # a batch's time, shared out
+    records = []
+    for image, result, recorder, sigma_est in zip(job["images"], results, recorders, sigmas):
+        psnr_stopped, stopped_at = recorder.product_result(result)
+        records.append({
+            "image": image, **{k: job[k] for k in ("sigma", "width", "scales", "size", "iterations", "precision")},
+            "psnr": result.psnr_clean[-1], "curve": result.psnr_clean[RECORD_EVERY - 1 :: RECORD_EVERY],
+            "mse_noisy": recorder.mse_noisy, "sigma_est": sigma_est, "psnr_stopped": psnr_stopped,
+            "stopped_at": stopped_at, "seconds": seconds, "batch": len(nets)})
+    return records
 
 
 class _Recorder:
@@ -97,9 +112,39 @@ class _Recorder:
         return psnr(result.image.clamp(0, 1), self.clean), result.iterations
 
 
-def sweep(args: argparse.Namespace) -> None:
-    from visionzoo.data.denoise import SKIMAGE_SET
+def _jobs(args: argparse.Namespace, done: set) -> list[dict]:
+    """The fits not yet in ``done``, one job per process. By default one image per job, case by case (image,
+    sigma), so a stopped sweep leaves whole grids; with ``args.batch`` n > 1, architecture by architecture, up to n
+    images of one channel count in a job (``fit_dip_batch``: what pays on a GPU)."""
+    from visionzoo.data.denoise import SKIMAGE_SET, skimage_image
 
+    images = args.images or SKIMAGE_SET
+    archs = [(width, scales) for width in sorted(args.widths, reverse=True) for scales in args.scales]
+    protocol = dict(size=args.size, iterations=args.iterations, threads=args.threads, precision=args.precision,
+                    device=args.device)
+
+    def todo(image, sigma, width, scales) -> bool:
+        return (image, sigma, width, scales, args.size, args.iterations, args.precision) not in done
+
+    if args.batch <= 1:
+        return [dict(images=[image], sigma=sigma, width=width, scales=scales, **protocol)
+                for sigma in args.sigmas for image in images for width, scales in archs
+                if todo(image, sigma, width, scales)]
+    channels = {image: skimage_image(image, 8).shape[2] for image in images}
+    jobs = []
+    for sigma in args.sigmas:
+        for width, scales in archs:
+            for count in sorted(set(channels.values())):
+                group = [i for i in images if channels[i] == count and todo(i, sigma, width, scales)]
+                jobs += [dict(images=group[k : k + args.batch], sigma=sigma, width=width, scales=scales, **protocol)
+                         for k in range(0, len(group), args.batch)]
+    return jobs
+
+
+def sweep(args: argparse.Namespace) -> None:
+    if args.batch > 1 and args.precision == "bf16" and not args.device.startswith("cuda"):
+        raise SystemExit("--batch with --precision bf16 needs --device cuda (CPU autocast does not reach through "
+                         "fit_dip_batch's vmap); use --batch 1 or fp32")
     out = Path(args.out)
     done = set()
     if out.exists():
@@ -107,18 +152,17 @@ def sweep(args: argparse.Namespace) -> None:
             r = json.loads(line)
             done.add((r["image"], r["sigma"], r["width"], r["scales"], r["size"], r["iterations"],
                       r.get("precision", "fp32")))
-    jobs = [dict(image=image, sigma=sigma, width=width, scales=scales, size=args.size, iterations=args.iterations,
-                 threads=args.threads, precision=args.precision, device=args.device)
-            for sigma in args.sigmas for image in args.images or SKIMAGE_SET  # case by case: a stopped sweep
-            for width in sorted(args.widths, reverse=True) for scales in args.scales  # leaves whole grids
-            if (image, sigma, width, scales, args.size, args.iterations, args.precision) not in done]
-    print(f"{len(jobs)} fits to run ({len(done)} already in {out})", flush=True)
+    jobs = _jobs(args, done)
+    total, count = sum(len(job["images"]) for job in jobs), 0
+    print(f"{total} fits to run in {len(jobs)} jobs ({len(done)} already in {out})", flush=True)
     with ProcessPoolExecutor(args.workers) as pool, open(out, "a") as handle:
-        for i, record in enumerate(pool.map(_fit, jobs), 1):
-            handle.write(json.dumps(record) + "\n")
+        for records in pool.map(_fit, jobs):
+            for record in records:
+                count += 1
+                handle.write(json.dumps(record) + "\n")
+                print(f"[{count}/{total}] {record['image']} sigma {record['sigma']:g} w{record['width']} "
+                      f"s{record['scales']}: {record['psnr']:.2f} dB in {record['seconds']:.0f} s", flush=True)
             handle.flush()
-            print(f"[{i}/{len(jobs)}] {record['image']} sigma {record['sigma']:g} w{record['width']} "
-                  f"s{record['scales']}: {record['psnr']:.2f} dB in {record['seconds']:.0f} s", flush=True)
 
 
 Grid = dict[tuple[str, float], dict[tuple[int, int], float]]
@@ -360,6 +404,8 @@ def main() -> None:
                         help="the fits' precision (task.fit.precision); the table reads one precision's fits")
     parser.add_argument("--device", default="cpu", help="where the fits run (cuda: workers share the GPU)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="images fitted together per job (fit_dip_batch; batched bf16 needs CUDA)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     parser.add_argument("--out", default=str(HERE / "dip_oracle.jsonl"))
     parser.add_argument("--table-out", default=str(HERE / "DIP_ORACLE.md"))
