@@ -105,6 +105,37 @@ def test_bm3d_blend_mixes_the_fit_and_bm3d_by_the_share():
             DIPFitSettings(blend="bm3d", blend_share=bad)
 
 
+def test_bm3d_for_the_blend_runs_beside_a_gpu_fit_with_the_same_result(monkeypatch):
+    """Where :func:`classical_beside_fit` says so (a GPU; forced here on the CPU), BM3D for the blend runs in
+    another thread while the two images are fitted, and the blended outputs equal those of BM3D run before the fit;
+    the guide, which needs BM3D before the fit, still runs it first, in the fitting thread."""
+    import threading
+
+    from visionzoo.dip import recipe
+
+    noisy = [_noisy_camera(32)[0], _noisy_camera(32)[0].flip(-1)]
+    net = partial(visionzoo.create_model, name="dip_scaled", width=8, num_scales=2)
+    settings = DIPFitSettings(iterations=30, blend="bm3d", blend_share=0.5, precision="fp32")
+    before = fit_images(net, "fixed", noisy, settings)
+    threads, denoise = [], recipe.classical_denoise
+
+    def recording(image, estimate):
+        threads.append(threading.get_ident())
+        return denoise(image, estimate)
+
+    monkeypatch.setattr(recipe, "classical_denoise", recording)
+    monkeypatch.setattr(recipe, "classical_beside_fit", lambda device: True)
+    beside = fit_images(net, "fixed", noisy, settings)
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    for first, second in zip(before, beside):  # (the bm3d package's threads vary its last bits from run to run)
+        assert torch.equal(second.unblended, first.unblended) and second.result.image.shape == (1, 1, 32, 32)
+        assert torch.allclose(second.classical, first.classical, atol=1e-6) and second.classical_seconds > 0
+        assert torch.allclose(second.result.image, first.result.image, atol=1e-6)
+    threads.clear()
+    fit_images(net, "fixed", noisy[:1], DIPFitSettings(iterations=5, guide="bm3d", blend="bm3d", precision="fp32"))
+    assert threads == [threading.get_ident()]
+
+
 def test_automatic_blend_share_follows_the_size_class():
     from visionzoo.dip.recipe import BLEND_SHARE, LARGE_BLEND_SHARE
 

@@ -7,7 +7,8 @@ An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k
 outputs, turned back, are averaged. Each member stops by its own rule. ``guide="bm3d"`` fits the generator to the
 noisy image and BM3D/CBM3D's output at once (:func:`guided_target`); ``blend="bm3d"`` mixes the result with
 BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`). BM3D runs once per image for both
-(:func:`classical_denoise`).
+(:func:`classical_denoise`); for the blend alone on a GPU it runs in a thread beside the fit
+(:func:`classical_beside_fit`).
 
 Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
 (:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
@@ -16,6 +17,7 @@ Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -197,7 +199,8 @@ class FittedImage:
     members: list[FitResult] = field(default_factory=list)
     blend_weight: float | None = None  # the DIP output's share when blended with BM3D
     unblended: torch.Tensor | None = None  # the DIP output before the blend ``(1, C, H, W)``, when blended
-    #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the guide or blend ran it
+    #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the guide or blend ran it (run
+    #: beside the fit, only the time the fit waited for it after its end is in ``result.seconds``)
     classical: torch.Tensor | None = None
     classical_seconds: float = 0.0
     precision: str = "fp32"  # the precision the fit ran in (``settings.precision`` resolved for the device)
@@ -265,11 +268,18 @@ def fit_images(
     inputs are made outside inference mode. With a guide the generator is fitted to :func:`guided_target`, while the
     stopping rule still measures the output against the noisy image.
     """
-    with torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad(), ThreadPoolExecutor(1) as pool:
         plans = _plan(net, architecture, noisy, settings)
         estimates = [plans[index * settings.ensemble].estimate for index in range(len(noisy))]
-        classical = [classical_denoise(image, estimate) if settings.guide or settings.blend else None
-                     for image, estimate in zip(noisy, estimates)]
+
+        def run_classical() -> list[tuple[torch.Tensor, float] | None]:
+            return [classical_denoise(image, estimate) if settings.guide or settings.blend else None
+                    for image, estimate in zip(noisy, estimates)]
+
+        # the guide needs BM3D before the fit; the blend only after it, so on a GPU it runs meanwhile
+        beside = bool(settings.blend) and not settings.guide and classical_beside_fit(noisy[0].device)
+        later = pool.submit(run_classical) if beside else None
+        classical = None if beside else run_classical()
         targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
                    if settings.guide else list(noisy))
         precision = settings.precision_on(noisy[0].device)
@@ -306,6 +316,9 @@ def fit_images(
                     fit.seconds /= len(members)
             for m, fit in zip(members, fits):
                 results[m.index, m.member] = fit
+        waited = time.perf_counter()
+        classical = later.result() if beside else classical
+        waited = time.perf_counter() - waited  # the fit's wait for BM3D run beside it, shared out below
     fitted = []
     for index in range(len(noisy)):
         mine = plans[index * settings.ensemble : (index + 1) * settings.ensemble]
@@ -318,11 +331,18 @@ def fit_images(
         image.precision = precision
         if classical[index] is not None:
             image.classical, image.classical_seconds = classical[index]
-            image.result.seconds += image.classical_seconds
+            image.result.seconds += waited / len(noisy) if beside else image.classical_seconds
             if settings.blend == "bm3d":
                 blend_with_bm3d(image, image.classical, settings.share(*image.classical.shape[-2:]))
         fitted.append(image)
     return fitted
+
+
+def classical_beside_fit(device: torch.device) -> bool:
+    """Whether BM3D/CBM3D for the blend runs in a thread while the images are fitted on ``device``: on a GPU, so
+    its CPU time hides behind the fit's; on the CPU (where the ``bm3d`` package's threads and the fit's would
+    share the same cores) it runs before the fit."""
+    return device.type != "cpu"
 
 
 def classical_denoise(noisy: torch.Tensor, estimate: EstimatedArchitecture) -> tuple[torch.Tensor, float]:
