@@ -32,6 +32,15 @@ def test_short_fit_raises_psnr_over_the_noisy_input():
     assert psnr(result.image, clean) > psnr(noisy, clean) + 2.0
 
 
+def test_the_perturbation_follows_the_nearer_calibrated_noise_level():
+    """1/30 at sigma 25 and 1/20 at 50, cut at their midpoint: estimates around 25 (24.4-28.6 at 256x256) all get
+    sigma 25's."""
+    from visionzoo.dip.fit import default_reg_noise_std
+
+    assert [default_reg_noise_std(s) for s in (0.0, 24.4, 25.0, 25.8, 28.6, 37.5)] == [1 / 30] * 6
+    assert [default_reg_noise_std(s) for s in (37.6, 45.98, 50.0, 75.0)] == [1 / 20] * 4
+
+
 def test_collapse_is_backtracked():
     class Collapsing(torch.nn.Module):
         """Outputs a constant that jumps far away at the 5th call."""

@@ -39,9 +39,16 @@ from visionzoo.dip.stopping import EarlyStop
 from visionzoo.dip.sure import SURELoss, mc_divergence, sure
 
 
+#: Noise sigmas (0..255) up to this get the sigma-25 perturbation, above it the sigma-50 one: the midpoint of the
+#: two calibrated levels. The sigma is estimated, and at sigma 25 estimates read 24.4-28.6 (docs/dip.md), so a cut
+#: at 25 itself gave half the sigma-25 images the sigma-50 perturbation (camera, 256x256: 25.91 dB, 28.28 with 1/30).
+REG_NOISE_CUT = 37.5
+
+
 def default_reg_noise_std(sigma: float) -> float:
-    """DIP's input perturbation for a noise level on the 0..255 scale: 1/30 up to sigma 25, 1/20 above."""
-    return 1.0 / 30 if sigma <= 25 else 1.0 / 20
+    """DIP's input perturbation for a noise level on the 0..255 scale: 1/30 for sigma 25, 1/20 for sigma 50 (the
+    cut between them at :data:`REG_NOISE_CUT`)."""
+    return 1.0 / 30 if sigma <= REG_NOISE_CUT else 1.0 / 20
 
 
 #: fp32: the generator in float32; bf16: its forward pass under bfloat16 autocast (weights and loss in float32).
