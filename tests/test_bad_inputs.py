@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -368,9 +369,16 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
-def test_bad_input(bad: Case, inputs: Path, tmp_path: Path):
-    work = tmp_path / "w"
+@dataclass(frozen=True)
+class Run:
+    """One case's subprocess: its working folder, what it printed and exited with, and the output folder before."""
+
+    work: Path
+    result: subprocess.CompletedProcess
+    before: dict[str, bytes]
+
+
+def _run(bad: Case, inputs: Path, work: Path) -> Run:
     work.mkdir()
     for entry in inputs.iterdir():
         (work / entry.name).symlink_to(entry)
@@ -378,10 +386,33 @@ def test_bad_input(bad: Case, inputs: Path, tmp_path: Path):
     out.mkdir()
     (out / "previous.png").write_bytes(PREVIOUS)
     before = _files(out)
-    val = _val_token(inputs / "occ")
     args = [a.format(dis="dis", occ="occ", photos="photos", clean="clean") for a in bad.args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # PARALLEL at a time: no oversubscribed OpenMP threads
     result = subprocess.run([sys.executable, str(ROOT / bad.script), "hydra.run.dir=run", *args], cwd=work,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, env=env)
+    return Run(work, result, before)
+
+
+#: Case subprocesses run at once: each is mostly Python importing torch, timm and Lightning on one core.
+PARALLEL = 2
+
+
+@pytest.fixture(scope="module")
+def runs(request, inputs: Path, tmp_path_factory) -> dict[str, Future]:
+    """The selected cases' subprocesses, started ``PARALLEL`` at a time in test order when the first case asks;
+    each test waits for its own (``-k`` selects which run)."""
+    selected = [item.callspec.params["bad"] for item in request.session.items
+                if item.module is request.module and "bad" in getattr(getattr(item, "callspec", None), "params", {})]
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        yield {bad.id: pool.submit(_run, bad, inputs, tmp_path_factory.mktemp(bad.id) / "w") for bad in selected}
+        pool.shutdown(cancel_futures=True)  # a stopped session (-x) does not wait for the cases not started
+
+
+@pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
+def test_bad_input(bad: Case, inputs: Path, runs: dict[str, Future]):
+    run = runs[bad.id].result()
+    work, result, before = run.work, run.result, run.before
+    out = work / "out"
     stderr = result.stderr
     if os.environ.get("VISIONZOO_RECORD_ERRORS"):  # docs/errors.md is written from these (see write_docs_table)
         with open(os.environ["VISIONZOO_RECORD_ERRORS"], "a") as record:
@@ -398,7 +429,7 @@ def test_bad_input(bad: Case, inputs: Path, tmp_path: Path):
         return
     assert result.returncode == 2, stderr[-3000:]
     last = stderr.strip().splitlines()[-1]
-    expected = bad.message.format(w=work, val=val)
+    expected = bad.message.format(w=work, val=_val_token(inputs / "occ"))
     assert last.startswith(expected), f"\n{last}\n{expected}"
     assert _files(out) == before, "output changed by a run that failed"
 
