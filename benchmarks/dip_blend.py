@@ -13,11 +13,11 @@ held-out one). It also scores an adaptive rule, ``share = min(1, scale x sigma_e
     python benchmarks/dip_blend.py --size 96            # -> benchmarks/DIP_BLEND.md (about 7 minutes, 2 cores)
 
 ``--outputs SIGMA=DIR ...`` reads the DIP outputs an evaluation saved instead of fitting them again (``python eval.py
-experiment=dip_denoise data.size=256 data.sigma=50 task.fit.blend=null task.save_outputs=true`` writes the DIP output
-alone as ``<run dir>/denoised/<image>.png``), so the blend is scored on exactly the outputs of that run (8-bit, as
-saved):
+experiment=dip_denoise data.size=256 data.sigma=50 task.save_outputs=true`` writes the DIP output alone as
+``<run dir>/denoised_dip/<image>.png`` beside the default's blend in ``denoised/``; with ``task.fit.blend=null``
+``denoised/`` holds it), so the blend is scored on exactly the outputs of that run (8-bit, as saved):
 
-    python benchmarks/dip_blend.py --size 256 --outputs 25=<run dir>/denoised 50=<run dir>/denoised \
+    python benchmarks/dip_blend.py --size 256 --outputs 25=<run dir>/denoised_dip 50=<run dir>/denoised_dip \
         --out benchmarks/DIP_BLEND_256.md
 """
 

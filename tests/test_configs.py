@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from hydra._internal.utils import _locate
@@ -109,7 +110,7 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
     from visionzoo.dip.fit import auto_precision
 
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera,astronaut]", "task.fit.iterations=20",
-                 "callbacks.rich_progress_bar=null"]
+                 "callbacks.rich_progress_bar=null", "task.save_outputs=true"]
     rows = runner.evaluate(compose_config("eval", overrides, tmp_path))
     assert [row["image"] for row in rows] == ["camera", "astronaut", "mean"]
     assert [row["channels"] for row in rows[:2]] == [1, 3]
@@ -125,6 +126,18 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
     assert rows[0]["model"].startswith("dip_scaled(width=") and "model" not in rows[2]
     assert {"denoising.png", "camera_curves.png", "astronaut_curves.png"} <= {
         p.name for p in (tmp_path / "pictures").iterdir()}
+    # the saved outputs, 8-bit: the blend in denoised/, the DIP output alone in denoised_dip/ (gray stays gray)
+    from visionzoo.data.denoise import skimage_image
+    from visionzoo.data.images import read_image
+
+    for row in rows[:2]:
+        clean = skimage_image(row["image"], 32).astype(np.float64)
+        for folder, key in (("denoised", "psnr_dip"), ("denoised_dip", "psnr_dip_alone")):
+            saved = read_image(tmp_path / folder / f"{row['image']}.png")
+            pixels = saved.pixels[..., :1] if saved.grayscale else saved.pixels
+            assert pixels.shape == clean.shape
+            mse = np.mean((pixels.astype(np.float64) - clean) ** 2)
+            assert 10 * np.log10(255.0**2 / mse) == pytest.approx(row[key], abs=0.05)  # up to the 8-bit rounding
 
 
 def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tmp_path):

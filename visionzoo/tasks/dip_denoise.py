@@ -52,7 +52,8 @@ class DIPDenoiseTask(L.LightningModule):
             the estimate is used) or ``"estimated"``.
         pictures: images drawn into ``<run dir>/pictures/`` (grid and PSNR/loss curves); 0: none.
         save_outputs: write each output (the blend with BM3D when ``fit.blend`` is set) as
-            ``<run dir>/denoised/<name>.png``.
+            ``<run dir>/denoised/<name>.png`` (8-bit), and with the blend the DIP output alone as
+            ``<run dir>/denoised_dip/<name>.png`` (what ``benchmarks/dip_blend.py --outputs`` scores shares on).
     """
 
     def __init__(
@@ -71,6 +72,11 @@ class DIPDenoiseTask(L.LightningModule):
         self.pictures, self.save_outputs = int(pictures), save_outputs
         self.rows: list[dict[str, Any]] = []
         self._picture_rows: list[tuple[list[np.ndarray], list[str]]] = []
+
+    def _save_output(self, folder: str, name: str, image: np.ndarray) -> None:
+        """``(H, W, C)`` in [0, 1] -> ``<run dir>/<folder>/<name>.png``, 8-bit gray or RGB."""
+        pixels = _uint8(image)
+        write_image_atomic(self.run_dir / folder / f"{name}.png", pixels[..., 0] if image.shape[2] == 1 else pixels)
 
     def on_test_start(self) -> None:
         self.rows, self._picture_rows = [], []
@@ -126,8 +132,9 @@ class DIPDenoiseTask(L.LightningModule):
             tiles.append(_uint8(bm3d_np))
         self.rows.append(row)
         if self.save_outputs:
-            pixels = _uint8(dip_np)
-            write_image_atomic(self.run_dir / "denoised" / f"{name}.png", pixels[..., 0] if dip_np.shape[2] == 1 else pixels)
+            self._save_output("denoised", name, dip_np)
+            if fitted.unblended is not None:
+                self._save_output("denoised_dip", name, to_hwc(fitted.unblended))
         if len(self._picture_rows) < self.pictures:
             self._picture_rows.append((tiles, ["", *captions]))
             curves = {"PSNR to clean": result.psnr_clean, "PSNR to noisy": result.psnr_noisy}
