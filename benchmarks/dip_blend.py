@@ -136,7 +136,8 @@ def main() -> None:
     subset = args.images != list(SKIMAGE_SET)
     source = (f"the DIP outputs saved by `python eval.py experiment=dip_denoise data.size={args.size} "
               + (f"'data.images=[{','.join(args.images)}]' " if subset else "")
-              + "task.fit.blend=null task.save_outputs=true` at each sigma (8-bit PNGs)" if folders
+              + "task.save_outputs=true` at each sigma (`denoised_dip/`, or `denoised/` of a run with "
+              + "`task.fit.blend=null`; 8-bit PNGs)" if folders
               else "the default DIP recipe")
     chosen = ((f" --sigmas {' '.join(f'{s:g}' for s in args.sigmas)}" if args.sigmas != [25.0, 50.0] else "")
               + (f" --images {' '.join(args.images)}" if subset else ""))
