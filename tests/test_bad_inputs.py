@@ -387,7 +387,9 @@ def _run(bad: Case, inputs: Path, work: Path) -> Run:
     (out / "previous.png").write_bytes(PREVIOUS)
     before = _files(out)
     args = [a.format(dis="dis", occ="occ", photos="photos", clean="clean") for a in bad.args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # PARALLEL at a time: no oversubscribed OpenMP threads
+    # a cache of its own (the tests' autouse fixture sets one per test, but these start beside other tests), and
+    # one OpenMP thread: PARALLEL run at a time
+    env = {**os.environ, "VISIONZOO_CACHE": str(work.parent / "cache"), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(ROOT / bad.script), "hydra.run.dir=run", *args], cwd=work,
                             capture_output=True, text=True, timeout=600, env=env)
     return Run(work, result, before)

@@ -160,10 +160,11 @@ def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tm
                                               abs=1e-4)
     assert abs(estimated["sigma_est"] - 50) > 0.5 and estimated["psnr_bm3d"] != pytest.approx(true["psnr_bm3d"],
                                                                                                abs=1e-3)
-    # with the blend, the baseline is the blend's own BM3D run (same sigma, same numbers)
+    # with the blend, the baseline is the blend's own BM3D run (same sigma, same numbers up to the bm3d package's
+    # threads, which vary its last bits from run to run: 1.3e-6 dB apart once)
     blend = ["task.baseline_sigma=estimated", "task.fit.blend=bm3d"]
     blended = runner.evaluate(compose_config("eval", overrides + blend, tmp_path / "blended"))[0]
-    assert blended["psnr_bm3d"] == pytest.approx(estimated["psnr_bm3d"], abs=1e-6)
+    assert blended["psnr_bm3d"] == pytest.approx(estimated["psnr_bm3d"], abs=1e-4)
 
 
 def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
