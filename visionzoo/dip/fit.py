@@ -41,7 +41,7 @@ from visionzoo.dip.sure import SURELoss, mc_divergence, sure
 
 #: Noise sigmas (0..255) up to this get the sigma-25 perturbation, above it the sigma-50 one: the midpoint of the
 #: two calibrated levels. The sigma is estimated, and at sigma 25 estimates read 24.4-28.6 (docs/dip.md), so a cut
-#: at 25 itself gave half the sigma-25 images the sigma-50 perturbation (camera, 256x256: 25.91 dB, 28.28 with 1/30).
+#: at 25 itself gave most sigma-25 images the sigma-50 perturbation (camera, 256x256: 25.91 dB, 28.28 with 1/30).
 REG_NOISE_CUT = 37.5
 
 
