@@ -279,7 +279,7 @@ def fit_images(
         # the guide needs BM3D before the fit; the blend only after it, so on a GPU it runs meanwhile
         beside = bool(settings.blend) and not settings.guide and classical_beside_fit(noisy[0].device)
         later = pool.submit(run_classical) if beside else None
-        classical = None if beside else run_classical()
+        classical = None if beside else run_classical()  # (the guide reads it below)
         targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
                    if settings.guide else list(noisy))
         precision = settings.precision_on(noisy[0].device)
@@ -316,9 +316,11 @@ def fit_images(
                     fit.seconds /= len(members)
             for m, fit in zip(members, fits):
                 results[m.index, m.member] = fit
-        waited = time.perf_counter()
-        classical = later.result() if beside else classical
-        waited = time.perf_counter() - waited  # the fit's wait for BM3D run beside it, shared out below
+        waited = 0.0  # the fit's wait for BM3D run beside it, shared out below
+        if beside:
+            start = time.perf_counter()
+            classical = later.result()
+            waited = time.perf_counter() - start
     fitted = []
     for index in range(len(noisy)):
         mine = plans[index * settings.ensemble : (index + 1) * settings.ensemble]

@@ -75,8 +75,8 @@ class DIPDenoiseTask(L.LightningModule):
 
     def _save_output(self, folder: str, name: str, image: np.ndarray) -> None:
         """``(H, W, C)`` in [0, 1] -> ``<run dir>/<folder>/<name>.png``, 8-bit gray or RGB."""
-        pixels = _uint8(image)
-        write_image_atomic(self.run_dir / folder / f"{name}.png", pixels[..., 0] if image.shape[2] == 1 else pixels)
+        pixels = unit_to_uint8(image)
+        write_image_atomic(self.run_dir / folder / f"{name}.png", pixels[..., 0] if pixels.shape[2] == 1 else pixels)
 
     def on_test_start(self) -> None:
         self.rows, self._picture_rows = [], []
