@@ -175,7 +175,9 @@ def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
     batched = runner.evaluate(compose_config("eval", overrides + ["data.batch_size=3"], tmp_path / "batched"))
     for alone, together in zip(one_by_one, batched):
         assert together["image"] == alone["image"] and together.get("model") == alone.get("model")
-        assert together["psnr_dip"] == pytest.approx(alone["psnr_dip"], abs=1e-3)
+        # batched sums round differently: up to 1.1e-3 dB apart after 10 iterations (1 or 2 threads); another
+        # seed moves these images 0.16-0.38 dB
+        assert together["psnr_dip"] == pytest.approx(alone["psnr_dip"], abs=5e-3)
 
 
 @pytest.mark.parametrize("model, expected, channels_last", [("ben2_base", "lanczos", False), ("ben_dla34", "area", True)])
