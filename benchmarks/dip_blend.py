@@ -145,7 +145,7 @@ def main() -> None:
         "# DIP + BM3D blend by a fixed share",
         "",
         f"Made by `python benchmarks/dip_blend.py --size {args.size}{chosen}"
-        + (" --outputs " + " ".join(f"{s:g}=<run dir>/denoised" for s in args.sigmas) if folders else "")
+        + (" --outputs " + " ".join(f"{s:g}=<run dir>/{folders[s].name}" for s in args.sigmas) if folders else "")
         + f"`: scikit-image's images at {args.size}x{args.size}, the evaluation's noise seeds, {source}, "
         "BM3D/CBM3D at the estimated sigma in the blend. `share` is the DIP output's weight.",
         "",
