@@ -50,7 +50,7 @@ bench: $(STAMP)
 
 # DIP time-to-PSNR: original dip_skip vs the estimated architecture vs BM3D (about 8 CPU minutes per image).
 bench-dip: $(STAMP)
-	$(PY) benchmarks/dip_time_to_psnr.py --images camera astronaut
+	$(PY) research/dip/dip_time_to_psnr.py --images camera astronaut
 
 # BEN2 Base: the published code and ben2_base (and ben_dla34) timed in one run (about 30 CPU minutes). Needs a
 # checkout of github.com/PramaLLC/BEN2: make bench-ben2 BEN2=/path/to/BEN2 (its BEN2.py also imports einops).

@@ -183,8 +183,8 @@ CASES = [
          message="error: trainer: Trainer takes no argument 'foo'; check the trainer.* overrides"),
     case("eval-dip-bad-noise", "eval.py", DIP, "data.noise=speckle",
          message="error: unknown noise kind 'speckle'; pick one of gaussian, poisson"),
-    case("eval-dip-bad-loss", "eval.py", DIP, "task.fit.loss=l1",
-         message="error: task.fit.loss must be one of mse, sure, not 'l1'"),
+    case("eval-dip-bad-loss", "eval.py", DIP, "task.fit.experimental.loss=l1",
+         message="error: task.fit.experimental.loss must be one of mse, sure, not 'l1'"),
     case("eval-dip-bad-blend-share", "eval.py", DIP, "task.fit.blend=bm3d", "task.fit.blend_share=1.5",
          message="error: task.fit.blend_share is the DIP output's share in the blend, auto (0.25 below 128 px, 0.1 "
                  "from 128 px up) or between 0 and 1, not 1.5"),
@@ -199,8 +199,8 @@ CASES = [
          "+task.fit.early_stop={{rule:auto,factor:0.9}}",
          message="error: task.fit.early_stop={{rule: auto}} takes no options (got factor); name the rule (discrepancy "
                  "or settle) to set them"),
-    case("eval-dip-guide-with-sure", "eval.py", DIP, "task.fit.guide=bm3d", "task.fit.loss=sure",
-         message="error: task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the target)"),
+    case("eval-dip-removed-guide", "eval.py", DIP, "task.fit.guide=bm3d",
+         message="error: unknown config key 'task.fit.guide'"),
     case("train-no-experiment", "train.py", [], message="error: config has no 'data': pick a recipe with experiment=NAME"),
     # checkpoint for another model (or not a checkpoint)
     case("eval-ben-foreign-checkpoint", "eval.py", BEN, "ckpt_path=dhd.ckpt",

@@ -188,7 +188,7 @@ def test_progress_counts_each_tiles_budget_times_the_ensemble(tmp_path):
     from visionzoo.predict.denoise import DenoisePredictor
 
     make = partial(DenoisePredictor, partial(visionzoo.create_model, name="dip_scaled"), "x", str(tmp_path))
-    auto = make(fit={"ensemble": 2}, tile={"size": 256, "overlap": 32})
+    auto = make(fit={"experimental": {"ensemble": 2}}, tile={"size": 256, "overlap": 32})
     tiles = auto.tiles(140, 300)  # two 140 x 256 tiles: shorter side 140 >= 128, 1400 iterations each
     assert [(t.height, t.width) for t in tiles] == [(140, 256)] * 2
     assert list(auto.tile_iterations(tiles).values()) == [2 * 1400] * 2

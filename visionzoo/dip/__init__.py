@@ -1,5 +1,5 @@
-"""Deep Image Prior, free of Lightning: everything a per-image fit needs, for the evaluation task, the predictor
-and the benchmarks alike.
+"""Deep Image Prior, free of Lightning: everything a per-image fit needs, for the evaluation task and the predictor
+alike (and the calibration scripts in research/dip/).
 
 * :mod:`~visionzoo.dip.estimate`: noise level, texture and the architecture rule, from the noisy image alone.
 * :mod:`~visionzoo.dip.stopping`: early-stopping rules (discrepancy principle, windowed variance).

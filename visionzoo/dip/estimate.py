@@ -8,8 +8,8 @@
 
 * :func:`estimate_architecture`: the ``dip_scaled`` width and number of scales for a noisy image: below
   :data:`LARGE_SIDE` by :class:`ArchitectureRule` (a texture threshold -> width; one number of scales), calibrated
-  at 96x96 by the oracle sweep in ``benchmarks/dip_oracle.py`` (table and reasoning in
-  ``benchmarks/DIP_ORACLE.md`` and ``docs/dip.md``); from :data:`LARGE_SIDE` up :data:`LARGE_ARCHITECTURE`.
+  at 96x96 by the oracle sweep in ``research/dip/dip_oracle.py`` (table and reasoning in
+  ``research/dip/DIP_ORACLE.md`` and ``research/dip/LOG.md``); from :data:`LARGE_SIDE` up :data:`LARGE_ARCHITECTURE`.
 * :func:`iteration_budget`: the size class's iteration budget, :data:`ITERATIONS` below :data:`LARGE_SIDE` and
   :data:`LARGE_ITERATIONS` from it up.
 """
@@ -141,23 +141,20 @@ class EstimatedArchitecture:
         return asdict(self)
 
 
-#: The rule fitted by ``python benchmarks/dip_oracle.py table`` (see benchmarks/DIP_ORACLE.md).
+#: The rule fitted by ``python research/dip/dip_oracle.py table`` (see research/dip/DIP_ORACLE.md).
 DEFAULT_RULE = ArchitectureRule(statistic="texture", threshold=0.0213, widths=(16, 32), num_scales=2)
 
-#: Shorter side in pixels from which an image gets :data:`LARGE_ARCHITECTURE` instead of the rule's choice (the
-#: rule was fitted at 96x96, where its grid held 32 x 3; its generators fit bigger images far too slowly). Camera,
-#: astronaut, coffee at sigma 50, default stopping: 32 x 3 against the rule's pick 23.20 vs 21.37 dB at 128x128
-#: (26 vs 23 s per image), 23.19 vs 19.52 dB at 192x192 (65 vs 43 s) (docs/dip.md "At the paper's size").
+#: Shorter side in pixels from which an image gets :data:`LARGE_ARCHITECTURE` instead of the rule's choice (the rule
+#: was fitted at 96x96; its generators fit bigger images far too slowly): ``python eval.py experiment=dip_denoise
+#: data.size=S`` at 128 and 192 px, the rule's pick against 32 x 3 (research/dip/LOG.md "Architecture estimation").
 LARGE_SIDE = 128
-#: ``(width, num_scales)`` for images from :data:`LARGE_SIDE` up: the best PSNR per second at 256x256 among
-#: widths 16 / 32 / 64 x 2-5 scales within 600 iterations on the 2-core CPU (docs/dip.md).
+#: ``(width, num_scales)`` from :data:`LARGE_SIDE` up, backed by ``python research/dip/dip_oracle.py sweep --size 256``
+#: (research/dip/DIP_ORACLE_256.md).
 LARGE_ARCHITECTURE = (32, 3)
-#: Iterations for images below :data:`LARGE_SIDE`: DIP's budget at the 96x96 calibration, where the default
-#: stopping fires well within it.
+#: Iterations below :data:`LARGE_SIDE`: DIP's budget at the 96x96 calibration.
 ITERATIONS = 800
-#: Iterations from :data:`LARGE_SIDE` up: about the most that fits 3 minutes per 256x256 image on the 2-core CPU
-#: (:data:`LARGE_ARCHITECTURE`, 0.125 s per iteration). At 800 the 256x256 fits were still under-fitted; on the
-#: first five of scikit-image's set at sigma 25, 1400 iterations lift the mean from 26.18 to 28.42 dB (docs/dip.md).
+#: Iterations from :data:`LARGE_SIDE` up: about 3 minutes per 256x256 image on a 2-core CPU (``python eval.py
+#: experiment=dip_denoise data.size=256 data.limit=5 task.fit.iterations=N``, research/dip/LOG.md).
 LARGE_ITERATIONS = 1400
 
 

@@ -14,11 +14,9 @@ decides when to stop and which moving average to return.
 independent generator each: the generators (one architecture, each its own initialisation) are stacked into
 batched parameters and run through ``torch.func.vmap``, so every convolution processes all images in one call.
 Both run the same loop (:func:`_fit`) with the same per-image bookkeeping, so with the same seeds a batched image
-gets :func:`fit_dip`'s result up to float rounding. Batching pays off where one image leaves the device idle: on
-the 2-core CPU 1.3-1.9x at 32-64 px (8 images, width 16-32), none at 128 px; one image alone runs 20-25% slower
-through ``vmap`` (96x96, width 16/32: 15.1 vs 12.0 and 23.9 vs 19.6 ms per iteration), hence the two paths. On an
-H200, 32 images of 256x256 fitted together give 5.2x the images per second of one at a time
-(benchmarks/DIP_GPU.md).
+gets :func:`fit_dip`'s result up to float rounding. Batching pays off where one image leaves the device idle (small
+images on a CPU, any size on a GPU); one image alone is faster without ``vmap``, hence the two paths
+(research/dip/LOG.md "Fitting", research/dip/DIP_GPU.md).
 BatchNorm layers use the statistics of their own image at every step, as DIP's always-training BatchNorm does.
 """
 
@@ -40,8 +38,8 @@ from visionzoo.dip.sure import SURELoss, mc_divergence, sure
 
 
 #: Noise sigmas (0..255) up to this get the sigma-25 perturbation, above it the sigma-50 one: the midpoint of the
-#: two calibrated levels. The sigma is estimated, and at sigma 25 estimates read 24.4-28.6 (docs/dip.md), so a cut
-#: at 25 itself gave most sigma-25 images the sigma-50 perturbation (camera, 256x256: 25.91 dB, 28.28 with 1/30).
+#: two calibrated levels, since the sigma is estimated and reads above 25 for most sigma-25 images
+#: (research/dip/LOG.md "The perturbation's cut").
 REG_NOISE_CUT = 37.5
 
 
@@ -56,15 +54,14 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where a bf16 fit of a 512x512 tile takes
-    half fp32's time (docs/dip.md "bf16 on the CPU"); elsewhere bf16 on the CPU is emulated and slower."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 fits are faster at the same
+    PSNR (research/dip/LOG.md "bf16 on the CPU"); elsewhere bf16 on the CPU is emulated and slower."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def auto_precision(device: torch.device) -> str:
-    """``"auto"`` precision on ``device``: bf16 on a CPU with native bfloat16 (the same PSNR as fp32 at 96, 256 and
-    512 px, in 0.5-0.9x the time), fp32 on GPUs (bf16 there is no faster for these generators, 0.04 dB lower) and
-    other CPUs."""
+    """``"auto"`` precision on ``device``: bf16 on a CPU with native bfloat16 (where it is faster at the same PSNR),
+    fp32 on GPUs (where bf16 is no faster for these small generators) and other CPUs."""
     return "bf16" if device.type == "cpu" and native_bf16_cpu() else "fp32"
 
 
@@ -240,7 +237,7 @@ def _fit(
     device = noisy.device
     height, width = noisy.shape[-2:]
     # one generator per image on the fit's device: drawing the perturbations on the CPU and copying them over
-    # made a GPU fit wait for the CPU (41 ms per iteration at 256x256 on an H200, docs/dip.md "On a GPU")
+    # makes a GPU fit wait for the CPU
     randoms = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
     z = _inputs(input_shape, noisy, randoms, objective)  # (N, 1, *input_shape)
     sigmas = None if objective is None else torch.tensor(list(objective.sigmas), device=device, dtype=noisy.dtype)

@@ -1,24 +1,25 @@
 """The per-image DIP recipe: fit settings, the generator for each noisy image (estimated or as configured), and
 fitting a list of images with the same-architecture ones batched together.
 
-An ensemble (``DIPFitSettings.ensemble = K``) fits K members per image, member k with its own seed
-(``seed + k``: initial weights, noise input, perturbations) on the image seen through ``ENSEMBLE_VIEWS[k % 4]``
-(identity, horizontal flip, vertical flip, 180-degree rotation: the views that keep the image's shape); the
-outputs, turned back, are averaged. Each member stops by its own rule. ``guide="bm3d"`` fits the generator to the
-noisy image and BM3D/CBM3D's output at once (:func:`guided_target`); ``blend="bm3d"`` mixes the result with
-BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`). BM3D runs once per image for both
-(:func:`classical_denoise`); for the blend alone on a GPU it runs in a thread beside the fit
-(:func:`classical_beside_fit`).
+:func:`fit_images` plans the fits (:func:`build_generator` per image and ensemble member), groups the ones that can
+run as one batch (:func:`_groups`), fits each group (:func:`_fit_group`) and, with ``blend="bm3d"``, mixes each
+result with BM3D/CBM3D by a fixed share (:func:`blend_with_bm3d`). BM3D runs before the fit on a CPU and in a thread
+beside it on a GPU (:func:`classical_beside_fit`).
 
-Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`), the predictor on users' files
-(:class:`visionzoo.predict.denoise.DenoisePredictor`) and the benchmarks, so all three fit an image the same way.
+Experimental options (:class:`ExperimentalFit`, measured and off by default): an ensemble of ``K`` fits per image,
+member k with its own seed (``seed + k``) on the image seen through ``ENSEMBLE_VIEWS[k % 4]`` (identity,
+horizontal flip, vertical flip, 180-degree rotation), the outputs turned back and averaged; and the SURE loss.
+
+Used by the evaluation task (:class:`visionzoo.tasks.dip_denoise.DIPDenoiseTask`) and the predictor on users' files
+(:class:`visionzoo.predict.denoise.DenoisePredictor`), so both fit an image the same way.
 """
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -39,17 +40,10 @@ ARCHITECTURES = ("auto", "fixed")
 LOSSES = ("mse", "sure")
 #: null: the DIP output as it is; bm3d: mixed with BM3D/CBM3D at the estimated sigma (:func:`blend_with_bm3d`).
 BLENDS = (None, "bm3d")
-#: The DIP output's share in ``blend="bm3d"`` below :data:`LARGE_SIDE`: the fixed share with the best held-out PSNR
-#: at 96x96 (``python benchmarks/dip_blend.py``, benchmarks/DIP_BLEND.md).
+#: The DIP output's share in the blend below :data:`LARGE_SIDE` (``python research/dip/dip_blend.py --size 96``).
 BLEND_SHARE = 0.25
-#: The share from :data:`LARGE_SIDE` up: picked for every image but two with that image held out at 256x256 (both
-#: noise levels pooled; benchmarks/DIP_BLEND_256.md). The DIP output is further behind BM3D's there.
+#: The share from :data:`LARGE_SIDE` up (``python research/dip/dip_blend.py --size 256 --outputs ...``).
 LARGE_BLEND_SHARE = 0.10
-#: null: DIP's loss to the noisy image alone; bm3d: plus ``guide_weight`` x the loss to BM3D/CBM3D's output.
-GUIDES = (None, "bm3d")
-#: The guide's weight: the best of 1 / 3 / 9 on the 10 evaluation images at 96x96, sigma 50 (24.55 / 24.60 / 24.46
-#: dB; a flat optimum, not held out), docs/dip.md "BM3D's output as a second target".
-GUIDE_WEIGHT = 3.0
 
 #: Ensemble views of a ``(1, C, H, W)`` image as the flipped dimensions; each view is its own inverse.
 ENSEMBLE_VIEWS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -62,6 +56,25 @@ def view(image: torch.Tensor, member: int) -> torch.Tensor:
 
 
 @dataclass
+class ExperimentalFit:
+    """Options measured and kept for research, off by default (``task.fit.experimental``; research/dip/LOG.md).
+
+    ``ensemble``: fits averaged per image (module docstring). ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the
+    noisy image to the generator and uses the estimated noise sigma (:mod:`visionzoo.dip.sure`).
+    """
+
+    ensemble: int = 1
+    loss: str = "mse"
+
+    def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise VisionZooError(f"task.fit.experimental.ensemble must be 1 or more fits per image, not "
+                                 f"{self.ensemble}")
+        if self.loss not in LOSSES:
+            raise VisionZooError(f"task.fit.experimental.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+
+
+@dataclass
 class DIPFitSettings:
     """The per-image fit recipe (DIP defaults; see :func:`~visionzoo.dip.fit.fit_dip`).
 
@@ -69,14 +82,11 @@ class DIPFitSettings:
     (:func:`~visionzoo.dip.estimate.iteration_budget`: 800 below 128 px, 1400 from 128 px up); :meth:`budget` gives
     the number for an image. ``reg_noise_std`` ``None`` picks DIP's value from the (estimated) noise level;
     ``early_stop`` ``None`` runs all ``iterations``; otherwise a rule of
-    :func:`~visionzoo.dip.stopping.make_early_stop`. ``ensemble``: fits averaged per image (module docstring).
-    ``loss``: one of :data:`LOSSES`; ``"sure"`` feeds the noisy image to the generator and uses the estimated noise
-    sigma (:mod:`visionzoo.dip.sure`). ``blend``: one of :data:`BLENDS`, the DIP output weighing ``blend_share``
-    (:func:`blend_with_bm3d`; ``"auto"``: by the size class, :meth:`share`). ``guide``: one of :data:`GUIDES`,
-    BM3D's output as a second target weighing ``guide_weight`` (:func:`guided_target`). ``precision``: ``"auto"``
-    (:func:`~visionzoo.dip.fit.auto_precision`: bf16 on a CPU with native bfloat16, fp32 elsewhere) or one of
-    :data:`~visionzoo.dip.fit.PRECISIONS` (``"bf16"``: the generator under bfloat16 autocast); :meth:`precision_on`
-    resolves it for a device.
+    :func:`~visionzoo.dip.stopping.make_early_stop`. ``blend``: one of :data:`BLENDS`, the DIP output weighing
+    ``blend_share`` (:func:`blend_with_bm3d`; ``"auto"``: by the size class, :meth:`share`). ``precision``:
+    ``"auto"`` (:func:`~visionzoo.dip.fit.auto_precision`: bf16 on a CPU with native bfloat16, fp32 elsewhere) or
+    one of :data:`~visionzoo.dip.fit.PRECISIONS` (``"bf16"``: the generator under bfloat16 autocast);
+    :meth:`precision_on` resolves it for a device. ``experimental``: :class:`ExperimentalFit` (or its fields).
     """
 
     iterations: int | str = "auto"
@@ -86,23 +96,22 @@ class DIPFitSettings:
     backtrack_db: float = 5.0
     early_stop: dict[str, Any] | None = None
     seed: int = 0
-    ensemble: int = 1
-    loss: str = "mse"
     blend: str | None = None
     blend_share: float | str = "auto"
-    guide: str | None = None
-    guide_weight: float = GUIDE_WEIGHT
     precision: str = "auto"
+    experimental: ExperimentalFit = field(default_factory=ExperimentalFit)
 
     def __post_init__(self) -> None:
+        if isinstance(self.experimental, Mapping):
+            unknown = set(self.experimental) - {f.name for f in fields(ExperimentalFit)}
+            if unknown:
+                raise VisionZooError(f"task.fit.experimental has no option {sorted(unknown)[0]!r}; it has "
+                                     f"{', '.join(f.name for f in fields(ExperimentalFit))}")
+            self.experimental = ExperimentalFit(**self.experimental)
         if self.iterations != "auto" and (isinstance(self.iterations, (str, bool)) or self.iterations < 1):
             raise VisionZooError(f"task.fit.iterations must be auto ({ITERATIONS} below {LARGE_SIDE} px, "
                                  f"{LARGE_ITERATIONS} from {LARGE_SIDE} px up) or a number of iterations of 1 or "
                                  f"more, not {self.iterations!r}")
-        if self.ensemble < 1:
-            raise VisionZooError(f"task.fit.ensemble must be 1 or more fits per image, not {self.ensemble}")
-        if self.loss not in LOSSES:
-            raise VisionZooError(f"task.fit.loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
         if self.blend not in BLENDS:
             raise VisionZooError(f"task.fit.blend must be bm3d or null, not {self.blend!r}")
         if self.blend_share != "auto" and (isinstance(self.blend_share, (str, bool))
@@ -110,18 +119,14 @@ class DIPFitSettings:
             raise VisionZooError(f"task.fit.blend_share is the DIP output's share in the blend, auto ({BLEND_SHARE} "
                                  f"below {LARGE_SIDE} px, {LARGE_BLEND_SHARE} from {LARGE_SIDE} px up) or between 0 "
                                  f"and 1, not {self.blend_share!r}")
-        if self.guide not in GUIDES:
-            raise VisionZooError(f"task.fit.guide must be bm3d or null, not {self.guide!r}")
-        if self.guide_weight < 0:
-            raise VisionZooError(f"task.fit.guide_weight weighs the loss to BM3D's output, 0 or more, "
-                                 f"not {self.guide_weight}")
-        if self.guide is not None and self.loss != "mse":
-            raise VisionZooError("task.fit.guide=bm3d needs task.fit.loss=mse (SURE needs the noisy image as the "
-                                 "target); set one of them")
         if self.precision not in ("auto", *PRECISIONS):
             raise VisionZooError(f"task.fit.precision must be one of auto, {', '.join(PRECISIONS)}, "
                                  f"not {self.precision!r}")
         make_early_stop(self.early_stop, torch.full((1, 1, 2, 2), 0.5), 25.0)  # a wrong rule fails before any fit
+
+    @property
+    def ensemble(self) -> int:
+        return self.experimental.ensemble
 
     def budget(self, height: int, width: int) -> int:
         """The most iterations per fit of an ``height`` x ``width`` image."""
@@ -199,8 +204,8 @@ class FittedImage:
     members: list[FitResult] = field(default_factory=list)
     blend_weight: float | None = None  # the DIP output's share when blended with BM3D
     unblended: torch.Tensor | None = None  # the DIP output before the blend ``(1, C, H, W)``, when blended
-    #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the guide or blend ran it (run
-    #: beside the fit, only the time the fit waited for it after its end is in ``result.seconds``)
+    #: BM3D/CBM3D at the estimated sigma ``(1, C, H, W)`` and its seconds, when the blend ran it (run beside the
+    #: fit, only the time the fit waited for it after its end is in ``result.seconds``)
     classical: torch.Tensor | None = None
     classical_seconds: float = 0.0
     precision: str = "fp32"  # the precision the fit ran in (``settings.precision`` resolved for the device)
@@ -245,7 +250,7 @@ def _plan(net: Callable[..., nn.Module], architecture: str, noisy: Sequence[torc
         for member in range(settings.ensemble):
             torch.manual_seed(settings.seed + member)
             generator, estimate, description = build_generator(net, architecture, to_hwc(image), estimate,
-                                                               image_input=settings.loss == "sure")
+                                                               image_input=settings.experimental.loss == "sure")
             reg = default_reg_noise_std(estimate.sigma) if settings.reg_noise_std is None else settings.reg_noise_std
             members.append(_Member(index, member, generator, estimate, description, reg))
     return members
@@ -256,66 +261,26 @@ def fit_images(
     clean: Sequence[torch.Tensor] | None = None, on_step: Callable[[int, list[FitResult]], None] | None = None,
 ) -> list[FittedImage]:
     """Estimate (or take) the architecture for each ``(1, C, H, W)`` noisy image and fit it (``settings.ensemble``
-    times, averaged).
+    times, averaged); with ``settings.blend``, blend each result with BM3D/CBM3D.
 
     Images that get the same architecture, size and perturbation level run together in
-    :func:`~visionzoo.dip.fit.fit_dip_batch` (their ``seconds`` are the batch's time shared out; not in bf16 on the
-    CPU, where autocast does not reach through vmap), the others by
-    :func:`~visionzoo.dip.fit.fit_dip`; ensemble members run one after another (batching them would not pay on the
-    CPU at 128 px and up). ``on_step(step, results)`` follows each group's iterations, member k's steps counted from
-    ``k x`` the image's :meth:`DIPFitSettings.budget`. Member k's generator starts from ``settings.seed + k``, so a
-    batched fit gets the same result as fitted alone. Safe inside Lightning's test/predict loops: networks and
-    inputs are made outside inference mode. With a guide the generator is fitted to :func:`guided_target`, while the
-    stopping rule still measures the output against the noisy image.
+    :func:`~visionzoo.dip.fit.fit_dip_batch` (:func:`_groups`), the others by :func:`~visionzoo.dip.fit.fit_dip`;
+    ensemble members run one after another. ``on_step(step, results)`` follows each group's iterations, member k's
+    steps counted from ``k x`` the image's :meth:`DIPFitSettings.budget`. Member k's generator starts from
+    ``settings.seed + k``, so a batched fit gets the same result as fitted alone. Safe inside Lightning's
+    test/predict loops: networks and inputs are made outside inference mode.
     """
     with torch.inference_mode(False), torch.enable_grad(), ThreadPoolExecutor(1) as pool:
         plans = _plan(net, architecture, noisy, settings)
         estimates = [plans[index * settings.ensemble].estimate for index in range(len(noisy))]
-
-        def run_classical() -> list[tuple[torch.Tensor, float] | None]:
-            return [classical_denoise(image, estimate) if settings.guide or settings.blend else None
-                    for image, estimate in zip(noisy, estimates)]
-
-        # the guide needs BM3D before the fit; the blend only after it, so on a GPU it runs meanwhile
-        beside = bool(settings.blend) and not settings.guide and classical_beside_fit(noisy[0].device)
-        later = pool.submit(run_classical) if beside else None
-        classical = None if beside else run_classical()  # (the guide reads it below)
-        targets = ([guided_target(image, output, settings.guide_weight) for image, (output, _) in zip(noisy, classical)]
-                   if settings.guide else list(noisy))
+        blend = settings.blend is not None
+        beside = blend and classical_beside_fit(noisy[0].device)
+        later = pool.submit(_classical_all, noisy, estimates) if beside else None
+        classical = _classical_all(noisy, estimates) if blend and not beside else [None] * len(noisy)
         precision = settings.precision_on(noisy[0].device)
-        # CPU autocast does not reach through vmap: bf16 images on the CPU each get a group of their own
-        batchable = precision == "fp32" or noisy[0].device.type == "cuda"
-        groups: dict[tuple[int, str, tuple[int, ...], float, int | None], list[_Member]] = {}
-        for plan in plans:
-            key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg,
-                   None if batchable else plan.index)
-            groups.setdefault(key, []).append(plan)
         results: dict[tuple[int, int], FitResult] = {}
-        for (member, _, shape, reg, _), members in groups.items():
-            iterations = settings.budget(*shape[-2:])
-            # steps count on across members: member k's step s is reported as k x iterations + s
-            report = None if on_step is None else (
-                lambda step, fits, base=member * iterations: on_step(base + step, fits))
-            inputs = torch.cat([view(targets[m.index], m.member) for m in members]).clone()
-            references = None if clean is None else torch.cat([view(clean[m.index], m.member) for m in members])
-            stops = [make_early_stop(settings.early_stop, view(noisy[m.index], m.member), m.estimate.sigma)
-                     for m in members]
-            seeds = [settings.seed + m.member for m in members]
-            objective = None if settings.loss == "mse" else SURELoss([_unit_sigma(m.estimate) for m in members])
-            common = dict(iterations=iterations, lr=settings.lr, reg_noise_std=reg, ema=settings.ema,
-                          backtrack_db=settings.backtrack_db, objective=objective,
-                          precision=precision)
-            if len(members) == 1:
-                single = None if report is None else (lambda step, fit, report=report: report(step, [fit]))
-                fits = [fit_dip(members[0].generator, inputs, **common, clean=references, seed=seeds[0],
-                                early_stop=stops[0], on_step=single)]
-            else:
-                fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=references,
-                                     seeds=seeds, early_stops=stops, on_step=report)
-                for fit in fits:
-                    fit.seconds /= len(members)
-            for m, fit in zip(members, fits):
-                results[m.index, m.member] = fit
+        for members in _groups(plans, noisy, precision):
+            results.update(_fit_group(members, noisy, clean, settings, precision, on_step))
         waited = 0.0  # the fit's wait for BM3D run beside it, shared out below
         if beside:
             start = time.perf_counter()
@@ -323,21 +288,73 @@ def fit_images(
             waited = time.perf_counter() - start
     fitted = []
     for index in range(len(noisy)):
-        mine = plans[index * settings.ensemble : (index + 1) * settings.ensemble]
-        members = [results[index, k] for k in range(settings.ensemble)]
-        if settings.ensemble == 1:
-            image = FittedImage(members[0], mine[0].generator, mine[0].estimate, mine[0].description)
-        else:
-            turned = [FitResult(**{**vars(m), "image": view(m.image, k)}) for k, m in enumerate(members)]
-            image = FittedImage(_average(turned), mine[0].generator, mine[0].estimate, mine[0].description, members)
+        image = _combine(plans[index * settings.ensemble : (index + 1) * settings.ensemble],
+                         [results[index, k] for k in range(settings.ensemble)])
         image.precision = precision
         if classical[index] is not None:
             image.classical, image.classical_seconds = classical[index]
             image.result.seconds += waited / len(noisy) if beside else image.classical_seconds
-            if settings.blend == "bm3d":
-                blend_with_bm3d(image, image.classical, settings.share(*image.classical.shape[-2:]))
+            blend_with_bm3d(image, image.classical, settings.share(*image.classical.shape[-2:]))
         fitted.append(image)
     return fitted
+
+
+def _groups(plans: Sequence[_Member], noisy: Sequence[torch.Tensor], precision: str) -> list[list[_Member]]:
+    """The fits that run as one batch: same ensemble member, architecture, image size and perturbation. CPU
+    autocast does not reach through ``vmap``, so bf16 fits on the CPU each get a group of their own."""
+    batchable = precision == "fp32" or noisy[0].device.type == "cuda"
+    groups: dict[tuple[Any, ...], list[_Member]] = {}
+    for plan in plans:
+        key = (plan.member, plan.description, tuple(noisy[plan.index].shape), plan.reg,
+               None if batchable else plan.index)
+        groups.setdefault(key, []).append(plan)
+    return list(groups.values())
+
+
+def _fit_group(
+    members: Sequence[_Member], noisy: Sequence[torch.Tensor], clean: Sequence[torch.Tensor] | None,
+    settings: DIPFitSettings, precision: str, on_step: Callable[[int, list[FitResult]], None] | None,
+) -> dict[tuple[int, int], FitResult]:
+    """Fit one group (one :func:`~visionzoo.dip.fit.fit_dip` call, or one batch); results by (image, member).
+    A batch's seconds are shared out equally."""
+    member, first = members[0].member, members[0]
+    iterations = settings.budget(*noisy[first.index].shape[-2:])
+    # steps count on across members: member k's step s is reported as k x iterations + s
+    report = None if on_step is None else (lambda step, fits, base=member * iterations: on_step(base + step, fits))
+    inputs = torch.cat([view(noisy[m.index], m.member) for m in members]).clone()
+    references = None if clean is None else torch.cat([view(clean[m.index], m.member) for m in members])
+    stops = [make_early_stop(settings.early_stop, view(noisy[m.index], m.member), m.estimate.sigma) for m in members]
+    seeds = [settings.seed + m.member for m in members]
+    objective = (SURELoss([_unit_sigma(m.estimate) for m in members]) if settings.experimental.loss == "sure"
+                 else None)
+    common = dict(iterations=iterations, lr=settings.lr, reg_noise_std=first.reg, ema=settings.ema,
+                  backtrack_db=settings.backtrack_db, objective=objective, precision=precision)
+    if len(members) == 1:
+        single = None if report is None else (lambda step, fit: report(step, [fit]))
+        fits = [fit_dip(first.generator, inputs, **common, clean=references, seed=seeds[0], early_stop=stops[0],
+                        on_step=single)]
+    else:
+        fits = fit_dip_batch([m.generator for m in members], inputs, **common, clean=references, seeds=seeds,
+                             early_stops=stops, on_step=report)
+        for fit in fits:
+            fit.seconds /= len(members)
+    return {(m.index, m.member): fit for m, fit in zip(members, fits)}
+
+
+def _combine(plans: Sequence[_Member], results: Sequence[FitResult]) -> FittedImage:
+    """One image's :class:`FittedImage` from its members' plans and results (an ensemble's turned back and
+    averaged)."""
+    first = plans[0]
+    if len(results) == 1:
+        return FittedImage(results[0], first.generator, first.estimate, first.description)
+    turned = [FitResult(**{**vars(r), "image": view(r.image, k)}) for k, r in enumerate(results)]
+    return FittedImage(_average(turned), first.generator, first.estimate, first.description, list(results))
+
+
+def _classical_all(noisy: Sequence[torch.Tensor],
+                   estimates: Sequence[EstimatedArchitecture]) -> list[tuple[torch.Tensor, float]]:
+    """:func:`classical_denoise` of every image at its estimated sigma."""
+    return [classical_denoise(image, estimate) for image, estimate in zip(noisy, estimates)]
 
 
 def classical_beside_fit(device: torch.device) -> bool:
@@ -354,23 +371,14 @@ def classical_denoise(noisy: torch.Tensor, estimate: EstimatedArchitecture) -> t
     return output.to(noisy), time.perf_counter() - start
 
 
-def guided_target(noisy: torch.Tensor, classical: torch.Tensor, weight: float) -> torch.Tensor:
-    """``(noisy + weight x classical) / (1 + weight)``: the MSE to it is, up to the factor ``1 + weight`` and a
-    constant, DIP's loss to the noisy image plus ``weight`` x the loss to the classical output, so fitting it
-    fits both (the classical output as a second target). Its noise is ``1 + weight`` times weaker, so the fit
-    overfits later; the stopping rule still compares the output with the noisy image."""
-    return (noisy + weight * classical) / (1 + weight)
-
-
 def blend_with_bm3d(fitted: FittedImage, classical: torch.Tensor, share: float) -> None:
     """Mix ``fitted``'s output with ``classical`` (BM3D/CBM3D at the estimated sigma, same shape):
     ``share x DIP + (1 - share) x BM3D``. The share goes to ``fitted.blend_weight``, the DIP output as it was to
     ``fitted.unblended``.
 
     The share is fixed per size class (calibrated offline, :data:`BLEND_SHARE`, :data:`LARGE_BLEND_SHARE`), not
-    estimated per image: a SURE-chosen weight was tried and dropped, because the divergence of a fitted DIP is not
-    the divergence of its generator at the final weights (measured near 0, so SURE took the DIP output as
-    noise-free) and BM3D's Monte-Carlo divergence varies 3x between probes (docs/dip.md).
+    estimated per image: the divergence a SURE-chosen weight needs is not the fitted DIP's at its final weights, and
+    BM3D's Monte-Carlo divergence follows the probe more than the image (research/dip/LOG.md).
     """
     fitted.unblended = fitted.result.image
     fitted.result.image = (share * fitted.result.image + (1 - share) * classical).clamp(0, 1)

@@ -9,8 +9,8 @@ iterations and returns the moving average as it was at the minimum.
 The denoising recipe's ``{rule: auto}`` (the default) uses :class:`DiscrepancyStop` for images below
 :data:`~visionzoo.dip.estimate.LARGE_SIDE` (where it was calibrated) and :class:`SettleStop` from it up: the
 moving average's change per check stops falling once the network has fitted the content and starts to fit the
-noise, which needs no noise estimate (at 256x256 the discrepancy rule's 3-6% sigma errors moved its stop by
-hundreds of iterations; docs/dip.md).
+noise, which needs no noise estimate (at 256x256 a few per cent of error in the sigma estimate moved the
+discrepancy rule's stop by hundreds of iterations; research/dip/LOG.md).
 
 All take ``update(step, output, average)`` once per accepted iteration (``(1, C, H, W)`` raw output and its
 moving average) and return ``True`` to stop; ``best_image`` / ``best_step`` are what the fit returns.
@@ -28,10 +28,10 @@ from torch import special
 from visionzoo.dip.estimate import LARGE_SIDE
 from visionzoo.errors import VisionZooError
 
-#: The discrepancy-stopping factor calibrated by the oracle sweep (benchmarks/DIP_ORACLE.md).
+#: The discrepancy-stopping factor calibrated by the oracle sweep (research/dip/DIP_ORACLE.md).
 DISCREPANCY_FACTOR = 0.95
-#: :class:`SettleStop`'s patience in iterations and its gate (x the clipped noise power): the pair chosen for eight
-#: of the ten images held out in turn at 256x256 (docs/dip.md).
+#: :class:`SettleStop`'s patience in iterations and its gate (x the clipped noise power), chosen on the recorded
+#: 256x256 fits with each image held out in turn (research/dip/LOG.md "Stopping at 256x256").
 SETTLE_PATIENCE = 500
 SETTLE_GATE = 1.1
 
@@ -94,7 +94,7 @@ class DiscrepancyStop:
     ``clipped=True`` (the noisy image was clipped to [0, 1], as every 8/16-bit image is) takes the noise power
     the clipped noise has around the current output (:func:`clipped_noise_power`, mean over pixels), which is
     below ``sigma^2`` near black and white; ``False`` takes ``sigma^2``. ``factor`` is calibrated by the oracle
-    sweep (``benchmarks/dip_oracle.py``); the check runs every ``every`` steps. ``best_image`` / ``best_step``:
+    sweep (``research/dip/dip_oracle.py``); the check runs every ``every`` steps. ``best_image`` / ``best_step``:
     the EMA output and step where the rule fired.
     """
 
@@ -135,12 +135,11 @@ class SettleStop:
 
     The change falls while the network fits the image's content and rises once it fits the noise (the same signal
     as :class:`WindowedVarianceStop`, read from the smoothed output so that it is steady enough for one minimum).
-    Texture images can pause early while the output is still far from the noisy image (gravel at 256x256 settled at
-    iteration 300, 5.5 dB below its peak), so the search for the minimum opens only once the output is within
-    ``gate`` x the clipped noise power of the noisy image ``(1, C, H, W)`` at the estimated ``sigma`` ([0, 1]
-    scale), a loose version of :class:`DiscrepancyStop`'s test that a few per cent of error in sigma do not move
+    Texture images can pause early while the output is still far from the noisy image, so the search for the
+    minimum opens only once the output is within ``gate`` x the clipped noise power of the noisy image
+    ``(1, C, H, W)`` at the estimated ``sigma`` ([0, 1] scale), a loose version of :class:`DiscrepancyStop`'s test that a few per cent of error in sigma do not move
     much. ``patience`` = :data:`SETTLE_PATIENCE` and ``gate`` = :data:`SETTLE_GATE` were chosen at 256x256
-    (leave-one-image-out; docs/dip.md).
+    (leave-one-image-out; research/dip/LOG.md).
     """
 
     def __init__(self, noisy: torch.Tensor, sigma: float, patience: int = SETTLE_PATIENCE, gate: float = SETTLE_GATE,

@@ -53,7 +53,7 @@ class DIPDenoiseTask(L.LightningModule):
         pictures: images drawn into ``<run dir>/pictures/`` (grid and PSNR/loss curves); 0: none.
         save_outputs: write each output (the blend with BM3D when ``fit.blend`` is set) as
             ``<run dir>/denoised/<name>.png`` (8-bit), and with the blend the DIP output alone as
-            ``<run dir>/denoised_dip/<name>.png`` (what ``benchmarks/dip_blend.py --outputs`` scores shares on).
+            ``<run dir>/denoised_dip/<name>.png`` (what ``research/dip/dip_blend.py --outputs`` scores shares on).
     """
 
     def __init__(

@@ -9,7 +9,7 @@ needs to reach that PSNR (target: at most 1/10 of the original's time), both fin
 BM3D/CBM3D at the estimated sigma) is timed from its start, BM3D included, with the blend's PSNR at every
 iteration (:func:`default_fit`).
 
-    python benchmarks/dip_time_to_psnr.py --images camera astronaut          # -> benchmarks/DIP_TIME_TO_PSNR.md
+    python research/dip/dip_time_to_psnr.py --images camera astronaut          # -> research/dip/DIP_TIME_TO_PSNR.md
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def main() -> None:
         f"`configs/task/dip_denoise.yaml`'s fit (size-class budget, its stopping rule, the DIP output blended with "
         f"BM3D/CBM3D at the estimated sigma), timed from its start with its BM3D run. BM3D/CBM3D given the true "
         f"sigma.",
-        f"Made by `python benchmarks/dip_time_to_psnr.py --images {' '.join(args.images)}`; curves in "
+        f"Made by `python research/dip/dip_time_to_psnr.py --images {' '.join(args.images)}`; curves in "
         f"`{Path(args.out).with_suffix('.png').name}`.",
         "",
         "| image | dip_skip final dB | dip_skip s | dip_skip peak dB (at s) | estimated (w, s), params | "

@@ -4,9 +4,9 @@ For every scikit-image calibration image and noise level, fit every ``dip_scaled
 scales grid with the DIP recipe and record the PSNR to the clean image along the way; then compare the grid's best
 with the architecture :func:`visionzoo.dip.estimate.estimate_architecture` picks from the noisy image alone.
 
-    python benchmarks/dip_oracle.py sweep --workers 2          # fits, appended to benchmarks/dip_oracle.jsonl
-    python benchmarks/dip_oracle.py table                      # regret table -> benchmarks/DIP_ORACLE.md
-    python benchmarks/dip_oracle.py sweep --device cuda --batch 10 --workers 4   # on a GPU: images batched
+    python research/dip/dip_oracle.py sweep --workers 2          # fits, appended to research/dip/dip_oracle.jsonl
+    python research/dip/dip_oracle.py table                      # regret table -> research/dip/DIP_ORACLE.md
+    python research/dip/dip_oracle.py sweep --device cuda --batch 10 --workers 4   # on a GPU: images batched
 
 The sweep resumes: fits already in the JSONL file are skipped (it runs case by case, so a stopped sweep leaves
 whole grids for the table; ``--batch`` runs architecture by architecture, several images per ``fit_dip_batch``).
@@ -313,7 +313,7 @@ def table(args: argparse.Namespace) -> None:
         f"{'/'.join(map(str, args.widths))} x scales {'/'.join(map(str, args.scales))}. Every fit records, every "
         f"{RECORD_EVERY} iterations, the PSNR of the EMA",
         "output to the clean image and its MSE to the noisy image, so stopping rules are compared on the same fits.",
-        "Made by `python benchmarks/dip_oracle.py sweep` then `python benchmarks/dip_oracle.py table`.",
+        "Made by `python research/dip/dip_oracle.py sweep` then `python research/dip/dip_oracle.py table`.",
         "",
         ("**Protocol the product uses from LARGE_SIDE** (`task.fit.early_stop={rule: auto}`, images from "
          f"{LARGE_SIDE} px): the settle rule (`SettleStop`, docs/dip.md), run by the sweep beside each fit on its "

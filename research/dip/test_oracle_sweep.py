@@ -1,4 +1,4 @@
-"""The oracle sweep (``benchmarks/dip_oracle.py``) scores the product's own stopping rule on each recorded fit."""
+"""The oracle sweep (``research/dip/dip_oracle.py``) scores the product's own stopping rule on each recorded fit."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from visionzoo.dip.fit import default_reg_noise_std, fit_dip, fit_dip_batch, psn
 from visionzoo.dip.recipe import from_hwc
 from visionzoo.dip.stopping import make_early_stop
 
-SWEEP = Path(__file__).resolve().parents[2] / "benchmarks" / "dip_oracle.py"
+SWEEP = Path(__file__).resolve().parent / "dip_oracle.py"
 
 
 def _oracle():

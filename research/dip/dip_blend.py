@@ -10,15 +10,15 @@ leave-one-image-out (the share with the best mean PSNR over the other images, bo
 held-out one). It also scores an adaptive rule, ``share = min(1, scale x sigma_est^2 / mean((DIP - BM3D)^2))``
 (a DIP output far from BM3D's, relative to the noise, gets less weight), its scale fitted the same way.
 
-    python benchmarks/dip_blend.py --size 96            # -> benchmarks/DIP_BLEND.md (about 7 minutes, 2 cores)
+    python research/dip/dip_blend.py --size 96            # -> research/dip/DIP_BLEND.md (about 7 minutes, 2 cores)
 
 ``--outputs SIGMA=DIR ...`` reads the DIP outputs an evaluation saved instead of fitting them again (``python eval.py
 experiment=dip_denoise data.size=256 data.sigma=50 task.save_outputs=true`` writes the DIP output alone as
 ``<run dir>/denoised_dip/<image>.png`` beside the default's blend in ``denoised/``; with ``task.fit.blend=null``
 ``denoised/`` holds it), so the blend is scored on exactly the outputs of that run (8-bit, as saved):
 
-    python benchmarks/dip_blend.py --size 256 --outputs 25=<run dir>/denoised_dip 50=<run dir>/denoised_dip \
-        --out benchmarks/DIP_BLEND_256.md
+    python research/dip/dip_blend.py --size 256 --outputs 25=<run dir>/denoised_dip 50=<run dir>/denoised_dip \
+        --out research/dip/DIP_BLEND_256.md
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def main() -> None:
     lines = [
         "# DIP + BM3D blend by a fixed share",
         "",
-        f"Made by `python benchmarks/dip_blend.py --size {args.size}{chosen}"
+        f"Made by `python research/dip/dip_blend.py --size {args.size}{chosen}"
         + (" --outputs " + " ".join(f"{s:g}=<run dir>/{folders[s].name}" for s in args.sigmas) if folders else "")
         + f"`: scikit-image's images at {args.size}x{args.size}, the evaluation's noise seeds, {source}, "
         "BM3D/CBM3D at the estimated sigma in the blend. `share` is the DIP output's weight.",

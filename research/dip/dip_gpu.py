@@ -1,6 +1,6 @@
 """DIP on a GPU (issue 15): the batched fitter's speed, bf16's PSNR cost, and a 12-megapixel photo's tiles.
 
-    python benchmarks/dip_gpu.py --out DIR            # on a CUDA machine; writes DIR/dip_gpu.json and DIR/DIP_GPU.md
+    python research/dip/dip_gpu.py --out DIR            # on a CUDA machine; writes DIR/dip_gpu.json and DIR/DIP_GPU.md
 
 1. **Speed**: ``fit_dip`` (batch 1) and ``fit_dip_batch`` (8, 32) on 256x256 RGB astronaut crops with their own
    noise draws (sigma 50), the generator the recipe estimates for them, fp32 and bf16 (``precision``); ms per
