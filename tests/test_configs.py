@@ -181,10 +181,14 @@ def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
 
 
 @pytest.mark.parametrize("model, expected, channels_last", [("ben2_base", "lanczos", False), ("ben_dla34", "area", True)])
-def test_data_and_predictor_resize_as_the_model_card_says(model, expected, channels_last, tmp_path):
-    evaluated = compose_config("eval", ["experiment=ben_dis5k", f"model={model}"], tmp_path)
-    predicted = compose_config("predict", ["experiment=ben_cutout", f"model={model}", "input=x", "output=y"], tmp_path)
-    assert evaluated.data.resample == predicted.predictor.resample == expected
-    assert predicted.predictor.channels_last is channels_last
-    overridden = compose_config("eval", ["experiment=ben_dis5k", f"model={model}", "data.resample=area"], tmp_path)
-    assert overridden.data.resample == "area"
+def test_jobs_take_the_model_cards_preprocessing_and_its_overrides(model, expected, channels_last, tmp_path):
+    from visionzoo.run.build import preprocessing_of
+
+    evaluated = preprocessing_of(compose_config("eval", ["experiment=ben_dis5k", f"model={model}"], tmp_path))
+    predicted = preprocessing_of(compose_config("predict", ["experiment=ben_cutout", f"model={model}", "input=x",
+                                                            "output=y"], tmp_path))
+    assert evaluated.resample == predicted.resample == expected and predicted.channels_last is channels_last
+    assert predicted.input_size == (3, 1024, 1024)
+    overridden = compose_config("eval", ["experiment=ben_dis5k", f"model={model}", "preprocessing.resample=area"],
+                                tmp_path)
+    assert preprocessing_of(overridden).resample == "area"

@@ -27,7 +27,7 @@ def _imports(name: str) -> set[str]:
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("visionzoo")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("visionzoo") and not node.level:
-            for alias in node.names:  # `from visionzoo.models import zoo` imports the submodule zoo
+            for alias in node.names:  # `from visionzoo.models import dla` imports the submodule dla
                 submodule = f"{node.module}.{alias.name}"
                 found.add(submodule if submodule in MODULES else node.module)
     return {module for module in found if module in MODULES and module != name}
@@ -61,7 +61,7 @@ def _cycle() -> list[str] | None:
 def test_the_import_walk_sees_the_package():
     assert {"visionzoo.models.registry", "visionzoo.models.factory", "visionzoo.pixels"} <= set(MODULES)
     assert "visionzoo.models.registry" in GRAPH["visionzoo.models.factory"]
-    assert "visionzoo.models.zoo" in GRAPH["visionzoo.models"]  # `from visionzoo.models import zoo`
+    assert "visionzoo.models.dla" in GRAPH["visionzoo.models"]  # `from visionzoo.models import dla`
 
 
 def test_no_import_cycles():

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from visionzoo.errors import ConfigError
-from visionzoo.geometry import OccupancyGrid
+from visionzoo.geometry import OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid
 from visionzoo.run.checks import check_arguments, check_same_grid, check_weights_policy
 
 
@@ -50,8 +50,8 @@ def test_model_and_data_must_share_the_grid():
         def __init__(self, grid):
             self.grid = grid
 
-    occ3d, synthetic = OccupancyGrid(), OccupancyGrid((-20.0, 20.0), (-20.0, 20.0), (-1.0, 5.4), (0.8, 0.8, 0.4))
-    check_same_grid(Part(occ3d), Part(OccupancyGrid()))
+    occ3d, synthetic = OCC3D_GRID, SYNTHETIC_GRID
+    check_same_grid(Part(occ3d), Part(OccupancyGrid(*OCC3D_GRID.ranges, OCC3D_GRID.voxel)))
     check_same_grid(Part(occ3d), object())  # not an occupancy model: nothing to compare
     with pytest.raises(ConfigError, match=r"^data.grid \(50x50x16 voxels of 0.8x0.8x0.4 m from \(-20, -20, -1\)\) is "
                                           r"not the grid the model predicts on \(200x200x16 voxels of 0.4x0.4x0.4 m"):

@@ -25,7 +25,6 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, ListConfig, Node, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
 from visionzoo.errors import VisionZooError
 
 #: The Hydra configs: the package's copy in an installed wheel, the repository's configs/ in a clone (a link).

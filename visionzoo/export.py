@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from visionzoo.errors import VisionZooError
     from visionzoo.models.factory import create_model
-    from visionzoo.models.registry import model_card
+    from visionzoo.models.registry import resolve_preprocessing
     from visionzoo.models.weights import load_weights
 
     parser = argparse.ArgumentParser(description="Export a BEN model to ONNX (dynamic batch, fixed image size).")
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         model = create_model(args.model)
         if args.weights:
             load_weights(model, args.weights)
-        size = args.size or model_card(args.model).input_size[-1]
+        size = args.size or resolve_preprocessing(args.model).input_size[-1]
         path = export_onnx(model, args.out, (size, size))
     except VisionZooError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,7 +14,9 @@ and the sample carries ``bda`` (3, 3), the BEV augmentation applied to ego point
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,16 +24,16 @@ import torch
 
 @dataclass(frozen=True)
 class OccupancyGrid:
-    """An axis-aligned voxel grid in the ego frame; Occ3D-nuScenes by default (200 x 200 x 16 at 0.4 m).
+    """An axis-aligned voxel grid in the ego frame (Occ3D-nuScenes': :data:`OCC3D_GRID`).
 
     Ranges are ``(min, max)`` in metres; voxel ``(i, j, k)`` spans ``x_min + i * voxel[0]`` to the next
     boundary (likewise y, z). Arrays over the grid are indexed ``(x, y, z)``.
     """
 
-    x_range: tuple[float, float] = (-40.0, 40.0)
-    y_range: tuple[float, float] = (-40.0, 40.0)
-    z_range: tuple[float, float] = (-1.0, 5.4)
-    voxel: tuple[float, float, float] = (0.4, 0.4, 0.4)
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    z_range: tuple[float, float]
+    voxel: tuple[float, float, float]
 
     def __post_init__(self) -> None:
         for lo_hi, size, axis in zip(self.ranges, self.voxel, "xyz"):
@@ -69,8 +71,20 @@ class OccupancyGrid:
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
 
 
+#: Occ3D-nuScenes' label grid: x, y in [-40, 40] m, z in [-1, 5.4] m, 0.4 m voxels (200 x 200 x 16).
+OCC3D_GRID = OccupancyGrid((-40.0, 40.0), (-40.0, 40.0), (-1.0, 5.4), (0.4, 0.4, 0.4))
 #: The synthetic worlds' grid: +-20 m at 0.8 m, with Occ3D's 16 z layers of 0.4 m (50 x 50 x 16).
-SYNTHETIC_GRID = OccupancyGrid((-20.0, 20.0), (-20.0, 20.0), (-1.0, 5.4), (0.8, 0.8, 0.4))
+SYNTHETIC_GRID = OccupancyGrid((-20.0, 20.0), (-20.0, 20.0), OCC3D_GRID.z_range, (0.8, 0.8, 0.4))
+
+
+def as_grid(value: OccupancyGrid | Mapping[str, Any] | None,
+            default: OccupancyGrid | None = None) -> OccupancyGrid | None:
+    """A grid from a grid, a config mapping of its fields (lists allowed), or ``None`` (then ``default``)."""
+    if value is None:
+        return default
+    if isinstance(value, OccupancyGrid):
+        return value
+    return OccupancyGrid(**{k: tuple(v) for k, v in dict(value).items()})
 
 
 def quaternion_to_matrix(q: "np.ndarray | list[float]") -> np.ndarray:

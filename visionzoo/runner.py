@@ -16,12 +16,11 @@ from typing import Any, Callable
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-import visionzoo.config_resolvers  # noqa: F401  (registers ${model_card:...})
 from visionzoo.checkpoints import check_training_checkpoint, resume_checkpoint
 from visionzoo.errors import VisionZooError
 from visionzoo.files import atomic_write
 from visionzoo.models.weights import load_weights
-from visionzoo.run.build import build, build_trainer, drop_predictor, instantiate_node
+from visionzoo.run.build import build, build_predictor, build_trainer, drop_predictor, instantiate_node
 from visionzoo.run.checks import check_weights_policy, require
 from visionzoo.run.results import output_dir, write_results
 
@@ -121,4 +120,4 @@ def predict(cfg: DictConfig) -> Any:
     net = instantiate_node(cfg, "model")
     if cfg.get("ckpt_path") is not None:
         load_weights(net, cfg.ckpt_path)
-    return instantiate_node(cfg, "predictor", net=net).run()
+    return build_predictor(cfg, net).run()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from hydra.utils import instantiate
 
-import visionzoo.config_resolvers  # noqa: F401  (the ${model_card:...} resolver)
 from tests.helpers.configs import compose_config, small_data_overrides
 from visionzoo.data.contract import CameraRig, NamedSplits, SyntheticNoise, datamodule_of
 

@@ -17,20 +17,21 @@ from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, O
 from visionzoo.data.occ3d import (ImageAugment, Occ3DDataset, collate_occ3d, lidar_depth_height, load_infos,
                                   occ3d_records, parse_info, read_labels, read_lidar_points)
 from visionzoo.data.synthetic_occ3d import camera_rig
-from visionzoo.errors import DataError
-from visionzoo.geometry import (SYNTHETIC_GRID, OccupancyGrid, bev_flip_matrix, image_affine, lift_to_ego,
+from visionzoo.errors import ConfigError, DataError
+from visionzoo.geometry import (OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid, bev_flip_matrix, image_affine, lift_to_ego,
                                 project_to_image, rigid, yaw_camera_rotation)
 from visionzoo.models.voxel_pooling import voxel_indices
+from visionzoo.preprocessing import Preprocessing
 
 T = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
 
 
 def test_grid_shapes_and_sub_grids():
-    assert OccupancyGrid().shape == (200, 200, 16)
+    assert OCC3D_GRID.shape == (200, 200, 16)
     assert SYNTHETIC_GRID.shape == (50, 50, 16)
     assert [SYNTHETIC_GRID.z_slice(a, b).shape[2] for a, b in ((-1.0, 0.6), (0.6, 2.2), (2.2, 5.4))] == [4, 4, 8]
     with pytest.raises(ValueError, match="whole number"):
-        OccupancyGrid(voxel=(0.3, 0.4, 0.4))
+        OccupancyGrid(*OCC3D_GRID.ranges, voxel=(0.3, 0.4, 0.4))
     with pytest.raises(ValueError, match="layer boundary"):
         SYNTHETIC_GRID.layer_index(0.5)
 
@@ -232,15 +233,17 @@ def test_key_ego_frame_is_the_lidar_pose_or_the_first_cameras():
     assert [c.cam2ego[0, 3] for c in first.cameras] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
     assert first.lidar2ego[:3, 3] == pytest.approx([-0.5, 0.0, 1.8]) and lidar.lidar2ego[:3, 3] == pytest.approx(
         [0.0, 0.0, 1.8])
-    with pytest.raises(DataError, match="data.key_ego must be one of lidar, first_camera"):
-        occ3d_records("/", "val", key_ego="second_camera")
+    with pytest.raises(ConfigError, match="preprocessing.key_ego must be one of lidar, first_camera, not "
+                                          "'second_camera'"):
+        Preprocessing(key_ego="second_camera")
 
 
 def test_bicubic_pipeline_is_pillows_resize_and_crop_and_agrees_with_post(tiny_occ3d):
     record = occ3d_records(tiny_occ3d, "train")[0]
     source = Image.open(record.cameras[1].image_path).convert("RGB")  # CAM_FRONT, 144 x 80 at the tiny scale
     augment = ImageAugment(size=(32, 64))
-    item = Occ3DDataset([record], SYNTHETIC_GRID, augment, resample="bicubic", targets=False)[0]
+    bicubic = Preprocessing(resample="bicubic")
+    item = Occ3DDataset([record], SYNTHETIC_GRID, augment, preprocessing=bicubic, targets=False)[0]
     scale = 64 / source.width
     resized = source.resize((int(source.width * scale), int(source.height * scale)), Image.Resampling.BICUBIC)
     top = int(source.height * scale - 32)
@@ -251,7 +254,7 @@ def test_bicubic_pipeline_is_pillows_resize_and_crop_and_agrees_with_post(tiny_o
     assert item["post"][1].numpy() == pytest.approx(image_affine(scale, (0, top), False, 0.0, (32, 64)), abs=1e-5)
     # augmented views: the Pillow image and an OpenCV warp of the source by the same post are the same picture
     train = Occ3DDataset([record], SYNTHETIC_GRID, ImageAugment(size=(32, 64), rotate=(-20.0, 20.0)), train=True,
-                         resample="bicubic", targets=False, bev_flip=False)
+                         preprocessing=bicubic, targets=False, bev_flip=False)
     for epoch in range(4):
         view = train[(epoch, 0)]
         post = view["post"][1].numpy()

@@ -87,7 +87,7 @@ def test_refined_model_loads_the_published_base(ben2_published_weights):
     model = visionzoo.create_model("ben2_refined", base_weights=str(ben2_published_weights["pth"]))
     expected = deterministic_state_dict(model.base.state_dict())
     assert all(torch.equal(value, expected[key]) for key, value in model.base.state_dict().items())
-    assert visionzoo.model_card("ben2_refined").resample == "lanczos"
+    assert visionzoo.model_card("ben2_refined").preprocessing.resample == "lanczos"
 
 
 def test_sizes_the_views_cannot_take_are_clear_errors_and_256_trains():

@@ -68,8 +68,8 @@ def test_unknown_model_lists_closest_names():
 
 def test_cards_carry_task_size_normalisation_and_licence():
     card = model_card("dla34")
-    assert card.task == "features" and card.input_size == (3, 224, 224)
-    assert card.mean == (0.485, 0.456, 0.406) and card.std == (0.229, 0.224, 0.225)
+    assert card.task == "features" and card.preprocessing.input_size == (3, 224, 224)
+    assert card.preprocessing.mean == (0.485, 0.456, 0.406) and card.preprocessing.std == (0.229, 0.224, 0.225)
     assert card.weights.endswith("dla34-ba72cf86.pth") and card.sha256 == "ba72cf86"
     assert "BSD" in card.license
 
@@ -96,7 +96,7 @@ def test_forward_backward(name):
         model = visionzoo.create_model(name)
     model.train()
     spatial = (3, 5) if hasattr(model, "num_upsamples") else SIZE[2:]  # decoders grow their input 32x
-    size = SIZES.get(name, (SIZE[0], model_card(name).input_size[0], *spatial))
+    size = SIZES.get(name, (SIZE[0], model_card(name).preprocessing.input_size[0], *spatial))
     outputs = named_outputs(model(*occupancy_inputs()) if occupancy else model(torch.randn(size)))
     assert {k: tuple(o.shape) for k, o in outputs.items()} == expected_shapes(name, model, size)
     assert all(torch.isfinite(o).all() for o in outputs.values())

@@ -94,14 +94,14 @@ def test_rerun_skips_finished_outputs_unless_overwrite(photos, tmp_path):
 
 def test_input_mistakes_are_one_line_errors(tmp_path):
     with pytest.raises(DataError, match=r"input .*missing does not exist"):
-        CutoutPredictor(_LeftHalf(), str(tmp_path / "missing"), str(tmp_path / "out")).run()
+        CutoutPredictor(_LeftHalf(), str(tmp_path / "missing"), str(tmp_path / "out"), input_size=32).run()
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image or video files"):
-        CutoutPredictor(_LeftHalf(), str(tmp_path / "empty"), str(tmp_path / "out")).run()
+        CutoutPredictor(_LeftHalf(), str(tmp_path / "empty"), str(tmp_path / "out"), input_size=32).run()
     (tmp_path / "only_broken").mkdir()
     (tmp_path / "only_broken" / "x.png").write_bytes(b"nope")
     with pytest.raises(DataError, match="none of the 1 inputs could be processed"):
-        CutoutPredictor(_LeftHalf(), str(tmp_path / "only_broken"), str(tmp_path / "out")).run()
+        CutoutPredictor(_LeftHalf(), str(tmp_path / "only_broken"), str(tmp_path / "out"), input_size=32).run()
 
 
 def test_alpha_post_processing():

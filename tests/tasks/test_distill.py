@@ -71,7 +71,7 @@ def test_teacher_masks_are_written_once_at_each_photo_size(teacher_weights, tmp_
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not a jpeg")
     jobs = [(p, tmp_path / "targets" / f"{p.stem}.png") for p in [*photos, broken]]
-    failed = write_teacher_masks(teacher, jobs, resample="area", batch_size=2, progress=False)
+    failed = write_teacher_masks(teacher, jobs, batch_size=2, progress=False)
     assert list(failed) == [broken] and "cannot read image" in failed[broken]
     assert not jobs[2][1].exists() and not list((tmp_path / "targets").glob("*.part"))
     for photo, target in jobs[:2]:

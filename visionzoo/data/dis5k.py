@@ -19,6 +19,7 @@ from visionzoo.data.images import IMAGE_SUFFIXES, read_image, read_mask
 from visionzoo.data.sampling import sample_rng
 from visionzoo.data.transforms import PairedAugment, image_to_tensor, mask_to_tensor, resize_pair
 from visionzoo.errors import DataError
+from visionzoo.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -113,15 +114,17 @@ class DISDataset(Dataset):
 
     Training items (``augment`` given): ``image`` (3, H, W) normalised and ``mask`` (1, H, W) in [0, 1] at
     ``size`` = (H, W). Evaluation items (``augment=None``): the same at the fixed ``size``, plus ``gt`` (the
-    original-resolution uint8 mask, for metrics), ``gt_path`` and ``name``. ``resample`` is the image filter of
-    the evaluation resize (:func:`~visionzoo.data.transforms.resize_image`).
+    original-resolution uint8 mask, for metrics), ``gt_path`` and ``name``. ``preprocessing`` (what the model
+    expects) gives the normalisation and the evaluation resize's filter
+    (:func:`~visionzoo.data.transforms.resize_image`).
     """
 
     def __init__(self, pairs: Sequence[DISPair], size: tuple[int, int], augment: PairedAugment | None = None,
-                 seed: int = 0, resample: str = "area") -> None:
+                 seed: int = 0, preprocessing: Preprocessing | None = None) -> None:
         self.pairs = list(pairs)
         self.size = (int(size[0]), int(size[1]))
-        self.augment, self.seed, self.resample = augment, seed, resample
+        self.augment, self.seed = augment, seed
+        self.preprocessing = preprocessing or Preprocessing()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -136,11 +139,12 @@ class DISDataset(Dataset):
         if image.shape[:2] != gt.shape:
             raise DataError(f"{pair.image} is {image.shape[1]}x{image.shape[0]} but {pair.mask} is "
                             f"{gt.shape[1]}x{gt.shape[0]} (after EXIF rotation); fix or remove the pair")
+        mean, std = self.preprocessing.mean, self.preprocessing.std
         if self.augment is not None:
             image, mask = self.augment(image, gt, rng)
-            return {"image": image_to_tensor(image), "mask": mask_to_tensor(mask)}
-        image, mask = resize_pair(image, gt, self.size, self.resample)
-        return {"image": image_to_tensor(image), "mask": mask_to_tensor(mask), "gt": gt,
+            return {"image": image_to_tensor(image, mean, std), "mask": mask_to_tensor(mask)}
+        image, mask = resize_pair(image, gt, self.size, self.preprocessing.resample)
+        return {"image": image_to_tensor(image, mean, std), "mask": mask_to_tensor(mask), "gt": gt,
                 "gt_path": str(pair.mask), "name": pair.name}
 
 

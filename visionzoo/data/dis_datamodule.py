@@ -11,8 +11,9 @@ from torch.utils.data import DataLoader
 from visionzoo.data.dis5k import DIS5K_TEST_SPLITS, DISDataset, collate_dis, dis5k_pairs
 from visionzoo.data.sampling import split_loader
 from visionzoo.data.synthetic_dis import generate_synthetic_dis
-from visionzoo.data.transforms import RESAMPLE_FILTERS, PairedAugment
+from visionzoo.data.transforms import PairedAugment
 from visionzoo.errors import DataError
+from visionzoo.preprocessing import Preprocessing
 
 
 class DISDataModule(L.LightningDataModule):
@@ -27,8 +28,8 @@ class DISDataModule(L.LightningDataModule):
         augment: keyword arguments of :class:`~visionzoo.data.transforms.PairedAugment` for training.
         synthetic: ``{"cache_dir": ..., "seed": 0, "counts": {...}}`` to generate and use the synthetic DIS5K.
         seed: seeds the training order and augmentation per epoch (:mod:`visionzoo.data.sampling`).
-        resample: image filter of the evaluation resize, ``area`` or ``lanczos`` (the configs take the model
-            card's: what the model's weights expect).
+        preprocessing: what the model expects of its input (its card's; the run passes it): normalisation and
+            the evaluation resize's filter.
     """
 
     def __init__(
@@ -45,12 +46,10 @@ class DISDataModule(L.LightningDataModule):
         augment: dict[str, Any] | None = None,
         synthetic: dict[str, Any] | None = None,
         seed: int = 0,
-        resample: str = "area",
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         super().__init__()
-        if resample not in RESAMPLE_FILTERS:
-            raise DataError(f"data.resample must be one of {', '.join(RESAMPLE_FILTERS)}, not {resample!r}")
-        self.seed, self.resample = seed, resample
+        self.seed, self.preprocessing = seed, preprocessing or Preprocessing()
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         self.size = (int(size[0]), int(size[1]))
         self.root, self.synthetic = root, dict(synthetic) if synthetic else None
@@ -76,7 +75,7 @@ class DISDataModule(L.LightningDataModule):
     def _dataset(self, split: str, train: bool) -> DISDataset:
         pairs = dis5k_pairs(self.data_root(), split, on_mismatch=self.on_mismatch)
         return DISDataset(pairs, self.size, augment=self.augment if train else None, seed=self.seed,
-                          resample=self.resample)
+                          preprocessing=self.preprocessing)
 
     def _loader(self, dataset: DISDataset, train: bool) -> DataLoader:
         return split_loader(dataset, train, self.batch_size if train else self.eval_batch_size, self.num_workers,

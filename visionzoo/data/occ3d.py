@@ -26,10 +26,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, OCC3D_FREE
+from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_FREE
 from visionzoo.data.sampling import sample_rng
 from visionzoo.errors import DataError
 from visionzoo.geometry import OccupancyGrid, bev_flip_matrix, image_affine, rigid
+from visionzoo.preprocessing import Preprocessing
 
 INFO_FILES = {"train": "bevdetv2-nuscenes_infos_train.pkl", "val": "bevdetv2-nuscenes_infos_val.pkl"}
 INFO_KEYS = ("token", "lidar_path", "lidar2ego_translation", "lidar2ego_rotation", "ego2global_translation",
@@ -121,9 +122,6 @@ def _matrix(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
     if array.shape != shape:
         raise DataError(f"{what} has shape {array.shape}, expected {shape}")
     return array
-
-
-KEY_EGO_FRAMES = ("lidar", "first_camera")
 
 
 def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = NUSCENES_CAMERAS,
@@ -317,8 +315,9 @@ class Occ3DDataset(Dataset):
         bev_flip: mirror ego x / y with probability 0.5 each in training (labels and geometry alike).
         stride: feature stride of the depth / height maps.
         targets: read labels and LiDAR (training, evaluation); ``False`` reads only the cameras (prediction).
-        resample: ``area`` (the zoo's: one affine warp with OpenCV, bilinear) or ``bicubic`` (BEVDet's: Pillow
-            resize (bicubic), crop, mirror and rotate, :func:`pillow_augment`); the same ``post`` either way.
+        preprocessing: what the model expects: the normalisation and the image resize, ``resample`` ``area`` (the
+            zoo's: one affine warp with OpenCV, bilinear) or ``bicubic`` (BEVDet's: Pillow resize (bicubic), crop,
+            mirror and rotate, :func:`pillow_augment`); the same ``post`` either way.
 
     Keys are indices, or ``(epoch, index)`` pairs from :class:`~visionzoo.data.sampling.EpochShuffle`, whose
     augmentation is drawn from ``(seed, epoch, index)``: a seeded run, and a resumed one, replays exactly.
@@ -331,12 +330,13 @@ class Occ3DDataset(Dataset):
 
     def __init__(self, records: Sequence[SampleRecord], grid: OccupancyGrid, augment: ImageAugment,
                  train: bool = False, bev_flip: bool = True, stride: int = 16, targets: bool = True,
-                 seed: int = 0, resample: str = "area") -> None:
-        if resample not in ("area", "bicubic"):
-            raise DataError(f"data.resample must be area or bicubic for Occ3D data, not {resample!r}")
+                 seed: int = 0, preprocessing: Preprocessing | None = None) -> None:
+        self.preprocessing = preprocessing or Preprocessing()
+        if self.preprocessing.resample not in ("area", "bicubic"):
+            raise DataError(f"preprocessing.resample must be area or bicubic for Occ3D data, not "
+                            f"{self.preprocessing.resample!r}")
         self.records, self.grid, self.augment, self.seed = list(records), grid, augment, seed
         self.train, self.bev_flip, self.stride, self.targets = train, bev_flip, stride, targets
-        self.resample = resample
         if train and bev_flip and (grid.x_range[0] != -grid.x_range[1] or grid.y_range[0] != -grid.y_range[1]):
             raise DataError(f"BEV flips need a grid symmetric about the ego origin, not {grid.ranges}")
 
@@ -351,12 +351,13 @@ class Occ3DDataset(Dataset):
             labels = read_labels(record.labels_path, self.grid, record.token)
             points = read_lidar_points(record.lidar_path, record.token)
             points_ego = points @ record.lidar2ego[:3, :3].T + record.lidar2ego[:3, 3]
-        mean, std = np.array(IMAGENET_MEAN) * 255, np.array(IMAGENET_STD) * 255
+        mean, std = np.array(self.preprocessing.mean) * 255, np.array(self.preprocessing.std) * 255
+        bicubic = self.preprocessing.resample == "bicubic"
         height, width = self.augment.size
         images, posts, depths, heights = [], [], [], []
         for cam in record.cameras:
-            image = _read_image(cam.image_path, record.token, cam.name, pillow=self.resample == "bicubic")
-            if self.resample == "bicubic":
+            image = _read_image(cam.image_path, record.token, cam.name, pillow=bicubic)
+            if bicubic:
                 view = self.augment.sample((image.height, image.width), rng)
                 warped = pillow_augment(image, *view, self.augment.size)
                 post = image_affine(*view, self.augment.size)
@@ -409,8 +410,6 @@ def occ3d_records(root: str | Path, split: str, cameras: Sequence[str] = NUSCENE
                   key_ego: str = "lidar") -> list[SampleRecord]:
     """Parsed samples of ``split`` (``train`` / ``val``) under ``root`` (chosen by the config key ``root_key``),
     their geometry in the ``key_ego`` frame (:func:`parse_info`)."""
-    if key_ego not in KEY_EGO_FRAMES:
-        raise DataError(f"data.key_ego must be one of {', '.join(KEY_EGO_FRAMES)}, not {key_ego!r}")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data root {root} not found; set {root_key} to the nuScenes folder holding gts/ and samples/")

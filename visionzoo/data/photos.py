@@ -27,8 +27,9 @@ from visionzoo.data.dis5k import (DIS5K_TEST_SPLITS, DISDataset, DISPair, file_l
                                   image_size)
 from visionzoo.data.images import IMAGE_SUFFIXES
 from visionzoo.data.sampling import split_loader
-from visionzoo.data.transforms import RESAMPLE_FILTERS, PairedAugment
+from visionzoo.data.transforms import PairedAugment
 from visionzoo.errors import DataError
+from visionzoo.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ class PhotoDataModule(L.LightningDataModule):
         val_fraction: share of the photos held out (validation and test), chosen by path hash.
         dis5k_root: optional DIS5K root: DIS-VD is validated and the DIS5K test splits are tested beside the
             held-out photos, against their real masks.
-        batch_size / eval_batch_size / num_workers / augment / seed / resample: as
+        batch_size / eval_batch_size / num_workers / augment / seed / preprocessing: as
             :class:`~visionzoo.data.dis_datamodule.DISDataModule`.
     """
 
@@ -103,7 +104,7 @@ class PhotoDataModule(L.LightningDataModule):
         num_workers: int = 2,
         augment: dict[str, Any] | None = None,
         seed: int = 0,
-        resample: str = "area",
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         super().__init__()
         if root is None:
@@ -112,14 +113,13 @@ class PhotoDataModule(L.LightningDataModule):
             raise DataError("data.targets_dir is not set; pass a folder for the teacher's masks")
         if targets not in TARGET_MODES:
             raise DataError(f"data.targets must be one of {', '.join(TARGET_MODES)}, not {targets!r}")
-        if resample not in RESAMPLE_FILTERS:
-            raise DataError(f"data.resample must be one of {', '.join(RESAMPLE_FILTERS)}, not {resample!r}")
         if not 0 < val_fraction < 1:
             raise DataError(f"data.val_fraction must be between 0 and 1, not {val_fraction}")
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         self.size = (int(size[0]), int(size[1]))
         self.root, self.targets_dir = Path(root).expanduser(), Path(targets_dir).expanduser()
-        self.targets, self.val_fraction, self.seed, self.resample = targets, val_fraction, seed, resample
+        self.targets, self.val_fraction, self.seed = targets, val_fraction, seed
+        self.preprocessing = preprocessing or Preprocessing()
         self.dis5k_root = dis5k_root
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.augment = PairedAugment(size=self.size, **(augment or {}))
@@ -171,18 +171,19 @@ class PhotoDataModule(L.LightningDataModule):
                             self.seed, collate_dis)
 
     def _held_out_loader(self) -> DataLoader:
-        dataset = DISDataset(self._pairs(HELD_OUT, True), self.size, seed=self.seed, resample=self.resample)
+        dataset = DISDataset(self._pairs(HELD_OUT, True), self.size, seed=self.seed, preprocessing=self.preprocessing)
         return self._loader(dataset, train=False)
 
     def _dis5k_loader(self, split: str) -> DataLoader:
-        dataset = DISDataset(dis5k_pairs(self.dis5k_root, split), self.size, seed=self.seed, resample=self.resample)
+        dataset = DISDataset(dis5k_pairs(self.dis5k_root, split), self.size, seed=self.seed,
+                             preprocessing=self.preprocessing)
         return self._loader(dataset, train=False)
 
     def train_dataloader(self) -> DataLoader:
         pairs = self._pairs("train", need_targets=self.targets == "cached")
         if not pairs:
             raise DataError(f"every photo under {self.root} is held out; add photos or lower data.val_fraction")
-        dataset = DISDataset(pairs, self.size, augment=self.augment, seed=self.seed, resample=self.resample)
+        dataset = DISDataset(pairs, self.size, augment=self.augment, seed=self.seed, preprocessing=self.preprocessing)
         return self._loader(dataset, train=True)
 
     def val_dataloader(self) -> list[DataLoader]:

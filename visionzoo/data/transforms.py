@@ -16,10 +16,9 @@ from PIL import Image
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.pixels import unit_to_uint8
+from visionzoo.preprocessing import RESAMPLE_FILTERS
 
 
-#: Image resize filters a model's weights may expect (its ``ModelCard.resample``).
-RESAMPLE_FILTERS = ("area", "lanczos", "bicubic")
 _PIL_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
 
 

@@ -22,7 +22,7 @@ from visionzoo.constants import OCC3D_CLASSES, OCC3D_FREE
 from visionzoo.data.occ3d import INFO_FILES, load_infos, read_labels, resolve_path
 from visionzoo.errors import DataError
 from visionzoo.evaluate.common import check_on_missing, listing, report_problems
-from visionzoo.geometry import OccupancyGrid
+from visionzoo.geometry import OCC3D_GRID, OccupancyGrid, as_grid
 from visionzoo.metrics.occupancy import OccupancyMIoU
 from visionzoo.predict.common import progress_bar
 
@@ -87,7 +87,7 @@ class Occ3DPredictionsEvaluator:
             if not path.is_dir():
                 raise DataError(f"{key} {path} is not a folder")
         self.split, self.info_file = split, info_file
-        self.grid = OccupancyGrid(**{k: tuple(v) for k, v in (grid or {}).items()})
+        self.grid = as_grid(grid, OCC3D_GRID)
 
     def run(self) -> list[dict[str, Any]]:
         truths, predictions = ground_truth_files(self.root, self.split, self.info_file), prediction_files(self.pred_root)

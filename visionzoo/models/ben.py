@@ -22,6 +22,7 @@ from visionzoo.models.backbones import TINY_DLA_KWARGS
 from visionzoo.models.encoders import DLAUpEncoder
 from visionzoo.models.necks import ConvNormAct
 from visionzoo.models.registry import register_model
+from visionzoo.preprocessing import Preprocessing
 
 TRIMAP_BACKGROUND, TRIMAP_UNKNOWN, TRIMAP_FOREGROUND = 0.0, 0.5, 1.0
 
@@ -195,12 +196,12 @@ def ben_dla(
 _BEN_LICENSE = "Apache-2.0 (code); DLA ImageNet weights BSD-3-Clause"
 for _name, _backbone in (("ben_dla34", "dla34"), ("ben_dla60x", "dla60x"), ("ben_dla102", "dla102")):
     register_model(
-        _name, task="matting", input_size=(3, 1024, 1024), license=_BEN_LICENSE,
+        _name, task="matting", preprocessing=Preprocessing(input_size=(3, 1024, 1024)), license=_BEN_LICENSE,
         description=f"BEN Base ({_backbone} + DLA-Up) + Refiner (dla46_c) with Confidence-Guided Matting",
         defaults={"backbone": _backbone},
     )(ben_dla)
 register_model(
-    "ben_tiny", task="matting", input_size=(3, 1024, 1024), license=_BEN_LICENSE,
+    "ben_tiny", task="matting", preprocessing=Preprocessing(input_size=(3, 1024, 1024)), license=_BEN_LICENSE,
     description="BEN on tiny DLAs (about 0.5 M parameters) for tests and the CPU demo",
     defaults={"backbone": "dla34", "backbone_kwargs": TINY_DLA_KWARGS, "refiner_backbone": "dla34",
               "refiner_kwargs": TINY_DLA_KWARGS, "refiner_width": 8},

@@ -40,6 +40,7 @@ from visionzoo.models.ben import BEN, BENRefiner, confidence_map
 from visionzoo.models.registry import register_model
 from visionzoo.models.swin import SwinBackbone
 from visionzoo.models.weights import load_weights
+from visionzoo.preprocessing import Preprocessing
 
 #: Input height and width must be multiples of this (two views per side, each view's stride-32 map halved).
 BEN2_SIZE_MULTIPLE = 128
@@ -348,12 +349,12 @@ BEN2_LICENSE = "MIT (BEN2 design and published weights: PramaLLC)"
 #: The published weights on the Hugging Face hub (also as BEN2_Base.pth in the same repository).
 BEN2_HUB_WEIGHTS = "hf-hub:PramaLLC/BEN2/model.safetensors"
 
-# channels_last: 18.0 s instead of 17.0 s per 1024 x 1024 image in fp32 on the 2-core CPU (benchmarks/BEN2_BENCH.md)
+#: What the published weights expect: Lanczos resizing as the published ``inference()`` does; channels_last is
+#: slower for this network on the CPU (benchmarks/BEN2_BENCH.md).
+BEN2_PREPROCESSING = Preprocessing(input_size=(3, 1024, 1024), resample="lanczos", channels_last=False)
 register_model(
-    "ben2_base", task="matting", input_size=(3, 1024, 1024), weights=BEN2_HUB_WEIGHTS, license=BEN2_LICENSE,
-    resample="lanczos", channels_last=False,
+    "ben2_base", task="matting", preprocessing=BEN2_PREPROCESSING, weights=BEN2_HUB_WEIGHTS, license=BEN2_LICENSE,
 )(BEN2Base)
 register_model(
-    "ben2_refined", task="matting", input_size=(3, 1024, 1024), license=BEN2_LICENSE + "; Refiner Apache-2.0",
-    resample="lanczos", channels_last=False,
+    "ben2_refined", task="matting", preprocessing=BEN2_PREPROCESSING, license=BEN2_LICENSE + "; Refiner Apache-2.0",
 )(ben2_refined)

@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionzoo.geometry import SYNTHETIC_GRID, OccupancyGrid
+from visionzoo.geometry import OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid, as_grid
 from visionzoo.models.backbones import TINY_DLA_KWARGS, TimmFeatures
 from visionzoo.models.necks import ConvNormAct, IDAUp
 from visionzoo.models.registry import register_model
 from visionzoo.models.voxel_pooling import VoxelIndexCache, frustum, lift_points, pool_voxels, voxel_indices
+from visionzoo.preprocessing import Preprocessing
 
 HEIGHT_BINS = (-1.0, 5.4, 0.1)
 MASK_RANGE = (-1.0, 0.6, 2.2, 5.4)
@@ -203,14 +204,6 @@ def height_masks(height_map: torch.Tensor, mask_range: Sequence[float]) -> torch
     return torch.cat(masks, dim=-3)
 
 
-def _grid(grid: OccupancyGrid | dict | None) -> OccupancyGrid:
-    if grid is None:
-        return OccupancyGrid()
-    if isinstance(grid, OccupancyGrid):
-        return grid
-    return OccupancyGrid(**{k: tuple(v) for k, v in dict(grid).items()})
-
-
 class DHD(nn.Module):
     """Deep Height Decoupling occupancy network.
 
@@ -247,7 +240,7 @@ class DHD(nn.Module):
         stride: int = 16,
     ) -> None:
         super().__init__()
-        self.grid = _grid(grid)
+        self.grid = as_grid(grid, OCC3D_GRID)
         self.depth_bins = tuple(float(v) for v in depth_bins)
         self.num_depth = len(torch.arange(*self.depth_bins))
         self.context_channels, self.stride = context_channels, stride
@@ -340,18 +333,20 @@ class DHD(nn.Module):
 
 
 _DHD_LICENSE = "Apache-2.0 (visionzoo re-implementation; DHD paper: Wu et al. 2024)"
+_OCC3D_INPUT = Preprocessing(input_size=(3, 256, 704), grid=OCC3D_GRID)
 register_model(
-    "dhd_dla34", task="occupancy", input_size=(3, 256, 704), license=_DHD_LICENSE,
+    "dhd_dla34", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
     description="DHD-S recipe on a DLA-34 image backbone, Occ3D-nuScenes grid (200 x 200 x 16)",
     defaults={"backbone": "dla34"},
 )(DHD)
 register_model(
-    "dhd_r50", task="occupancy", input_size=(3, 256, 704), license=_DHD_LICENSE,
+    "dhd_r50", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
     description="The zoo's DHD on a ResNet-50 image backbone, Occ3D-nuScenes grid (the published module tree is dhd_s)",
     defaults={"backbone": "resnet50"},
 )(DHD)
 register_model(
-    "dhd_tiny", task="occupancy", input_size=(3, 128, 256), license=_DHD_LICENSE,
+    "dhd_tiny", task="occupancy", preprocessing=Preprocessing(input_size=(3, 128, 256), grid=SYNTHETIC_GRID),
+    license=_DHD_LICENSE,
     description="DHD on the tiny DLA with narrow BEV encoders, on the synthetic worlds' grid (50 x 50 x 16), "
                 "for tests and the CPU demo",
     defaults={"backbone": "dla34", "backbone_kwargs": TINY_DLA_KWARGS,

@@ -44,9 +44,10 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
-from visionzoo.geometry import OccupancyGrid
+from visionzoo.geometry import OCC3D_GRID
 from visionzoo.models.registry import register_model
 from visionzoo.models.voxel_pooling import VoxelIndexCache
+from visionzoo.preprocessing import Preprocessing
 
 #: The published configuration.
 DEPTH_BINS = (1.0, 45.0, 1.0)  # metres: 44 bins
@@ -514,7 +515,7 @@ class DHDS(nn.Module):
     height as logits). :meth:`forward_official` takes the images as the official pipeline normalises them.
     """
 
-    grid = OccupancyGrid()  # Occ3D-nuScenes: 200 x 200 x 16 at 0.4 m
+    grid = OCC3D_GRID
     depth_bins = DEPTH_BINS
     num_depth = round((DEPTH_BINS[1] - DEPTH_BINS[0]) / DEPTH_BINS[2])
 
@@ -553,8 +554,9 @@ class DHDS(nn.Module):
 
 
 register_model(
-    "dhd_s", task="occupancy", input_size=(3, *INPUT_SIZE),
+    "dhd_s", task="occupancy",
+    preprocessing=Preprocessing(input_size=(3, *INPUT_SIZE), resample="bicubic", key_ego="first_camera",
+                                grid=OCC3D_GRID),
     license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
     description="DHD-S as published (ResNet-50, 256 x 704, Occ3D-nuScenes): the official module tree and computation",
-    resample="bicubic", key_ego="first_camera",
 )(DHDS)

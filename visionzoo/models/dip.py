@@ -19,6 +19,7 @@ from torch import nn
 
 from visionzoo.models.necks import ConvNormAct, DLAUp
 from visionzoo.models.registry import register_model
+from visionzoo.preprocessing import Preprocessing
 
 UPSAMPLERS = ("bilinear", "nearest", "transposed")
 ACTIVATIONS = {"leaky_relu": lambda: nn.LeakyReLU(0.2, inplace=True), "relu": lambda: nn.ReLU(inplace=True)}
@@ -133,7 +134,12 @@ class Hourglass(nn.Module):
 _DIP_LICENSE = "Apache-2.0 (architecture after DIP, Ulyanov et al. 2018, and Liu et al. 2023)"
 
 
-@register_model("dip_skip", task="generation", input_size=(32, 512, 512), mean=(0.0,), std=(1.0,), license=_DIP_LICENSE,
+def _noise_input(channels: int, size: int) -> Preprocessing:
+    """A generator's input: ``channels`` x ``size`` x ``size`` of noise, not normalised."""
+    return Preprocessing(input_size=(channels, size, size), mean=(0.0,), std=(1.0,))
+
+
+@register_model("dip_skip", task="generation", preprocessing=_noise_input(32, 512), license=_DIP_LICENSE,
                 description="The original DIP 'skip' hourglass: 5 scales, 128 channels, 4-channel skips, bilinear")
 def dip_skip(out_channels: int = 3, upsample: str = "bilinear", in_channels: int = 32) -> Hourglass:
     """The original Deep Image Prior denoising network (2,217,831 parameters for RGB); ``in_channels``: the
@@ -142,7 +148,7 @@ def dip_skip(out_channels: int = 3, upsample: str = "bilinear", in_channels: int
                      activation="leaky_relu")
 
 
-@register_model("dip_scaled", task="generation", input_size=(128, 512, 512), mean=(0.0,), std=(1.0,),
+@register_model("dip_scaled", task="generation", preprocessing=_noise_input(128, 512),
                 license=_DIP_LICENSE,
                 description="The scaled DIP hourglass of 'The Devil is in the Upsampling' (width x scales, no skips)")
 def dip_scaled(
@@ -191,14 +197,14 @@ class UpsamplingDecoder(nn.Module):
         return self.body(z)
 
 
-@register_model("deep_decoder", task="generation", input_size=(64, 16, 16), mean=(0.0,), std=(1.0,),
+@register_model("deep_decoder", task="generation", preprocessing=_noise_input(64, 16),
                 license=_DIP_LICENSE, description="Deep Decoder: 1x1 convs and bilinear upsampling, no skips")
 def deep_decoder(channels: int = 64, num_upsamples: int = 5, out_channels: int = 3) -> UpsamplingDecoder:
     """Deep Decoder generator (Heckel & Hand 2019)."""
     return UpsamplingDecoder("deep_decoder", channels, num_upsamples, out_channels)
 
 
-@register_model("conv_decoder", task="generation", input_size=(64, 16, 16), mean=(0.0,), std=(1.0,),
+@register_model("conv_decoder", task="generation", preprocessing=_noise_input(64, 16),
                 license=_DIP_LICENSE, description="ConvDecoder: bilinear upsampling then 3x3 convs")
 def conv_decoder(channels: int = 64, num_upsamples: int = 5, out_channels: int = 3) -> UpsamplingDecoder:
     """ConvDecoder generator (Darestani & Heckel 2021)."""
@@ -239,7 +245,7 @@ class DLAGenerator(nn.Module):
         return self.head(self.neck(features))
 
 
-@register_model("dip_dla", task="generation", input_size=(64, 512, 512), mean=(0.0,), std=(1.0,), license=_DIP_LICENSE,
+@register_model("dip_dla", task="generation", preprocessing=_noise_input(64, 512), license=_DIP_LICENSE,
                 description="DLA-structured DIP generator: DLA-Up aggregation nodes with fixed bilinear upsampling")
 def dip_dla(width: int = 64, depth: int = 3, out_channels: int = 3) -> DLAGenerator:
     """DLA-structured DIP generator of ``width`` channels and ``depth`` stride-2 levels."""

@@ -26,11 +26,13 @@ def create_model(name: str, pretrained: bool | str | None = None, **overrides: A
         pretrained: ``None``/``False`` for random init; ``True`` for the card's default weights; or a local file
             (.safetensors/.pt/.pth/.ckpt), a folder written by :func:`visionzoo.save_pretrained`, an https URL or an
             ``hf-hub:`` name.
-        **overrides: keyword arguments for the builder (e.g. ``num_classes=2``).
+        **overrides: keyword arguments for the builder (e.g. ``num_classes=2``); ``None`` for an argument the card
+            bakes in (``defaults``) keeps the card's value, as a config's ``null`` does.
     """
     build = builder(name)
     card = model_card(name)
-    model = build(**{**card.defaults, **overrides})
+    given = {key: value for key, value in overrides.items() if value is not None or key not in card.defaults}
+    model = build(**{**card.defaults, **given})
     model.visionzoo_config = {"name": name, "kwargs": dict(overrides)}
     if pretrained:
         source = card.weights if pretrained is True else pretrained

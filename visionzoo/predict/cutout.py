@@ -3,11 +3,12 @@
 For each input ``photo.jpg`` it writes ``<output>/photo_mask.png`` (8-bit alpha at the original resolution) and
 ``<output>/photo_cutout.png`` (the upright image with that alpha; 16-bit inputs give a 16-bit cut-out, an input
 alpha channel is multiplied in). Images are resized to the model's input size with the filter its weights expect
-(the model card's ``resample``: Lanczos for ``ben2_base``, as its published ``inference()``), the alpha is resized
-back bilinearly and, as BEN's own post-processing does, min-max normalised per image (``normalize``). With
-``refine_foreground`` the cut-out's colours are blur-fusion foreground estimates (:mod:`visionzoo.predict.foreground`,
-BEN2's ``refine_foreground``); the mask is the same either way. Videos (``clip.mp4`` ...) get a mask video, a
-cut-out with alpha and a green-screen video with the sound kept (:mod:`visionzoo.predict.video`).
+(the model card's ``preprocessing.resample``: Lanczos for ``ben2_base``, as its published ``inference()``), the
+alpha is resized back bilinearly and, as BEN's own post-processing does, min-max normalised per image
+(``normalize``). With ``refine_foreground`` the cut-out's colours are blur-fusion foreground estimates
+(:mod:`visionzoo.predict.foreground`, BEN2's ``refine_foreground``); the mask is the same either way. Videos
+(``clip.mp4`` ...) get a mask video, a cut-out with alpha and a green-screen video with the sound kept
+(:mod:`visionzoo.predict.video`).
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.data.images import IMAGE_SUFFIXES, LoadedImage, read_image, write_image_atomic
-from visionzoo.data.transforms import RESAMPLE_FILTERS, image_to_tensor, resize_image
+from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.pixels import full_scale, unit_to_uint8
 from visionzoo.predict.common import BatchReport, chunks, find_inputs, progress_bar, resolve_device
 from visionzoo.predict.foreground import estimate_foreground
 from visionzoo.predict.video import VIDEO_SUFFIXES, VideoTargets, cut_out_video, frame_count
+from visionzoo.preprocessing import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,14 @@ class CutoutPredictor:
     Args:
         net: a BEN model (``forward`` returns ``{"alpha": (B, 1, H, W), ...}``).
         input: file, folder or glob. output: folder for the results.
-        input_size: square network input in pixels (1024 for the registered BEN models).
+        input_size: square network input in pixels; ``None``: the model's (``preprocessing.input_size``).
         batch_size: images (or video frames) per forward pass. overwrite: redo inputs whose outputs exist.
         device: ``auto``, ``cpu``, ``cuda``... precision: ``fp32`` or ``bf16`` (autocast).
         normalize: min-max stretch each alpha map, as BEN's post-processing does.
         compile: ``torch.compile`` the model first (about a minute of compilation; pays off on large folders:
             1.90 s -> 1.50 s per 1024x1024 image for ben_dla34 on the 2-core CPU).
-        resample: the resize filter to the input size, ``area`` or ``lanczos`` (the configs take the model card's).
-        channels_last: run in that memory layout (the configs take the model card's: on for the DLA BENs,
-            1.9 s instead of 2.5 s per 1024x1024 image for ben_dla34 on the 2-core CPU; off for BEN2).
+        preprocessing: what the model expects (its card's; the run passes it): the input size, normalisation,
+            resize filter and memory layout (``channels_last``: faster for the DLA BENs on the CPU, not for BEN2).
         refine_foreground: blur-fusion foreground colours in the cut-out (the mask is unchanged).
         background: RGB colour behind the cut-out in the green-screen video of a video input.
     """
@@ -87,34 +87,34 @@ class CutoutPredictor:
         net: nn.Module,
         input: str,
         output: str,
-        input_size: int = 1024,
+        input_size: int | None = None,
         batch_size: int = 1,
         overwrite: bool = False,
         device: str = "auto",
         precision: str = "fp32",
         normalize: bool = True,
         compile: bool = False,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        resample: str = "area",
         refine_foreground: bool = False,
         background: Sequence[int] = (0, 255, 0),
-        channels_last: bool = True,
+        preprocessing: Preprocessing | None = None,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise DataError(f"predictor.precision must be fp32 or bf16, not {precision!r}")
-        if resample not in RESAMPLE_FILTERS:
-            raise DataError(f"predictor.resample must be one of {', '.join(RESAMPLE_FILTERS)}, not {resample!r}")
+        self.preprocessing = preprocessing or Preprocessing()
+        if input_size is None:
+            if self.preprocessing.input_size is None:
+                raise DataError("predictor.input_size is not set and the model card gives none; pass "
+                                "predictor.input_size=PIXELS")
+            input_size = self.preprocessing.input_size[-1]
         self.device = resolve_device(device)
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.memory_format = torch.channels_last if self.preprocessing.channels_last else torch.contiguous_format
         self.net = net.eval().to(self.device, memory_format=self.memory_format)
         if compile:
             self.net = torch.compile(self.net)
         self.input, self.output = str(input), Path(output)
         self.input_size, self.batch_size, self.overwrite = int(input_size), int(batch_size), bool(overwrite)
         self.precision, self.normalize = precision, normalize
-        self.mean, self.std = tuple(mean), tuple(std)
-        self.resample, self.refine_foreground = resample, bool(refine_foreground)
+        self.refine_foreground = bool(refine_foreground)
         self.background = tuple(int(v) for v in background)
 
     def output_paths(self, inputs: list[Path]) -> dict[Path, tuple[Path, ...]]:
@@ -136,7 +136,8 @@ class CutoutPredictor:
         """Float alpha ``(H, W)`` in [0, 1] at each image's own size, for ``(H, W, 3)`` uint8 RGB images."""
         size = (self.input_size, self.input_size)
         batch = torch.stack([
-            image_to_tensor(resize_image(im, size, self.resample), self.mean, self.std) for im in images
+            image_to_tensor(resize_image(im, size, self.preprocessing.resample), self.preprocessing.mean,
+                            self.preprocessing.std) for im in images
         ]).to(self.device, memory_format=self.memory_format)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             alpha = self.net(batch)["alpha"].float()

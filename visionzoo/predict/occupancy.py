@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
+from visionzoo.constants import OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
 from visionzoo.data.images import write_image_atomic
 from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import DataError
 from visionzoo.files import atomic_write, ensure_writable_folder
 from visionzoo.predict.common import BatchReport, progress_bar, resolve_device
+from visionzoo.preprocessing import Preprocessing
 from visionzoo.visualize import (OCCUPANCY_PICTURE_TITLES, class_legend, image_grid, occupancy_bev,
                                   occupancy_picture_row, occupancy_voxels, side_by_side)
 
@@ -46,30 +47,34 @@ class OccupancyPredictor:
         input: the folder holding the info pickles and ``samples/`` (like ``data.root``).
         output: folder for the predicted ``labels.npz`` files and ``pictures/``.
         split / info_file: which info pickle to read (``info_file``, relative to ``input``, wins).
-        input_size: network input (height, width); cameras: camera names in the model's order.
+        input_size: network input (height, width) in pixels; ``None``: the model's.
         pictures: samples drawn (0: none). device: ``auto``, ``cpu``, ``cuda``...
-        resample / key_ego: image resize and key ego frame, as for the data module (the configs take the model
-            card's).
+        preprocessing: what the model expects (its card's; the run passes it): camera order, key ego frame, image
+            resize and normalisation, as for the data module.
     """
 
     def __init__(
         self, net: nn.Module, input: str, output: str, overwrite: bool = False, split: str = "val",
-        info_file: str | None = None, input_size: Sequence[int] = (256, 704),
-        cameras: Sequence[str] = NUSCENES_CAMERAS, pictures: int = 4, device: str = "auto",
-        resample: str = "area", key_ego: str = "lidar",
+        info_file: str | None = None, input_size: Sequence[int] | None = None, pictures: int = 4,
+        device: str = "auto", preprocessing: Preprocessing | None = None,
     ) -> None:
         self.net, self.input, self.output, self.overwrite = net, Path(input), Path(output), overwrite
-        self.split, self.info_file, self.cameras = split, info_file, list(cameras)
-        self.resample, self.key_ego = resample, key_ego
+        self.preprocessing = preprocessing or Preprocessing()
+        self.split, self.info_file, self.cameras = split, info_file, list(self.preprocessing.cameras)
+        if input_size is None:
+            if self.preprocessing.input_size is None:
+                raise DataError("predictor.input_size is not set and the model card gives none; pass "
+                                "predictor.input_size=[HEIGHT,WIDTH]")
+            input_size = self.preprocessing.input_size[-2:]
         self.augment = ImageAugment(size=(int(input_size[0]), int(input_size[1])))
         self.pictures, self.device = pictures, resolve_device(device)
 
     def run(self) -> BatchReport:
         records = occ3d_records(self.input, self.split, self.cameras, self.info_file, root_key="input",
-                                key_ego=self.key_ego)
+                                key_ego=self.preprocessing.key_ego)
         ensure_writable_folder(self.output)
         grid = self.net.grid
-        dataset = Occ3DDataset(records, grid, self.augment, targets=False, resample=self.resample)
+        dataset = Occ3DDataset(records, grid, self.augment, targets=False, preprocessing=self.preprocessing)
         net = self.net.to(self.device).eval()
         front = self.cameras.index("CAM_FRONT") if "CAM_FRONT" in self.cameras else 0
         report, drawn = BatchReport(), 0
@@ -97,7 +102,8 @@ class OccupancyPredictor:
         return report
 
     def _draw(self, record, image: torch.Tensor, semantics: np.ndarray, grid) -> None:
-        front, z_scale = tensor_to_image(image), grid.voxel[2] / grid.voxel[0]
+        front = tensor_to_image(image, self.preprocessing.mean, self.preprocessing.std)
+        z_scale = grid.voxel[2] / grid.voxel[0]
         if record.labels_path.is_file():
             truth = read_labels(record.labels_path, grid, record.token)
             tiles = occupancy_picture_row(front, truth["semantics"], semantics, truth["mask_camera"], z_scale)

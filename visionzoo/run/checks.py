@@ -71,6 +71,17 @@ def check_arguments(node: Any, key: str) -> None:
                           f"configs/")
 
 
+def takes_argument(node: Any, name: str) -> bool:
+    """Whether the constructor of config ``node`` (its ``_target_``) has a parameter ``name``."""
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if target is None:
+        return False
+    try:
+        return name in inspect.signature(_locate(target)).parameters
+    except (ValueError, TypeError):
+        return False
+
+
 def check_same_grid(data: Any, net: Any) -> None:
     """A DHD network and its data use one occupancy grid (``data.grid``, which the DHD model configs read)."""
     data_grid, net_grid = getattr(data, "grid", None), getattr(net, "grid", None)

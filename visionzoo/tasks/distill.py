@@ -91,8 +91,8 @@ class BENDistillTask(BENTask):
             check_target_folder(datamodule.targets_dir, self.teacher)
         self.trainer.strategy.barrier("teacher targets folder")
         share = photos[self.trainer.global_rank :: self.trainer.world_size]
-        write_teacher_masks(self.teacher, [(p, datamodule.target_path(p)) for p in share], datamodule.resample,
-                            self.teacher_batch_size, progress=self.trainer.is_global_zero)
+        write_teacher_masks(self.teacher, [(p, datamodule.target_path(p)) for p in share], self.teacher_batch_size,
+                            progress=self.trainer.is_global_zero)
         self.trainer.strategy.barrier("teacher targets written")
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -24,8 +24,9 @@ from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError, VisionZooError
 from visionzoo.files import atomic_write
 from visionzoo.models.factory import create_model
-from visionzoo.models.registry import list_models, model_card
+from visionzoo.models.registry import list_models, model_card, resolve_preprocessing
 from visionzoo.pixels import unit_to_uint8
+from visionzoo.preprocessing import Preprocessing
 
 #: Records which teacher wrote a target folder.
 FINGERPRINT_FILE = "teacher.json"
@@ -40,14 +41,17 @@ class Teacher:
         name: its registered name. weights: where its weights came from (file, URL or hub name).
         input_size: (height, width) the teacher sees, in pixels.
         precision: ``auto`` (bf16 autocast on CUDA, fp32 elsewhere), ``fp32`` or ``bf16``.
+        preprocessing: what the teacher expects of its input (its card's): the photos are resized for it with its
+            filter (:func:`write_teacher_masks`).
     """
 
     def __init__(self, net: nn.Module, name: str, weights: str, input_size: tuple[int, int],
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", preprocessing: Preprocessing | None = None) -> None:
         if precision not in PRECISIONS:
             raise VisionZooError(f"teacher.precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         self.net = net.eval().requires_grad_(False)
         self.name, self.weights, self.input_size, self.precision = name, str(weights), input_size, precision
+        self.preprocessing = preprocessing or Preprocessing()
 
     @property
     def device(self) -> torch.device:
@@ -74,8 +78,10 @@ class Teacher:
         return alpha.float().clamp(0, 1)
 
     def fingerprint(self) -> dict[str, object]:
-        """What makes two teachers' masks interchangeable: name, weights (path, size, mtime), input size."""
-        record: dict[str, object] = {"name": self.name, "weights": self.weights, "input_size": list(self.input_size)}
+        """What makes two teachers' masks interchangeable: name, weights (path, size, mtime), input size and its
+        resize filter."""
+        record: dict[str, object] = {"name": self.name, "weights": self.weights, "input_size": list(self.input_size),
+                                     "resample": self.preprocessing.resample}
         path = Path(self.weights)
         files = sorted(path.iterdir()) if path.is_dir() else [path] if path.is_file() else []
         if files:  # a local file or save_pretrained folder: its files' sizes and times tell its versions apart
@@ -96,7 +102,7 @@ def load_teacher(name: str, weights: str | None, input_size: int | Sequence[int]
                              "model.safetensors, a zoo BEN checkpoint) or a URL / hf-hub: name")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     net = create_model(name, pretrained=weights)
-    return Teacher(net, name, weights, (int(size[0]), int(size[1])), precision)
+    return Teacher(net, name, weights, (int(size[0]), int(size[1])), precision, resolve_preprocessing(name))
 
 
 def check_target_folder(folder: Path, teacher: Teacher) -> None:
@@ -114,11 +120,12 @@ def check_target_folder(folder: Path, teacher: Teacher) -> None:
     atomic_write(marker, lambda tmp: Path(tmp).write_text(json.dumps(fingerprint, indent=2) + "\n"))
 
 
-def write_teacher_masks(teacher: Teacher, jobs: Sequence[tuple[Path, Path]], resample: str = "area",
-                        batch_size: int = 4, progress: bool = True) -> dict[Path, str]:
+def write_teacher_masks(teacher: Teacher, jobs: Sequence[tuple[Path, Path]], batch_size: int = 4,
+                        progress: bool = True) -> dict[Path, str]:
     """Write the teacher's mask of each ``(photo, target)`` pair whose target does not exist yet.
 
-    Each photo is read upright, resized to the teacher's input with ``resample``, and its soft mask resized back
+    Each photo is read upright, resized to the teacher's input with its filter and normalised as its card says
+    (``teacher.preprocessing``), and its soft mask resized back
     to the photo's size (bilinear) and written as an 8-bit PNG (no stretching). Returns the photos that failed,
     with the reason; the others' masks are complete files (atomic writes), so an interrupted run resumes.
     """
@@ -135,7 +142,8 @@ def write_teacher_masks(teacher: Teacher, jobs: Sequence[tuple[Path, Path]], res
                 failed[photo] = str(err)
                 continue
             sizes.append(rgb.shape[:2])
-            tensors.append(image_to_tensor(resize_image(rgb, teacher.input_size, resample)))
+            pre = teacher.preprocessing
+            tensors.append(image_to_tensor(resize_image(rgb, teacher.input_size, pre.resample), pre.mean, pre.std))
             targets.append(target)
         if not tensors:
             continue
