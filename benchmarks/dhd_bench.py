@@ -31,27 +31,16 @@ import torch
 from run import matmul_peak  # benchmarks/run.py (this folder is on sys.path when the script runs)
 from torch.utils.flop_counter import FlopCounterMode
 
-#: Parts of each model kind: submodule names, and the view transform's functions (module, attribute).
+#: The DHD network's parts: submodule names, and the view transform's functions (module, attribute).
 PARTS = {
-    "DHDS": {
-        "image encoder": ["img_backbone", "img_neck"],
-        "depth + height nets": ["img_view_transformer.depth_net", "img_view_transformer.height_net"],
-        "view transform": [],
-        "BEV encoder": ["img_bev_encoder_backbone", "img_bev_encoder_neck"],
-        "band encoders": ["img_voxel_encoder0", "img_voxel_encoder1", "img_voxel_encoder2"],
-        "SFA + head": ["mix", "occ_head"],
-    },
-    "DHD": {
-        "image encoder": ["image_encoder"],
-        "depth + height nets": ["depth_net", "height_net"],
-        "view transform": [],
-        "BEV encoder": ["bev_encoder"],
-        "band encoders": ["subspace_encoders"],
-        "SFA + head": ["sfa", "head"],
-    },
+    "image encoder": ["img_backbone", "img_neck"],
+    "depth + height nets": ["img_view_transformer.depth_net", "img_view_transformer.height_net"],
+    "view transform": [],
+    "BEV encoder": ["img_bev_encoder_backbone", "img_bev_encoder_neck"],
+    "band encoders": ["img_voxel_encoder0", "img_voxel_encoder1", "img_voxel_encoder2"],
+    "SFA + head": ["mix", "occ_head"],
 }
-VIEW_FUNCTIONS = {"DHDS": [("visionzoo.models.dhd_s", "pool_to_bev"), ("img_view_transformer", "voxel_indices")],
-                  "DHD": [("visionzoo.models.dhd", "pool_voxels"), ("", "geometry")]}
+VIEW_FUNCTIONS = [("visionzoo.models.dhd.view", "pool_to_bev"), ("img_view_transformer", "voxel_indices")]
 
 
 def _inputs(device: str, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
@@ -104,13 +93,12 @@ def _instrument(model: torch.nn.Module, timer: _Timer) -> dict[str, list[str]]:
     """Wrap every part's modules (and the view transform's functions) with the timer; returns the parts."""
     import importlib
 
-    kind = type(model).__name__
-    parts = {part: _called_modules(model, names) for part, names in PARTS[kind].items()}
+    parts = {part: _called_modules(model, names) for part, names in PARTS.items()}
     for part, names in parts.items():
         for name in names:
             module = model.get_submodule(name)
             module.forward = timer.wrap(part, module.forward)
-    for owner, attribute in VIEW_FUNCTIONS[kind]:
+    for owner, attribute in VIEW_FUNCTIONS:
         if owner.startswith("visionzoo."):
             target = importlib.import_module(owner)
         else:

@@ -57,9 +57,9 @@ def occ3d_full_grid(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dhd_s_released_checkpoint(tmp_path_factory) -> Path:
     """dhd_s with the deterministic test weights in the released mmcv form: ``meta``, ``state_dict``, ``optimizer``."""
-    from visionzoo.models.dhd_s import DHDS
+    import visionzoo
 
     path = tmp_path_factory.mktemp("dhd_s") / "DHD-S.pth"
-    state = deterministic_state_dict(DHDS().state_dict())
+    state = deterministic_state_dict(visionzoo.create_model("dhd_s").state_dict())
     torch.save({"meta": {"mmcv_version": "1.5.0", "epoch": 24}, "state_dict": state, "optimizer": {}}, path)
     return path

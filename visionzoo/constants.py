@@ -21,3 +21,12 @@ OCC3D_COLOURS = (
 
 #: nuScenes cameras in the order BEVDet feeds them.
 NUSCENES_CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT")
+
+#: DHD's height range in metres, (lowest, highest, step), both ends included: 65 bins of HeightNet's classes and of
+#: the LiDAR height targets.
+DHD_HEIGHT_RANGE = (-1.0, 5.4, 0.1)
+DHD_HEIGHT_BINS = tuple(round(DHD_HEIGHT_RANGE[0] + DHD_HEIGHT_RANGE[2] * i, 1) for i in range(65))
+#: The official DHD occupancy head's nuScenes voxel counts per class (its class weights are 1 / ln(count + 0.001));
+#: ``task.class_counts`` takes them in place of the training split's counts.
+OCC3D_NUSCENES_CLASS_COUNTS = (944004, 1897170, 152386, 2391677, 16957802, 724139, 189027, 2074468, 413451, 2384460,
+                               5916653, 175883646, 4275424, 51393615, 61411620, 105975596, 116424404, 1892500630)

@@ -20,7 +20,7 @@ from visionzoo.data.synthetic_occ3d import camera_rig
 from visionzoo.errors import ConfigError, DataError
 from visionzoo.geometry import (OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid, bev_flip_matrix, image_affine, lift_to_ego,
                                 project_to_image, rigid, yaw_camera_rotation)
-from visionzoo.models.voxel_pooling import voxel_indices
+from visionzoo.models.dhd.view import voxel_indices
 from visionzoo.preprocessing import Preprocessing
 
 T = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float64)  # noqa: E731
@@ -49,10 +49,10 @@ def test_known_point_lands_on_expected_pixel_and_lifts_back_into_its_voxel(camer
     assert float(depth[0]) == pytest.approx(10.0)
     back = lift_to_ego(uv, depth, T(intrinsics), T(cam2ego), T(post))
     assert back[0].numpy() == pytest.approx(point, abs=1e-9)
-    kept, index = voxel_indices(back[None].float(), SYNTHETIC_GRID)
+    kept, index = voxel_indices(back[None].float(), SYNTHETIC_GRID, rounding="floor")
     cell = np.floor((point - np.array(SYNTHETIC_GRID.lower)) / np.array(SYNTHETIC_GRID.voxel)).astype(int)
     assert kept.tolist() == [0]
-    assert int(index) == (cell[0] * 50 + cell[1]) * 16 + cell[2]
+    assert int(index) == (cell[2] * 50 + cell[1]) * 50 + cell[0]  # ((z * Y) + y) * X + x
 
 
 def test_flip_rotation_and_bev_flip_round_trip():

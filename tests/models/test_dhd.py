@@ -1,4 +1,4 @@
-"""DHD parts: voxel pooling against a naive loop, index caching, MGHS masks and sub-grids, SFA, head, shapes."""
+"""DHD parts: voxel pooling against a naive loop, index caching, MGHS sub-grids, SFA, head, UNet depths, shapes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 import visionzoo
 from visionzoo.data.synthetic_occ3d import camera_rig
 from visionzoo.geometry import SYNTHETIC_GRID, OccupancyGrid, image_affine
-from visionzoo.models.dhd import SFA, ChannelToHeightHead, height_masks
-from visionzoo.models.voxel_pooling import (VoxelIndexCache, frustum, lift_points, pool_voxels, voxel_indices)
+from visionzoo.models.dhd.parts import ChannelToHeightHead, SynergisticFeatureAggregation, UNet
+from visionzoo.models.dhd.view import (VoxelIndexCache, collapsed, frustum, lift_frustum, pool_to_bev,
+                                       voxel_indices)
 
 SMALL = OccupancyGrid((-2.0, 2.0), (-1.0, 1.0), (-1.0, 1.0), (1.0, 0.5, 1.0))  # 4 x 4 x 2
 
@@ -40,10 +41,12 @@ def test_voxel_pooling_equals_the_naive_reference(collapse_z):
     points = torch.rand(batch, cams, bins, h, w, 3, generator=generator, dtype=torch.float64) * 6 - 3
     depth = torch.rand(batch, cams, bins, h, w, generator=generator, dtype=torch.float64).softmax(dim=2)
     features = torch.randn(batch, cams, channels, h, w, generator=generator, dtype=torch.float64)
-    kept, index = voxel_indices(points, SMALL, collapse_z=collapse_z)
-    X, Y, Z = SMALL.shape
-    layers = 1 if collapse_z else Z
-    pooled = pool_voxels(depth, features, kept, index, batch * X * Y * layers).view(batch, X, Y, layers, channels)
+    grid = collapsed(SMALL) if collapse_z else SMALL
+    kept, index = voxel_indices(points, grid, rounding="floor")
+    X, Y, layers = grid.shape
+    pooled = pool_to_bev(depth, features, kept, index, grid)  # (B, Z * C, Y, X), z-major channels
+    assert pooled.shape == (batch, layers * channels, Y, X)
+    pooled = pooled.view(batch, layers, channels, Y, X).permute(0, 4, 3, 1, 2)  # (B, X, Y, Z, C)
     expected = naive_pool(points, depth, features, SMALL, collapse_z)
     assert 0 < len(kept) < points[..., 0].numel()  # some points fall outside the grid
     assert torch.allclose(pooled, expected)
@@ -65,11 +68,11 @@ def test_index_cache_reuses_indices_for_the_same_geometry():
 def test_frustum_lift_hits_the_pixel_ray_at_each_depth():
     cam2ego, intrinsics, _ = camera_rig(0.16)["CAM_FRONT"]
     post = image_affine(0.5, (0, 8), False, 0.0, (64, 128))
-    points = frustum((64, 128), 16, (1.0, 5.0, 1.0))
+    points = frustum((64, 128), 16, (1.0, 5.0, 1.0), pixels="centres")
     assert points.shape == (4, 4, 8, 3)
     assert points[2, 1, 3].tolist() == [3 * 16 + 7.5, 16 + 7.5, 3.0]
     as_t = lambda a: torch.as_tensor(a, dtype=torch.float32)[None, None]  # noqa: E731
-    ego = lift_points(points, as_t(intrinsics), as_t(cam2ego), as_t(post), torch.eye(3)[None])
+    ego = lift_frustum(points, as_t(intrinsics), as_t(cam2ego), as_t(post), torch.eye(3)[None])
     assert ego.shape == (1, 1, 4, 4, 8, 3)
     # the same pixel at depths 1..4 m: points on one ray from the camera centre, 1 m apart along its axis
     ray = ego[0, 0, :, 1, 3] - torch.as_tensor(cam2ego[:3, 3], dtype=torch.float32)
@@ -79,29 +82,31 @@ def test_frustum_lift_hits_the_pixel_ray_at_each_depth():
     assert torch.allclose(direction, direction[:1].expand_as(direction), atol=1e-6)
 
 
-def test_mghs_masks_and_sub_grids():
-    heights = torch.tensor([-1.0, -0.5, 0.59, 0.6, 2.19, 2.2, 5.4, 5.5]).view(1, 1, 1, 8)
-    masks = height_masks(heights, (-1.0, 0.6, 2.2, 5.4))
-    assert masks.shape == (1, 3, 1, 8)
-    assert masks[0, :, 0].int().tolist() == [[1, 1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 0, 0, 0],
-                                              [0, 0, 0, 0, 0, 1, 1, 0]]
+def test_mghs_bands_and_their_encoders():
     model = visionzoo.create_model("dhd_tiny")
-    assert [sub.shape for sub in model.subgrids] == [(50, 50, 4), (50, 50, 4), (50, 50, 8)]
-    assert [sub.z_range for sub in model.subgrids] == [(-1.0, 0.6), (0.6, 2.2), (2.2, 5.4)]
-    # each subspace UNet sees its layers folded into channels: context x layers
-    assert [e.enc[0][0].in_channels for e in model.subspace_encoders] == [16 * 4, 16 * 4, 16 * 8]
+    view = model.img_view_transformer
+    assert [band.shape for band in view.bands] == [(50, 50, 4), (50, 50, 4), (50, 50, 8)]
+    assert [band.z_range for band in view.bands] == [(-1.0, 0.6), (0.6, 2.2), (2.2, 5.4)]
+    assert view.bev_grid.shape == (50, 50, 1)
+    # each band's UNet sees its layers folded into channels: context x layers
+    encoders = [getattr(model, f"img_voxel_encoder{i}") for i in range(3)]
+    assert [e.inc.double_conv[0].in_channels for e in encoders] == [16 * 4, 16 * 4, 16 * 8]
 
 
-def test_sfa_and_head_shapes():
-    sfa = SFA(32, 48)
-    f_db, f_hr = torch.randn(2, 32, 10, 12), torch.randn(2, 32, 10, 12)
-    assert sfa(f_db, f_hr).shape == (2, 48, 10, 12)
-    head = ChannelToHeightHead(48, layers=16, num_classes=18)
-    assert head(torch.randn(2, 48, 10, 12)).shape == (2, 10, 12, 16, 18)
+def test_sfa_head_and_unet_shapes():
+    sfa = SynergisticFeatureAggregation(64, 48)  # F_db and F_hr of 32 channels each
+    assert sfa(torch.randn(2, 64, 10, 12)).shape == (2, 48, 10, 12)
+    head = ChannelToHeightHead(48, layers=16, classes=18)
+    assert head(torch.randn(2, 48, 10, 12)).shape == (2, 12, 10, 16, 18)  # (B, C, Y, X) -> (B, X, Y, Z, classes)
+    two_levels = UNet(24, 8, widths=(16, 32))
+    assert [name for name, _ in two_levels.named_children()] == ["inc", "down1", "up1", "outc"]
+    assert two_levels(torch.randn(1, 24, 25, 13)).shape == (1, 8, 25, 13)  # odd sizes padded back
+    with pytest.raises(ValueError, match="each twice the one before"):
+        UNet(24, 8, widths=(16, 24))
 
 
 def test_bad_configs_are_refused():
-    with pytest.raises(ValueError, match="must sum to bev_channels"):
+    with pytest.raises(ValueError, match="summing to bev_channels 32"):
         visionzoo.create_model("dhd_tiny", subspace_channels=(8, 8, 8))
     with pytest.raises(ValueError, match="layer boundary"):
         visionzoo.create_model("dhd_tiny", mask_range=(-1.0, 0.5, 2.2, 5.4))
@@ -119,9 +124,9 @@ def test_tiny_model_forward_shapes_and_geometry_cache():
     images = torch.randn(1, 2, 3, 32, 64)
     with torch.no_grad():
         out = model(images, intrinsics, cam2ego, post, torch.eye(3)[None])
-        cached = model._index_cache.value
+        cached = model.img_view_transformer._index_cache.value
         model(images, intrinsics, cam2ego, post, torch.eye(3)[None])
-    assert model._index_cache.value is cached
+    assert model.img_view_transformer._index_cache.value is cached
     assert out["logits"].shape == (1, 50, 50, 16, 18)
     assert out["depth"].shape == (1, 2, 28, 2, 4) and out["height"].shape == (1, 2, 65, 2, 4)
     assert SYNTHETIC_GRID.shape == model.grid.shape

@@ -16,17 +16,10 @@ import torch
 import visionzoo
 from tests.golden.make_dhd_s_golden import profiles, rig_inputs
 from tests.helpers.deterministic import deterministic_state_dict, golden_input
-from visionzoo.models.dhd_s import (
-    BEV_GRID,
-    DHDS,
-    SUBGRIDS,
-    MaskGuidedHeightSampling,
-    bevdet_input,
-    camera_vector,
-    official_frustum,
-    pool_to_bev,
-    truncated_voxel_index,
-)
+from visionzoo.geometry import OCC3D_GRID, OccupancyGrid
+from visionzoo.models.dhd import DHD, bevdet_input
+from visionzoo.models.dhd.parts import camera_vector
+from visionzoo.models.dhd.view import MaskGuidedHeightSampling, frustum, pool_to_bev, voxel_indices
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT")
@@ -39,12 +32,12 @@ def golden() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def state() -> dict[str, torch.Tensor]:
-    return deterministic_state_dict(DHDS().state_dict())
+    return deterministic_state_dict(visionzoo.create_model("dhd_s").state_dict())
 
 
 @pytest.fixture(scope="module")
-def model(state) -> DHDS:
-    net = DHDS().eval()
+def model(state) -> DHD:
+    net = visionzoo.create_model("dhd_s").eval()
     net.load_state_dict(state)
     return net
 
@@ -107,20 +100,20 @@ def test_images_are_handed_over_as_the_official_pipeline_normalises_them():
 
 
 def test_frustum_uses_linspace_pixel_positions_not_centres():
-    frustum = official_frustum((256, 704), 16, (1.0, 45.0, 1.0))
-    assert frustum.shape == (44, 16, 44, 3)
-    assert frustum[0, 0, :, 0].tolist()[:2] == pytest.approx([0.0, 703 / 43])  # u = 0, 16.35 ... 703
-    assert frustum[0, -1, -1, :2].tolist() == [703.0, 255.0]
-    assert frustum[:, 0, 0, 2].tolist() == [float(d) for d in range(1, 45)]
+    points = frustum((256, 704), 16, (1.0, 45.0, 1.0))
+    assert points.shape == (44, 16, 44, 3)
+    assert points[0, 0, :, 0].tolist()[:2] == pytest.approx([0.0, 703 / 43])  # u = 0, 16.35 ... 703
+    assert points[0, -1, -1, :2].tolist() == [703.0, 255.0]
+    assert points[:, 0, 0, 2].tolist() == [float(d) for d in range(1, 45)]
 
 
 def test_voxel_index_truncates_toward_zero_and_folds_z_first():
-    grid = ((-2.0, 2.0, 1.0), (-2.0, 2.0, 1.0), (0.0, 2.0, 1.0))  # 4 x 4 x 2 cells
+    grid = OccupancyGrid((-2.0, 2.0), (-2.0, 2.0), (0.0, 2.0), (1.0, 1.0, 1.0))  # 4 x 4 x 2 cells
     points = torch.tensor([[[-2.5, 0.5, 0.5],     # x cell -0.5 -> 0 by truncation (floor would drop it)
                             [-3.5, 0.5, 0.5],     # -1.5 -> -1: outside
                             [1.5, -1.5, 1.5],     # cell (3, 0, 1)
                             [0.5, 0.5, 2.0]]])    # z cell 2 = the size: outside (upper bound half-open)
-    kept, index = truncated_voxel_index(points, grid)
+    kept, index = voxel_indices(points, grid)
     assert kept.tolist() == [0, 2]
     assert index.tolist() == [(0 * 4 + 2) * 4 + 0, (1 * 4 + 0) * 4 + 3]  # ((z * Y) + y) * X + x
     depth = torch.ones(1, 1, 1, 1, 4)  # four points, weight 1 each
@@ -131,8 +124,9 @@ def test_voxel_index_truncates_toward_zero_and_folds_z_first():
 
 
 def test_height_bands_are_half_open_and_the_top_bin_is_outside():
-    view = MaskGuidedHeightSampling().eval()
-    assert SUBGRIDS[2][2] == (2.2, 5.4, 0.4) and BEV_GRID[2] == (-1.0, 5.4, 6.4)
+    view = MaskGuidedHeightSampling(OCC3D_GRID).eval()
+    assert view.bands[2].z_range == (2.2, 5.4) and view.bands[2].voxel[2] == 0.4
+    assert view.bev_grid.z_range == (-1.0, 5.4) and view.bev_grid.voxel[2] == 6.4
     with torch.no_grad():
         view.height_net.depth_conv[-1].weight.zero_()
         for bin_index, expected in ((0, 0), (15, 0), (16, 1), (31, 1), (32, 2), (63, 2), (64, None)):
@@ -154,7 +148,7 @@ def test_camera_vector_is_in_the_official_order():
 
 
 def test_voxel_indices_are_cached_while_the_geometry_stays():
-    view = MaskGuidedHeightSampling()
+    view = MaskGuidedHeightSampling(OCC3D_GRID)
     geometry = rig_inputs(1, ("CAM_FRONT",))
     first = view.voxel_indices(**geometry)
     assert view.voxel_indices(**geometry) is first

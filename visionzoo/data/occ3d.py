@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_FREE
+from visionzoo.constants import DHD_HEIGHT_RANGE, NUSCENES_CAMERAS, OCC3D_FREE
 from visionzoo.data.sampling import sample_rng
 from visionzoo.errors import DataError
 from visionzoo.geometry import OccupancyGrid, bev_flip_matrix, image_affine, rigid
@@ -40,8 +40,6 @@ CAMERA_KEYS = ("data_path", "sensor2ego_translation", "sensor2ego_rotation", "eg
 LABEL_ARRAYS = ("semantics", "mask_lidar", "mask_camera")
 #: The prefix the BEVDet converters write in front of every path.
 BEVDET_PREFIXES = ("./data/nuscenes/", "data/nuscenes/")
-#: Height bins of the HeightNet labels: -1.0 .. 5.4 m in 0.1 m steps (65 bins).
-HEIGHT_BINS = (-1.0, 5.4, 0.1)
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -299,7 +297,7 @@ def _read_image(path: Path, sample: str, camera: str, pillow: bool = False) -> n
 
 
 def _height_bin(height: np.ndarray) -> np.ndarray:
-    lo, hi, step = HEIGHT_BINS
+    lo, hi, step = DHD_HEIGHT_RANGE
     bins = np.rint((np.nan_to_num(height, nan=lo) - lo) / step)
     return np.clip(bins, 0, round((hi - lo) / step)).astype(np.int64)
 

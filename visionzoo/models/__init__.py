@@ -4,7 +4,7 @@ Importing this package registers every family's models (their modules call ``reg
 ``list_models`` is complete whichever module a caller imports first.
 """
 
-from visionzoo.models import ben, ben2, dhd, dhd_s, dip, dla  # noqa: F401  (they register their models)
+from visionzoo.models import ben, ben2, dhd, dip, dla  # noqa: F401  (they register their models)
 from visionzoo.models.backbones import DLA_VARIANTS, TimmFeatures
 from visionzoo.models.encoders import DLAUpEncoder
 from visionzoo.models.factory import create_model, from_pretrained

@@ -1,0 +1,208 @@
+"""The DHD network (one class for the published DHD-S and the zoo's variants) and its registered models.
+
+Pipeline for B samples of N cameras, input H x W, feature stride 16 (h = H / 16, w = W / 16)::
+
+    img_backbone -> img_neck: (B*N, C, h, w)
+    img_view_transformer (MGHS): depth distribution (D bins) + context (Cc), HeightNet (65 bins: -1.0 .. 5.4 m);
+        the context lifted with the depth into the z-collapsed BEV, and, masked by the argmax height map into
+        [-1, 0.6), [0.6, 2.2), [2.2, 5.4) m, into each band's sub-grid
+    img_bev_encoder_backbone + img_bev_encoder_neck (BEVResNet + FPN-LSS) on the BEV        -> F_db (C_bev)
+    img_voxel_encoder0/1/2 (UNets) on the z-folded bands, concatenated                        -> F_hr (C_bev)
+    mix (SFA) over cat(F_db, F_hr) -> occ_head: 3x3 conv + per-cell MLP -> (B, X, Y, Z, classes) logits
+
+``dhd_s`` is DHD-S as published (Wu et al., ICRA 2025; github yanzq95/DHD, ``projects/configs/DHD/DHD-S.py``): the
+official module tree key for key and the official computation, with no mmcv/mmdet3d. Its weights expect BGR
+channels normalised with the RGB mean/std (mmcv's ``imnormalize`` with ``to_rgb=True`` on Pillow's RGB array), which
+:func:`bevdet_input` makes of the zoo's input; its card's preprocessing (``resample="bicubic"``,
+``key_ego="first_camera"``) makes the data pipeline resize like the official one and put the geometry in the first
+camera's ego frame. ``dhd_dla34``, ``dhd_r50`` and ``dhd_tiny`` are the zoo's: a timm backbone fused by IDA-Up,
+camera-aware depth and height nets without the deformable convolution, pixel-centre frustum and floor cell indices,
+narrower BEV encoders; every size follows the grid, so reduced grids use the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
+from visionzoo.geometry import OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid, as_grid
+from visionzoo.models.backbones import TINY_DLA_KWARGS
+from visionzoo.models.dhd.parts import (FPNLSS, BEVResNet, ChannelToHeightHead, LateralFPN, ResNet50Features,
+                                        SynergisticFeatureAggregation, UNet, timm_image_encoder)
+from visionzoo.models.dhd.view import MASK_RANGE, MaskGuidedHeightSampling
+from visionzoo.models.registry import register_model
+from visionzoo.preprocessing import Preprocessing
+
+
+def bevdet_input(images: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised RGB ``(..., 3, H, W)`` -> what the official DHD network sees: the BGR channels, each
+    normalised with the mean/std of the RGB channel at its position (``(B - mean_R) / std_R``, ``(G - mean_G) /
+    std_G``, ``(R - mean_B) / std_B``)."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    pixels = images * std + mean  # [0, 1] RGB
+    return (pixels.flip(-3) - mean) / std
+
+
+class DHD(nn.Module):
+    """Deep Height Decoupling occupancy network (see the module docstring).
+
+    Args:
+        img_backbone / img_neck: image features ``(B*N, 3, H, W)`` -> a list -> ``(B*N, C, h, w)``.
+        img_view_transformer: the :class:`~visionzoo.models.dhd.view.MaskGuidedHeightSampling`; its grid is the
+            network's.
+        bev_stages: widths of the BEV encoder's three stages; ``bev_channels``: width C_bev of F_db, F_hr and the
+            head; ``band_channels``: the band UNets' output widths (summing to ``bev_channels``); ``unet_widths``:
+            the UNets' level widths.
+        num_classes: occupancy classes (Occ3D: 18, free last).
+        bevdet_normalisation: the network was trained on the official pipeline's inputs (:func:`bevdet_input`).
+
+    ``forward(images (B, N, 3, H, W), intrinsics (B, N, 3, 3), cam2ego (B, N, 4, 4), post (B, N, 3, 3),
+    bda (B, 3, 3))`` with ImageNet-normalised RGB images and ``cam2ego`` into the key ego frame -> ``{"logits":
+    (B, X, Y, Z, classes), "depth": (B, N, D, h, w), "height": (B, N, 65, h, w)}`` (depth and height as logits).
+    """
+
+    def __init__(self, img_backbone: nn.Module, img_neck: nn.Module, img_view_transformer: MaskGuidedHeightSampling,
+                 bev_stages: Sequence[int] = (128, 256, 512), bev_channels: int = 256,
+                 band_channels: Sequence[int] = (64, 128, 64),
+                 unet_widths: Sequence[int] = (64, 128, 256, 512, 1024), num_classes: int = 18,
+                 bevdet_normalisation: bool = False) -> None:
+        super().__init__()
+        view = img_view_transformer
+        if len(band_channels) != len(view.bands) or sum(band_channels) != bev_channels:
+            raise ValueError(f"band_channels {list(band_channels)} must be one width per height band summing to "
+                             f"bev_channels {bev_channels}")
+        X, Y, Z = view.grid.shape
+        if X % 2 or Y % 2:
+            raise ValueError(f"the BEV encoder returns to the grid from half its size: {X} x {Y} cells must be even")
+        self.bevdet_normalisation = bevdet_normalisation
+        # registration order = the official state dict's key order
+        self.img_backbone = img_backbone
+        self.img_neck = img_neck
+        self.img_view_transformer = view
+        self.img_bev_encoder_backbone = BEVResNet(view.context_channels, bev_stages)
+        self.img_bev_encoder_neck = FPNLSS(bev_stages[0] + bev_stages[-1], bev_channels)
+        self.occ_head = ChannelToHeightHead(bev_channels, Z, num_classes)
+        for i, (band, width) in enumerate(zip(view.bands, band_channels)):
+            setattr(self, f"img_voxel_encoder{i}", UNet(view.context_channels * band.shape[2], width, unet_widths))
+        self.mix = SynergisticFeatureAggregation(2 * bev_channels, bev_channels)
+
+    @property
+    def grid(self) -> OccupancyGrid:
+        return self.img_view_transformer.grid
+
+    @property
+    def depth_bins(self) -> tuple[float, ...]:
+        return self.img_view_transformer.depth_bins
+
+    @property
+    def num_depth(self) -> int:
+        return self.img_view_transformer.num_depth
+
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
+                bda: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.bevdet_normalisation:
+            images = bevdet_input(images)
+        return self.forward_official(images, intrinsics, cam2ego, post, bda)
+
+    def forward_official(self, images: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor,
+                         post: torch.Tensor, bda: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`forward` for images already normalised as the network was trained on (for ``dhd_s``: as the
+        official pipeline does, see :func:`bevdet_input`)."""
+        batch, cams = images.shape[:2]
+        features = self.img_neck(self.img_backbone(images.flatten(0, 1)))
+        features = features.view(batch, cams, *features.shape[1:])
+        bev, bands, depth, height = self.img_view_transformer(features, intrinsics, cam2ego, post, bda,
+                                                              tuple(images.shape[-2:]))
+        f_db = self.img_bev_encoder_neck(self.img_bev_encoder_backbone(bev))
+        encoders = [getattr(self, f"img_voxel_encoder{i}") for i in range(len(bands))]
+        f_hr = torch.cat([encoder(band) for encoder, band in zip(encoders, bands)], dim=1)
+        logits = self.occ_head(self.mix(torch.cat([f_db, f_hr], dim=1)))
+        h, w = depth.shape[-2:]
+        return {"logits": logits, "depth": depth.view(batch, cams, -1, h, w),
+                "height": height.view(batch, cams, -1, h, w)}
+
+
+#: The published DHD-S's input size (height, width).
+DHD_S_INPUT_SIZE = (256, 704)
+
+
+def dhd_s(input_size: Sequence[int] = DHD_S_INPUT_SIZE) -> DHD:
+    """DHD-S as published: 917 state-dict entries, 146,690,869 parameters. ``input_size``: the camera images'
+    (height, width), multiples of 16 (published: 256 x 704)."""
+    view = MaskGuidedHeightSampling(OCC3D_GRID, input_size=input_size)
+    return DHD(ResNet50Features(), LateralFPN(), view, bevdet_normalisation=True)
+
+
+def dhd(
+    backbone: str = "dla34",
+    backbone_kwargs: dict[str, Any] | None = None,
+    backbone_pretrained: str | None = None,
+    grid: OccupancyGrid | dict | None = None,
+    depth_bins: Sequence[float] = (1.0, 45.0, 1.0),
+    neck_channels: int = 256,
+    context_channels: int = 64,
+    head_channels: int = 256,
+    bev_channels: int = 256,
+    bev_stages: Sequence[int] = (128, 256, 512),
+    mask_range: Sequence[float] = MASK_RANGE,
+    subspace_channels: Sequence[int] = (64, 128, 64),
+    unet_widths: Sequence[int] = (64, 128),
+    num_classes: int = 18,
+    stride: int = 16,
+    input_size: Sequence[int] = DHD_S_INPUT_SIZE,
+) -> DHD:
+    """The zoo's DHD on a timm image backbone.
+
+    Args:
+        backbone / backbone_kwargs / backbone_pretrained: the timm image backbone (needs strides 16 and 32).
+        grid: the occupancy grid (:class:`~visionzoo.geometry.OccupancyGrid` or its fields); Occ3D's by default.
+        depth_bins: ``(min, max, step)`` metres of the depth distribution.
+        neck_channels / context_channels / head_channels: image-feature, lifted-context and camera-net widths.
+        bev_channels / bev_stages: width of F_db, F_hr and the head; widths of the BEV encoder's stages.
+        mask_range: MGHS band boundaries (metres, on the grid's z layer boundaries); ``subspace_channels``: the
+            band UNets' output widths (sum = ``bev_channels``); ``unet_widths``: their level widths.
+        input_size: the input (height, width) the frustum is made for when none is seen yet.
+    """
+    image_backbone, image_neck = timm_image_encoder(backbone, neck_channels, backbone_kwargs, backbone_pretrained)
+    camera_net = dict(mid_channels=head_channels, blocks=2, aspp_dilations=(3, 6), aspp_dropout=0.0,
+                      deformable=False)
+    view = MaskGuidedHeightSampling(as_grid(grid, OCC3D_GRID), neck_channels, context_channels, input_size, stride,
+                                    depth_bins, mask_range, depth_net=camera_net, height_net=camera_net,
+                                    pixels="centres", rounding="floor")
+    return DHD(image_backbone, image_neck, view, bev_stages, bev_channels, subspace_channels, unet_widths, num_classes)
+
+
+_DHD_LICENSE = "Apache-2.0 (visionzoo re-implementation; DHD paper: Wu et al. 2024)"
+_OCC3D_INPUT = Preprocessing(input_size=(3, *DHD_S_INPUT_SIZE), grid=OCC3D_GRID)
+register_model(
+    "dhd_s", task="occupancy",
+    preprocessing=Preprocessing(input_size=(3, *DHD_S_INPUT_SIZE), resample="bicubic", key_ego="first_camera",
+                                grid=OCC3D_GRID),
+    license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
+    description="DHD-S as published (ResNet-50, 256 x 704, Occ3D-nuScenes): the official module tree and computation",
+)(dhd_s)
+register_model(
+    "dhd_dla34", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
+    description="DHD-S recipe on a DLA-34 image backbone, Occ3D-nuScenes grid (200 x 200 x 16)",
+    defaults={"backbone": "dla34"},
+)(dhd)
+register_model(
+    "dhd_r50", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
+    description="The zoo's DHD on a ResNet-50 image backbone, Occ3D-nuScenes grid (the published module tree is dhd_s)",
+    defaults={"backbone": "resnet50"},
+)(dhd)
+register_model(
+    "dhd_tiny", task="occupancy", preprocessing=Preprocessing(input_size=(3, 128, 256), grid=SYNTHETIC_GRID),
+    license=_DHD_LICENSE,
+    description="DHD on the tiny DLA with narrow BEV encoders, on the synthetic worlds' grid (50 x 50 x 16), "
+                "for tests and the CPU demo",
+    defaults={"backbone": "dla34", "backbone_kwargs": TINY_DLA_KWARGS, "grid": asdict(SYNTHETIC_GRID),
+              "depth_bins": (1.0, 29.0, 1.0), "neck_channels": 32, "context_channels": 16, "head_channels": 32,
+              "bev_channels": 32, "bev_stages": (32, 64, 64), "subspace_channels": (8, 16, 8),
+              "unet_widths": (16, 32), "input_size": (128, 256)},
+)(dhd)
