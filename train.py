@@ -3,12 +3,13 @@
 import hydra
 from omegaconf import DictConfig
 
-from visionzoo import cli, runner
+from visionzoo import cli
+from visionzoo.run import jobs
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    runner.main(runner.train, cfg)
+    jobs.main(jobs.train, cfg)
 
 
 if __name__ == "__main__":

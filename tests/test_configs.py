@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from tests.helpers.configs import CONFIG_DIR, compose_config, small_data_overrides
-from visionzoo import runner
+from visionzoo.run import jobs
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))
@@ -99,7 +99,7 @@ def test_experiment_fast_dev_run(experiment, tiny_dis, tiny_occ3d, tmp_path, cap
                  "callbacks.rich_progress_bar=null"]
     data_target = compose_config("train", overrides, tmp_path).data._target_
     cfg = compose_config("train", overrides + small_data_overrides(data_target, tiny_dis, tiny_occ3d), tmp_path)
-    metrics = runner.train(cfg)
+    metrics = jobs.train(cfg)
     assert metrics["train/loss"] > 0
     assert (tmp_path / "config.yaml").exists()
     assert (tmp_path / "metrics.json").exists() and (tmp_path / "metrics.csv").exists()
@@ -111,7 +111,7 @@ def test_dip_denoise_evaluates_against_bm3d(tmp_path):
 
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera,astronaut]", "task.fit.iterations=20",
                  "callbacks.rich_progress_bar=null", "task.save_outputs=true"]
-    rows = runner.evaluate(compose_config("eval", overrides, tmp_path))
+    rows = jobs.evaluate(compose_config("eval", overrides, tmp_path))
     assert [row["image"] for row in rows] == ["camera", "astronaut", "mean"]
     assert [row["channels"] for row in rows[:2]] == [1, 3]
     assert rows[2]["psnr_dip"] == pytest.approx((rows[0]["psnr_dip"] + rows[1]["psnr_dip"]) / 2)
@@ -148,8 +148,8 @@ def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tm
 
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera]", "task.fit.iterations=5",
                  "callbacks.rich_progress_bar=null", "task.pictures=0", "data.sigma=50"]
-    true = runner.evaluate(compose_config("eval", overrides, tmp_path / "true"))[0]
-    estimated = runner.evaluate(compose_config("eval", overrides + ["task.baseline_sigma=estimated"],
+    true = jobs.evaluate(compose_config("eval", overrides, tmp_path / "true"))[0]
+    estimated = jobs.evaluate(compose_config("eval", overrides + ["task.baseline_sigma=estimated"],
                                                tmp_path / "estimated"))[0]
     clean = skimage_image("camera", 32).astype("float32") / 255.0
     noisy = add_noise(clean, "gaussian", 50.0, seed=0)
@@ -163,7 +163,7 @@ def test_dip_denoise_baseline_at_the_estimated_sigma_reuses_the_fits_estimate(tm
     # with the blend, the baseline is the blend's own BM3D run (same sigma, same numbers up to the bm3d package's
     # threads, which vary its last bits from run to run: 1.3e-6 dB apart once)
     blend = ["task.baseline_sigma=estimated", "task.fit.blend=bm3d"]
-    blended = runner.evaluate(compose_config("eval", overrides + blend, tmp_path / "blended"))[0]
+    blended = jobs.evaluate(compose_config("eval", overrides + blend, tmp_path / "blended"))[0]
     assert blended["psnr_bm3d"] == pytest.approx(estimated["psnr_bm3d"], abs=1e-4)
 
 
@@ -171,8 +171,8 @@ def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
     overrides = ["experiment=dip_denoise", "data.size=32", "data.images=[camera,coins,astronaut]",
                  "task.fit.iterations=10", "callbacks.rich_progress_bar=null", "task.baseline=null", "task.pictures=0",
                  "task.fit.precision=fp32"]  # auto may be bf16 on the CPU, which fits one image at a time
-    one_by_one = runner.evaluate(compose_config("eval", overrides, tmp_path / "single"))
-    batched = runner.evaluate(compose_config("eval", overrides + ["data.batch_size=3"], tmp_path / "batched"))
+    one_by_one = jobs.evaluate(compose_config("eval", overrides, tmp_path / "single"))
+    batched = jobs.evaluate(compose_config("eval", overrides + ["data.batch_size=3"], tmp_path / "batched"))
     for alone, together in zip(one_by_one, batched):
         assert together["image"] == alone["image"] and together.get("model") == alone.get("model")
         # batched sums round differently: up to 1.1e-3 dB apart after 10 iterations (1 or 2 threads); another

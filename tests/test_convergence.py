@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from visionzoo import runner
+from visionzoo.run import jobs
 from tests.helpers.configs import compose_config
 
 #: The CPU distillation recipe at the demo's size (docs/ben.md): ben_tiny, 256 px, batch 8, AdamW 3e-3.
@@ -22,7 +22,7 @@ def ben_synthetic_run(tmp_path_factory) -> tuple[dict[str, float], Path]:
     and DIS-TE1..4: the validation metrics and the run folder."""
     run = tmp_path_factory.mktemp("ben_synthetic")
     cfg = compose_config("train", ["experiment=ben_synthetic", "callbacks.rich_progress_bar=null", "test=true"], run)
-    return runner.train(cfg), run
+    return jobs.train(cfg), run
 
 
 def _te_mean(run: Path) -> dict[str, float]:
@@ -48,10 +48,10 @@ def test_dhd_synthetic_beats_the_position_prior_twice(tmp_path):
     from hydra.utils import instantiate
 
     from visionzoo.data.occ3d import read_labels
-    from visionzoo.metrics.occupancy_baseline import position_prior, prior_miou
+    from tests.helpers.occupancy_baseline import position_prior, prior_miou
 
     cfg = compose_config("train", ["experiment=dhd_synthetic", "callbacks.rich_progress_bar=null"], tmp_path)
-    metrics = runner.train(cfg)
+    metrics = jobs.train(cfg)
     datamodule = instantiate(cfg.data)
     volumes = lambda split: [  # noqa: E731
         (labels["semantics"], labels["mask_camera"])
@@ -74,7 +74,7 @@ def test_a_student_distilled_from_photos_alone_nears_its_teacher(ben_synthetic_r
         "experiment=ben_distill", "model=ben_tiny", "teacher=ben", "teacher.name=ben_tiny", f"teacher.weights={teacher}",
         f"data.root={dis5k / 'DIS5K' / 'DIS-TR' / 'im'}", f"data.dis5k_root={dis5k}", "data.val_fraction=0.125",
         *DISTILL_RECIPE, "callbacks.rich_progress_bar=null"], tmp_path)
-    runner.train(cfg)
+    jobs.train(cfg)
     student, teacher_scores = _te_mean(tmp_path), _te_mean(teacher_run)
     print(f"DIS-TE mean maxFb: student {student['maxFb']:.4f}, teacher {teacher_scores['maxFb']:.4f}")
     assert student["maxFb"] >= 0.95 * teacher_scores["maxFb"]

@@ -76,15 +76,15 @@ def test_a_cycle_would_be_found(monkeypatch):
 
 @pytest.mark.parametrize("layer, forbidden", [
     ("visionzoo.models", ("visionzoo.data", "visionzoo.dip", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
-                          "visionzoo.runner", "visionzoo.checkpoints", "visionzoo.progress")),
+                          "visionzoo.run", "visionzoo.progress")),
     ("visionzoo.data", ("visionzoo.models", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
-                        "visionzoo.runner")),
+                        "visionzoo.run")),
     ("visionzoo.metrics", ("visionzoo.models", "visionzoo.data", "visionzoo.tasks", "visionzoo.predict",
-                           "visionzoo.runner")),
+                           "visionzoo.run")),
     ("visionzoo.dip", ("visionzoo.data", "visionzoo.tasks", "visionzoo.predict", "visionzoo.evaluate",
-                       "visionzoo.runner", "visionzoo.checkpoints", "visionzoo.progress")),
-    ("visionzoo.predict", ("visionzoo.tasks", "visionzoo.runner", "visionzoo.checkpoints")),
-    ("visionzoo.evaluate", ("visionzoo.tasks", "visionzoo.runner", "visionzoo.checkpoints")),
+                       "visionzoo.run", "visionzoo.progress")),
+    ("visionzoo.predict", ("visionzoo.tasks", "visionzoo.run")),
+    ("visionzoo.evaluate", ("visionzoo.tasks", "visionzoo.run")),
     ("visionzoo.pixels", ("visionzoo.",)),
 ])
 def test_layers_import_only_downwards(layer, forbidden):

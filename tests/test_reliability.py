@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tests.helpers.configs import compose_config, small_data_overrides
-from visionzoo import runner
+from visionzoo.run import jobs
 from visionzoo.errors import TrainingDivergedError
 from visionzoo.tasks.dhd import DHDTask
 
@@ -38,7 +38,7 @@ def test_same_seed_gives_the_same_metrics_twice(kind, tiny_dis, tiny_occ3d, tmp_
     runs = []
     for name in ("a", "b"):
         cfg = compose_config("train", overrides(kind, tiny_dis, tiny_occ3d, 2), tmp_path / name)
-        runs.append(runner.train(cfg))
+        runs.append(jobs.train(cfg))
     assert runs[0].keys() == runs[1].keys() and any(k.startswith("val/") for k in runs[0])
     assert runs[0] == runs[1]
 
@@ -89,7 +89,7 @@ def test_diverging_run_stops_in_one_line_and_keeps_its_last_checkpoint(tiny_dis,
     monkeypatch.setattr(DHDTask, "compute_losses", nan_from_step_4)
     cfg = compose_config("train", overrides("dhd", tiny_dis, tiny_occ3d, 4), tmp_path)
     with pytest.raises(TrainingDivergedError) as raised:
-        runner.train(cfg)
+        jobs.train(cfg)
     message = str(raised.value)
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert message.startswith("training diverged: non-finite loss at step 4 (epoch 2): ce=nan")
@@ -97,14 +97,14 @@ def test_diverging_run_stops_in_one_line_and_keeps_its_last_checkpoint(tiny_dis,
     state = torch.load(last, weights_only=True, map_location="cpu")
     assert state["global_step"] == 4 and all(torch.isfinite(v).all() for v in state["state_dict"].values())
     with pytest.raises(SystemExit) as exited:
-        runner.main(runner.train, compose_config("train", overrides("dhd", tiny_dis, tiny_occ3d, 4), tmp_path / "b"))
+        jobs.main(jobs.train, compose_config("train", overrides("dhd", tiny_dis, tiny_occ3d, 4), tmp_path / "b"))
     assert exited.value.code == 2
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_one_clear_error(tiny_dis, tiny_occ3d, tmp_path):
     cfg = compose_config("train", [*overrides("dhd", tiny_dis, tiny_occ3d, 1), "ckpt_path=last"], tmp_path)
-    with pytest.raises(runner.VisionZooError, match=r"ckpt_path=last: no checkpoints/last.ckpt in .*; pass ckpt_path="):
-        runner.train(cfg)
+    with pytest.raises(jobs.VisionZooError, match=r"ckpt_path=last: no checkpoints/last.ckpt in .*; pass ckpt_path="):
+        jobs.train(cfg)
 
 
 @pytest.fixture(scope="module")

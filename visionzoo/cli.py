@@ -60,16 +60,16 @@ def run_job(command: str, overrides: list[str]) -> None:
     """``train`` / ``eval`` / ``predict`` through Hydra with the packaged configs (what the entry-point scripts do)."""
     import hydra
 
-    from visionzoo import runner
+    from visionzoo.run import jobs
 
-    job = {"train": runner.train, "eval": runner.evaluate, "predict": runner.predict}[command]
+    job = {"train": jobs.train, "eval": jobs.evaluate, "predict": jobs.predict}[command]
     check_command_line(command, overrides)
     # Hydra reads the overrides from sys.argv; the job name keeps the scripts' log names (train.log ...).
     sys.argv = [f"visionzoo-{command}", *overrides, f"hydra.job.name={command}"]
 
     @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=command)
     def hydra_job(cfg: DictConfig) -> None:
-        runner.main(job, cfg)
+        jobs.main(job, cfg)
 
     hydra_job()
 

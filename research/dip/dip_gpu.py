@@ -34,7 +34,7 @@ import yaml
 
 import visionzoo
 from visionzoo.data.denoise import DenoiseDataModule, add_noise, skimage_image
-from visionzoo.data.images import read_image, write_image_atomic
+from visionzoo.data.images import read_image, write_image
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import estimate_architecture, iteration_budget
 from visionzoo.dip.fit import psnr, fit_dip, fit_dip_batch
@@ -116,7 +116,7 @@ def make_photo(folder: Path) -> tuple[Path, np.ndarray]:
     noisy = add_noise(clean, sigma=25.0, seed=0)
     path = folder / "input" / "photo.png"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_image_atomic(path, np.round(noisy * 255).astype(np.uint8))
+    write_image(path, np.round(noisy * 255).astype(np.uint8))
     return path, clean
 
 

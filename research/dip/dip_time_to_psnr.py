@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 
 import visionzoo
 from visionzoo.data.denoise import SKIMAGE_SET, add_noise, skimage_image
-from visionzoo.data.images import write_image_atomic
+from visionzoo.data.images import write_image
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.estimate import estimate_architecture
 from visionzoo.dip.recipe import DIPFitSettings, classical_denoise, fit_image, from_hwc
@@ -118,7 +118,7 @@ def main() -> None:
         times = dict(zip(curves, (t_skip, t_est, t_def, [0.0, float(max(t_skip[-1], t_def[-1]))])))
         plots.append(line_plot(curves, f"{image}, sigma {args.sigma:g}: PSNR vs wall time", "seconds", "PSNR (dB)",
                                x=times))
-    write_image_atomic(Path(args.out).with_suffix(".png"), np.concatenate(plots, axis=0))
+    write_image(Path(args.out).with_suffix(".png"), np.concatenate(plots, axis=0))
     mean = lambda key: float(np.nanmean([r[key] for r in rows]))  # noqa: E731
     lines = [
         "# DIP time-to-PSNR",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers.configs import compose_config
-from visionzoo import runner
+from visionzoo.run import jobs
 from visionzoo.errors import DataError
 from visionzoo.evaluate.dis_predictions import DISPredictionsEvaluator
 
@@ -35,9 +35,9 @@ def test_scores_equal_the_evaluation_that_wrote_the_predictions(tiny_dis, tmp_pa
 
     with open_dict(cfg):
         cfg.weights_required = False  # random weights are enough: both sides score the same masks
-    evaluated = [row for row in runner.evaluate(cfg) if row["model"] == "refined"]
+    evaluated = [row for row in jobs.evaluate(cfg) if row["model"] == "refined"]
 
-    scored = runner.evaluate(compose_config("eval", [
+    scored = jobs.evaluate(compose_config("eval", [
         "experiment=dis_predictions", f"pred_root={tmp_path / 'preds'}",
         f"data.root={gt_only_copy(tiny_dis, tmp_path / 'gt_only')}"], tmp_path / "scored"))
     assert [r["split"] for r in scored] == [r["split"] for r in evaluated]

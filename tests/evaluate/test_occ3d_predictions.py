@@ -12,7 +12,7 @@ import torch
 
 import visionzoo
 from tests.helpers.configs import compose_config, small_data_overrides
-from visionzoo import runner
+from visionzoo.run import jobs
 from visionzoo.constants import OCC3D_CLASSES, OCC3D_FREE
 from visionzoo.errors import DataError
 from visionzoo.evaluate.occ3d_predictions import Occ3DPredictionsEvaluator
@@ -26,12 +26,12 @@ def test_scoring_the_zoos_predictions_equals_its_evaluation(tiny_occ3d, tmp_path
     net = visionzoo.create_model("dhd_tiny", grid=SYNTHETIC_GRID, depth_bins=[1.0, 29.0, 1.0])
     torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, tmp_path / "dhd.ckpt")
     weights = f"ckpt_path={tmp_path / 'dhd.ckpt'}"  # random weights, the same on both sides
-    evaluated = runner.evaluate(compose_config("eval", ["experiment=dhd_synthetic", "callbacks.rich_progress_bar=null",
+    evaluated = jobs.evaluate(compose_config("eval", ["experiment=dhd_synthetic", "callbacks.rich_progress_bar=null",
                                                         "task.pictures=0", weights, *data], tmp_path / "eval"))
     predict_cfg = compose_config("predict", ["experiment=dhd_occ3d", "model=dhd_tiny", f"input={tiny_occ3d}",
                                              f"output={tmp_path / 'preds'}", "predictor.pictures=0", weights, *data],
                                  tmp_path / "predict")
-    runner.predict(predict_cfg)
+    jobs.predict(predict_cfg)
     scored = Occ3DPredictionsEvaluator(str(tmp_path / "preds"), str(tiny_occ3d), grid=SYNTHETIC_GRID).run()
     assert [r["class"] for r in scored] == [*OCC3D_CLASSES[:OCC3D_FREE], "mIoU"] and scored[-1]["samples"] == 1
     for ours, theirs in zip(scored, evaluated):

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 import visionzoo
 from tests.helpers.configs import compose_config
-from visionzoo import runner
+from visionzoo.run import jobs
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError, VisionZooError
 from visionzoo.metrics.dis import AgreementMetrics
@@ -163,7 +163,7 @@ def test_distillation_runs_end_to_end(targets, teacher_weights, tiny_dis, tmp_pa
         (photos / image.parent.parent.name / image.name).symlink_to(image)
     cfg = compose_config("train", _distill_overrides(photos, teacher_weights, f"data.targets={targets}",
                                                      f"data.dis5k_root={tiny_dis}"), tmp_path / "run")
-    metrics = runner.train(cfg)
+    metrics = jobs.train(cfg)
     assert metrics["train/loss"] > 0 and "val/softMAE" in metrics and "val/DIS-VD/maxFb" in metrics
     targets_dir = Path(cfg.data.targets_dir)
     cached = sorted(p.relative_to(targets_dir) for p in targets_dir.rglob("*.png"))
@@ -186,7 +186,7 @@ def test_a_student_equal_to_its_teacher_agrees_with_it(teacher_weights, photos, 
     of two identical computations (0 up to float noise between batch sizes)."""
     cfg = compose_config("eval", [*_distill_overrides(photos / "DIS-VD/im", teacher_weights, "data.val_fraction=0.5"),
                                   f"ckpt_path={teacher_weights}"], tmp_path)
-    rows = {r["model"]: r for r in runner.evaluate(cfg)}
+    rows = {r["model"]: r for r in jobs.evaluate(cfg)}
     assert rows["refined"]["split"] == "held-out photos"
     assert rows["refined"]["softMAE"] < 1e-4
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from visionzoo.metrics.occupancy_baseline import position_prior, prior_miou
+from tests.helpers.occupancy_baseline import position_prior, prior_miou
 from visionzoo.tasks.occupancy_losses import (bin_bce_loss, class_weights_from_counts, depth_bins_of,
                                               geo_scal_loss, sem_scal_loss, weighted_cross_entropy)
 

@@ -94,8 +94,9 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-def write_image_atomic(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """Write an RGB/RGBA/gray array to ``path`` via a temporary file, so no half-written file is ever left."""
+def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
+    """Encode an RGB/RGBA/gray array as the image type ``path``'s suffix names, through the one atomic writer
+    (:func:`visionzoo.files.atomic_write`), so no half-written file is ever left."""
     path = Path(path)
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)

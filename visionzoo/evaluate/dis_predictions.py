@@ -23,7 +23,7 @@ from visionzoo.data.images import IMAGE_SUFFIXES, read_mask
 from visionzoo.errors import DataError
 from visionzoo.evaluate.common import check_on_missing, listing, report_problems
 from visionzoo.metrics.dis import DIS_METRIC_ORDER, SCORE_NAMES, SkeletonCache, score_image, summarize_scores
-from visionzoo.predict.common import progress_bar
+from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class DISPredictionsEvaluator:
         splits = self.scorable_splits()
         jobs = {split: self.matched_files(split) for split in splits}
         rows = []
-        with progress_bar() as bar, ProcessPoolExecutor(self.workers) if self.workers > 1 else _InProcess() as pool:
+        with file_progress() as bar, ProcessPoolExecutor(self.workers) if self.workers > 1 else _InProcess() as pool:
             for split in splits:
                 scored: dict[str, list[np.ndarray]] = {name: [] for name in SCORE_NAMES}
                 unreadable = []

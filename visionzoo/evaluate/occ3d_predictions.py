@@ -24,7 +24,7 @@ from visionzoo.errors import DataError
 from visionzoo.evaluate.common import check_on_missing, listing, report_problems
 from visionzoo.geometry import OCC3D_GRID, OccupancyGrid, as_grid
 from visionzoo.metrics.occupancy import OccupancyMIoU
-from visionzoo.predict.common import progress_bar
+from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
 PREDICTION_ARRAY = "semantics"
@@ -98,7 +98,7 @@ class Occ3DPredictionsEvaluator:
         tokens = [token for token in truths if token in predictions]
         camera, everywhere = OccupancyMIoU(), OccupancyMIoU()
         unusable: list[str] = []
-        with progress_bar() as bar:
+        with file_progress() as bar:
             task = bar.add_task("samples", total=len(tokens))
             for token in tokens:
                 labels = read_prediction(predictions[token], self.grid)

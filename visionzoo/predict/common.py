@@ -10,11 +10,9 @@ from typing import Iterable
 
 import torch
 from rich.console import Console
-from rich.progress import Progress
 
 from visionzoo.data.images import IMAGE_SUFFIXES
 from visionzoo.errors import DataError
-from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +58,6 @@ def find_inputs(spec: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) ->
         kind = "image" if suffixes == IMAGE_SUFFIXES else "image or video"
         raise DataError(f"no {kind} files ({', '.join(suffixes)}) found at {text}")
     return wanted, others
-
-
-def progress_bar() -> Progress:
-    """Files-in/files-out progress: a bar on a terminal, plain lines in a log (:func:`visionzoo.progress.file_progress`)."""
-    return file_progress()
 
 
 def resolve_device(device: str) -> torch.device:

@@ -23,15 +23,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from visionzoo.data.images import IMAGE_SUFFIXES, LoadedImage, read_image, write_image_atomic
+from visionzoo.data.images import IMAGE_SUFFIXES, LoadedImage, read_image, write_image
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.pixels import full_scale, unit_to_uint8
-from visionzoo.predict.common import BatchReport, chunks, find_inputs, progress_bar, resolve_device
+from visionzoo.predict.common import BatchReport, chunks, find_inputs, resolve_device
 from visionzoo.predict.foreground import estimate_foreground
 from visionzoo.predict.video import VIDEO_SUFFIXES, VideoTargets, cut_out_video, frame_count
 from visionzoo.preprocessing import Preprocessing
+from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class CutoutPredictor:
         report.finished = [p for p in inputs if p not in todo]
         images = [p for p in todo if p.suffix.lower() in IMAGE_SUFFIXES]
         videos = [p for p in todo if p.suffix.lower() in VIDEO_SUFFIXES]
-        with progress_bar() as bar:
+        with file_progress() as bar:
             if images:
                 self._cut_out_images(images, targets, report, bar)
             for video in videos:
@@ -190,8 +191,8 @@ class CutoutPredictor:
                 mask = alpha_to_uint8(alpha, self.normalize)
                 mask_path, cutout_path = targets[image.path]
                 try:
-                    write_image_atomic(mask_path, mask)
-                    write_image_atomic(cutout_path, compose_cutout(image, mask, self.refine_foreground))
+                    write_image(mask_path, mask)
+                    write_image(cutout_path, compose_cutout(image, mask, self.refine_foreground))
                     report.written.append(image.path)
                 except DataError as err:
                     report.failed[image.path] = str(err)

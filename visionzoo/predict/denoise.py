@@ -25,13 +25,14 @@ from typing import Any, Callable
 import numpy as np
 from torch import nn
 
-from visionzoo.data.images import LoadedImage, read_image, write_image_atomic
+from visionzoo.data.images import LoadedImage, read_image, write_image
 from visionzoo.dip.recipe import DIPFitSettings, fit_images, from_hwc, to_hwc
 from visionzoo.dip.tiles import Tile, TileBlender, TileCache, tile_grid
 from visionzoo.errors import ConfigError, DataError
 from visionzoo.files import ensure_writable_folder
 from visionzoo.pixels import from_unit, to_unit
-from visionzoo.predict.common import BatchReport, find_inputs, progress_bar, resolve_device
+from visionzoo.predict.common import BatchReport, find_inputs, resolve_device
+from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class DenoisePredictor:
                 report.finished.append(path)
             else:
                 todo.append(path)
-        with progress_bar() as progress:
+        with file_progress() as progress:
             files = progress.add_task("denoising", total=len(todo))
             steps = progress.add_task("  fit", total=None)  # tile-iterations, known once the image is read
             for path in todo:
@@ -168,7 +169,7 @@ class DenoisePredictor:
                     image = read_image(path)
                     pixels = self.denoise(image, on_step=lambda done, total: progress.update(steps, completed=done,
                                                                                              total=total))
-                    write_image_atomic(self.output_path(path), pixels)
+                    write_image(self.output_path(path), pixels)
                     self.tile_cache(path).clear()
                     report.written.append(path)
                 except DataError as err:  # this file's fault: report it and go on

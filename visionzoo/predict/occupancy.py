@@ -20,13 +20,14 @@ import torch
 from torch import nn
 
 from visionzoo.constants import OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
-from visionzoo.data.images import write_image_atomic
+from visionzoo.data.images import write_image
 from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import DataError
 from visionzoo.files import atomic_write, ensure_writable_folder
-from visionzoo.predict.common import BatchReport, progress_bar, resolve_device
+from visionzoo.predict.common import BatchReport, resolve_device
 from visionzoo.preprocessing import Preprocessing
+from visionzoo.progress import file_progress
 from visionzoo.visualize import (OCCUPANCY_PICTURE_TITLES, class_legend, image_grid, occupancy_bev,
                                   occupancy_picture_row, occupancy_voxels, side_by_side)
 
@@ -78,7 +79,7 @@ class OccupancyPredictor:
         net = self.net.to(self.device).eval()
         front = self.cameras.index("CAM_FRONT") if "CAM_FRONT" in self.cameras else 0
         report, drawn = BatchReport(), 0
-        with progress_bar() as bar, torch.inference_mode():
+        with file_progress() as bar, torch.inference_mode():
             task = bar.add_task("occupancy", total=len(records))
             for index, record in enumerate(records):
                 target = self.output / record.scene / record.token / "labels.npz"
@@ -113,4 +114,4 @@ class OccupancyPredictor:
                      occupancy_voxels(semantics, OCC3D_COLOURS, OCC3D_FREE, z_scale=z_scale)]
             titles = ("front camera", "BEV predicted", "voxels predicted")
         picture = side_by_side(image_grid([tiles], titles, cell=256), class_legend(OCC3D_CLASSES, OCC3D_COLOURS))
-        write_image_atomic(self.output / "pictures" / f"{record.token}.png", picture)
+        write_image(self.output / "pictures" / f"{record.token}.png", picture)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from visionzoo.data.contract import NamedSplits, datamodule_of
-from visionzoo.data.images import write_image_atomic
+from visionzoo.data.images import write_image
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import VisionZooError
 from visionzoo.files import ensure_writable_folder
@@ -214,7 +214,7 @@ class BENTask(VisionTask):
             self._collect_pictures(split, batch, preds)
         if self.save_predictions is not None:
             for name, mask in zip(batch["name"], preds[self.variants[-1]]):
-                write_image_atomic(self.save_predictions / split / f"{name}.png", mask)
+                write_image(self.save_predictions / split / f"{name}.png", mask)
 
     def on_test_epoch_end(self) -> None:
         rows = []

@@ -20,7 +20,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from visionzoo.data.contract import SyntheticNoise, datamodule_of
-from visionzoo.data.images import write_image_atomic
+from visionzoo.data.images import write_image
 from visionzoo.dip.classical import bm3d_denoise
 from visionzoo.dip.fit import psnr
 from visionzoo.dip.recipe import DIPFitSettings, FittedImage, fit_images, from_hwc, to_hwc
@@ -76,7 +76,7 @@ class DIPDenoiseTask(L.LightningModule):
     def _save_output(self, folder: str, name: str, image: np.ndarray) -> None:
         """``(H, W, C)`` in [0, 1] -> ``<run dir>/<folder>/<name>.png``, 8-bit gray or RGB."""
         pixels = unit_to_uint8(image)
-        write_image_atomic(self.run_dir / folder / f"{name}.png", pixels[..., 0] if pixels.shape[2] == 1 else pixels)
+        write_image(self.run_dir / folder / f"{name}.png", pixels[..., 0] if pixels.shape[2] == 1 else pixels)
 
     def on_test_start(self) -> None:
         self.rows, self._picture_rows = [], []

@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from visionzoo.data.images import write_image_atomic
+from visionzoo.data.images import write_image
 
 
 def publish_picture(module: L.LightningModule, name: str, rgb: np.ndarray) -> Path:
@@ -16,7 +16,7 @@ def publish_picture(module: L.LightningModule, name: str, rgb: np.ndarray) -> Pa
     (``logger=tensorboard``; tag ``pictures/<name>`` at the current global step). Returns the file's path."""
     trainer = module.trainer
     path = Path(trainer.default_root_dir) / "pictures" / f"{name}.png"
-    write_image_atomic(path, rgb)
+    write_image(path, rgb)
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(f"pictures/{name}", rgb, global_step=module.global_step, dataformats="HWC")

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from rich.progress import track
 from torch import nn
 
-from visionzoo.data.images import read_image, write_image_atomic
+from visionzoo.data.images import read_image, write_image
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError, VisionZooError
 from visionzoo.files import atomic_write
@@ -151,7 +151,7 @@ def write_teacher_masks(teacher: Teacher, jobs: Sequence[tuple[Path, Path]], bat
         for alpha, size, target in zip(alphas, sizes, targets):
             full = F.interpolate(alpha[None], size=size, mode="bilinear", align_corners=False)[0, 0]
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_image_atomic(target, unit_to_uint8(full).cpu().numpy())
+            write_image(target, unit_to_uint8(full).cpu().numpy())
     for photo, reason in failed.items():
         logging.getLogger(__name__).warning("teacher mask skipped: %s: %s", photo, reason)
     return failed

@@ -1,8 +1,8 @@
 """The jobs of ``train.py``, ``eval.py`` and ``predict.py``, given a composed Hydra config.
 
 The entry-point scripts stay thin: they compose the config and call :func:`main` with one of :func:`train`,
-:func:`evaluate` or :func:`predict`. The parts each job uses live in :mod:`visionzoo.run` (config checks,
-construction, results) and :mod:`visionzoo.checkpoints` (which checkpoint to resume). User mistakes
+:func:`evaluate` or :func:`predict`. The parts each job uses are this package's other modules (config checks,
+construction, results, checkpoint policy). User mistakes
 (:class:`~visionzoo.errors.VisionZooError`, also when Hydra wraps one raised in a constructor) end in one line on
 stderr and exit status 2; anything else is a bug and keeps its traceback.
 """
@@ -16,7 +16,7 @@ from typing import Any, Callable
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from visionzoo.checkpoints import check_training_checkpoint, resume_checkpoint
+from visionzoo.run.checkpoints import check_training_checkpoint, resume_checkpoint
 from visionzoo.errors import VisionZooError
 from visionzoo.files import atomic_write
 from visionzoo.models.weights import load_weights
