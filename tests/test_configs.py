@@ -16,14 +16,16 @@ from tests.helpers.configs import CONFIG_DIR, compose_config, small_data_overrid
 from visionzoo.run import jobs
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra"))
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "common"))
+#: The recipe each predictor serves (predictors read its task and data keys and predict.py's input/output).
+PREDICTOR_RECIPES = {"cutout": "ben_cutout", "occupancy": "dhd_occ3d", "denoise": "dip_denoise"}
 GROUP_OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONFIG_DIR / g).glob("*.yaml"))]
 _RECIPES = {e: OmegaConf.load(CONFIG_DIR / "experiment" / f"{e}.yaml") for e in EXPERIMENTS}
 #: Recipes with a task: evaluated with eval.py; those with a predictor: run by predict.py; trained unless the
 #: recipe says it needs no weights (every image fitted at test time).
 EVAL_EXPERIMENTS = [e for e, r in _RECIPES.items() if any("/task" in str(d) for d in r.get("defaults", []))]
 TRAIN_EXPERIMENTS = [e for e in EVAL_EXPERIMENTS if _RECIPES[e].get("weights_required", True)]
-PREDICT_EXPERIMENTS = [e for e, r in _RECIPES.items() if "predictor" in r]
+PREDICT_EXPERIMENTS = [e for e, r in _RECIPES.items() if any("/predictor" in str(d) for d in r.get("defaults", []))]
 #: Recipes that score another model's prediction files (eval.py, no network).
 EVALUATOR_EXPERIMENTS = [e for e, r in _RECIPES.items() if "evaluator" in r]
 
@@ -65,7 +67,11 @@ def test_every_group_option_composes_and_builds(group, option, tmp_path):
     """Every option of every group composes and resolves, every ``_target_`` in it names something importable, and
     the groups that need no data or weights are instantiated: callbacks, loggers, CPU trainers, models."""
     experiment = "dhd_synthetic" if group == "model" and option.startswith("dhd") else "ben_synthetic"  # data.grid
-    cfg = compose_config("train", [f"experiment={experiment}", f"{group}={option}"], tmp_path)
+    if group == "predictor":
+        cfg = compose_config("predict", [f"experiment={PREDICTOR_RECIPES[option]}", f"predictor={option}", "input=x",
+                                         "output=y"], tmp_path)
+    else:
+        cfg = compose_config("train", [f"experiment={experiment}", f"{group}={option}"], tmp_path)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for key, target in _targets(resolved[group], group):
         assert callable(_locate(target)), f"{key}._target_={target}"
