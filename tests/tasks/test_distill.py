@@ -16,10 +16,11 @@ from hydra.utils import instantiate
 
 import visionzoo
 from tests.helpers.configs import compose_config
-from visionzoo.run import jobs
 from visionzoo.data.transforms import image_to_tensor, resize_image
 from visionzoo.errors import DataError, VisionZooError
 from visionzoo.metrics.dis import AgreementMetrics
+from visionzoo.models.ben import TRIMAP_UNKNOWN
+from visionzoo.run import jobs
 from visionzoo.tasks.distill import BENDistillTask
 from visionzoo.tasks.teacher import Teacher, check_target_folder, load_teacher, uncertain_band, write_teacher_masks
 
@@ -129,17 +130,26 @@ def test_the_teacher_is_neither_trained_nor_saved(teacher_weights):
 
 
 def test_refiner_loss_weighs_the_teacher_unsure_band(teacher_weights):
+    """The Refiner's band is the student's unknown pixels plus the teacher's unsure ones grown by ``band_dilation``:
+    with a student sure of everything but one pixel, the grown block is all that shows, so every dilation tells."""
     task = _task(teacher_weights).train()
-    image = torch.randn(2, 3, 32, 32)
-    out = task._forward(image)
-    confident = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    student = {"trimap": torch.zeros(2, 1, 32, 32)}  # background everywhere ...
+    student["trimap"][1, 0, 30, 2] = TRIMAP_UNKNOWN  # ... but one unknown pixel
+    confident = (torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     unsure = confident.clone()
-    unsure[..., 10:14, 10:14] = 0.5
-    student_band = task.refiner_band(out, confident)
-    torch.testing.assert_close(student_band, super(BENDistillTask, task).refiner_band(out, confident))
-    band = task.refiner_band(out, unsure)
-    assert torch.all(band[..., 7:17, 7:17] == 1)  # the 4 x 4 unsure block grown by 3 px
-    torch.testing.assert_close(band, torch.maximum(student_band, uncertain_band(unsure, 0.9, 7)))
+    unsure[..., 10:14, 10:14] = 0.5  # a 4 x 4 block the teacher is unsure about
+    assert torch.equal(task.refiner_band(student, confident), (student["trimap"] == TRIMAP_UNKNOWN).float())
+    for dilation, grown in ((7, slice(7, 17)), (3, slice(9, 15)), (1, slice(10, 14))):
+        task.band_dilation = dilation
+        expected = torch.zeros(2, 1, 32, 32)
+        expected[..., grown, grown] = 1  # the block grown by (dilation - 1) / 2 pixels on every side
+        expected[1, 0, 30, 2] = 1
+        assert torch.equal(task.refiner_band(student, unsure), expected), dilation
+    # a real student's band is the same union
+    out = task._forward(torch.randn(2, 3, 32, 32))
+    task.band_dilation = 7
+    torch.testing.assert_close(task.refiner_band(out, unsure), torch.maximum(
+        super(BENDistillTask, task).refiner_band(out, unsure), uncertain_band(unsure, 0.9, 7)))
 
 
 def _distill_overrides(photos: Path, weights: Path, *extra: str) -> list[str]:
