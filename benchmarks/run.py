@@ -98,7 +98,8 @@ def _measure(spec: dict, queue: mp.Queue) -> None:
     if name in spec["external"]:
         model, channels = build_external(spec["external"][name]).eval().to(device), 3
     else:
-        model, channels = visionzoo.create_model(name).eval().to(device), visionzoo.model_card(name).input_size[0]
+        model = visionzoo.create_model(name).eval().to(device)
+        channels = visionzoo.model_card(name).preprocessing.input_size[0]
     x = torch.randn(spec["batch"], channels, spec["size"], spec["size"], device=device)
     if layout == "channels_last":
         model = model.to(memory_format=torch.channels_last)

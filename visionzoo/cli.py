@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Iterator
@@ -23,7 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, ListConfig, Node, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from visionzoo.errors import VisionZooError
 
@@ -129,70 +128,61 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
 
 def _compose(config_name: str, overrides: list[str]) -> DictConfig:
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            return compose(config_name, overrides=overrides, return_hydra_config=True)
+        return _compose_raw(config_name, overrides, hydra_config=True)
     except MissingConfigException as err:
-        raise VisionZooError(_missing_option(str(err))) from err
+        raise VisionZooError(_missing_option(err)) from err
     except (HydraException, OmegaConfBaseException) as err:
-        key = re.match(r"Could not override '([^']+)'", str(err))
-        if key and "not in struct" in str(err.__cause__):
-            value = _options_value(config_name, overrides, key.group(1))
-            if value is not None:
-                raise VisionZooError(f"{key.group(1)}={value} adds options that {key.group(1)} lacks; to replace it "
-                                     f"whole write ~{key.group(1)} '+{key.group(1)}={value}'") from err
-            nested = re.search(r"full_key: (\S+)", str(err.__cause__))  # a mapping override's unknown inner key
-            raise VisionZooError(_unknown_key(config_name, overrides, key.group(1),
-                                              nested.group(1) if nested else key.group(1))) from err
+        cause = err.__cause__
+        full_key = getattr(cause, "full_key", None)
+        if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and full_key:
+            problem = _unknown_key(config_name, overrides, full_key)
+            if problem is not None:
+                raise VisionZooError(problem) from err
         raise VisionZooError(f"{_first_line(err)} (in the command line overrides)") from err
 
 
-def _options_value(config_name: str, overrides: list[str], key: str) -> str | None:
-    """The value of an override ``key={...}`` that Hydra merges into ``key``, a flat mapping of options
-    (``task.fit.early_stop={rule: auto}``), and that the config's struct mode refused for a key the old mapping lacks
-    (the fix: ``~key '+key={...}'``). ``None`` when ``key`` is not such a mapping."""
-    value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "")
-    if not value.lstrip().startswith("{"):
-        return None
-    rest = [o for o in overrides if o.split("=", 1)[0] != key]
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            node = OmegaConf.select(compose(config_name, overrides=rest), key)
-    except (HydraException, OmegaConfBaseException):
-        return None
-    if not isinstance(node, DictConfig) or any(isinstance(v, (DictConfig, ListConfig)) for v in node.values()):
-        return None
-    return value
+def _compose_raw(config_name: str, overrides: list[str], hydra_config: bool = False) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides, return_hydra_config=hydra_config)
 
 
-def _missing_option(message: str) -> str:
-    """``Could not find 'experiment/ben_dis'`` -> the option, the closest name and the list to pick from."""
-    wanted = re.search(r"Could not find '([^']+)'", message)
-    options = re.findall(r"^\t(\S+)$", message, flags=re.MULTILINE)
-    if wanted is None:
-        return _first_line(message)
-    group, _, option = wanted.group(1).rpartition("/")
+def _missing_option(err: MissingConfigException) -> str:
+    """``experiment/ben_dis`` not found -> the option, the closest name and the list to pick from."""
+    if not err.missing_cfg_file:
+        return _first_line(err)
+    group, _, option = err.missing_cfg_file.rpartition("/")
     if not group:
         return f"config '{option}' not found in {CONFIG_DIR}"
+    options = list(err.options or [])
     closest = difflib.get_close_matches(option, options, n=1)
     hint = f" (did you mean {group}={closest[0]}?)" if closest else ""
     return f"no config {group}={option}{hint}; pick one of configs/{group}/: {', '.join(options)}"
 
 
-def _unknown_key(config_name: str, overrides: list[str], override_key: str, key: str) -> str:
-    """An unknown ``key``, the closest existing key and how to add a new one. ``override_key`` is the override that
-    brought it: ``key`` itself, or a mapping above it (``task.fit={iteration: 3}`` brings ``task.fit.iteration``)."""
-    given = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == override_key), "...")
-    value = given if key == override_key else "..."
-    hint = ""
-    rest = [o for o in overrides if o.split("=", 1)[0] != override_key]
+def _unknown_key(config_name: str, overrides: list[str], full_key: str) -> str | None:
+    """The line for an override that names a key the config lacks (``full_key``, from the error Hydra raised):
+    the closest existing key and how to add a new one; or, for a mapping merged into a flat mapping of options
+    (``task.fit.early_stop={rule: auto}``), how to replace it whole. ``None`` when no override brought the key.
+    The config is composed once more without that override, to read the keys it does have."""
+    override = next((o for o in overrides if "=" in o and not o.startswith(("+", "~"))
+                     and (full_key == o.split("=", 1)[0] or full_key.startswith(o.split("=", 1)[0] + "."))), None)
+    if override is None:
+        return None
+    key, value = override.split("=", 1)
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name, overrides=rest)
-        closest = difflib.get_close_matches(key, [name for name, _ in _walk(cfg)], n=1, cutoff=0.6)
-        hint = f" (did you mean {closest[0]}?)" if closest else ""
+        cfg: DictConfig | None = _compose_raw(config_name, [o for o in overrides if o is not override])
     except (HydraException, OmegaConfBaseException):
-        pass  # another override is wrong as well: report this one without a suggestion
-    return f"unknown config key '{key}'{hint}; fix the name, or write +{key}={value} to add a new key"
+        cfg = None  # another override is wrong as well: report this one without a suggestion
+    node = OmegaConf.select(cfg, key) if cfg is not None else None
+    flat_options = isinstance(node, DictConfig) and not any(isinstance(v, (DictConfig, ListConfig))
+                                                           for v in node.values())
+    if value.lstrip().startswith("{") and flat_options:
+        return (f"{key}={value} adds options that {key} lacks; to replace it whole write ~{key} "
+                f"'+{key}={value}'")
+    closest = difflib.get_close_matches(full_key, [name for name, _ in _walk(cfg)], n=1, cutoff=0.6) if cfg else []
+    hint = f" (did you mean {closest[0]}?)" if closest else ""
+    given = value if full_key == key else "..."
+    return f"unknown config key '{full_key}'{hint}; fix the name, or write +{full_key}={given} to add a new key"
 
 
 def _walk(node: DictConfig, prefix: str = "") -> Iterator[tuple[str, Node]]:
