@@ -103,10 +103,23 @@ CAR_COLOURS = ((0.8, 0.1, 0.1), (0.1, 0.2, 0.6), (0.9, 0.9, 0.9), (0.1, 0.1, 0.1
 
 
 def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
-    """A random street scene on ``grid``: a road along x through the ego position (and maybe a cross road)."""
+    """A random street scene on ``grid``: a road along x through the ego position (and maybe a cross road), the
+    buildings and vegetation behind its sidewalks, and the objects on it."""
     world = World(grid)
-    (x0, x1), (y0, y1), _ = grid.ranges
-    ground = (GROUND_TOP - grid.voxel[2], GROUND_TOP)
+    road, walks, cross = _lay_streets(world, rng)
+    for side, walk in ((-1, walks[0]), (1, walks[1])):
+        _line_street_side(world, rng, walk[0] if side < 0 else walk[1], side, cross)
+    _place_objects(world, rng, road, walks)
+    return world
+
+
+Span = tuple[float, float]
+
+
+def _lay_streets(world: World, rng: np.random.Generator) -> tuple[Span, list[Span], Span | None]:
+    """Terrain, the road along x with a sidewalk on each side, and maybe a cross road: their y (x) spans."""
+    (x0, x1), (y0, y1), _ = world.grid.ranges
+    ground = (GROUND_TOP - world.grid.voxel[2], GROUND_TOP)
     world.box((x0, x1), (y0, y1), ground, LABEL["terrain"], _jitter(rng, (0.42, 0.5, 0.28)))
     road_y, road_w = rng.uniform(-1.5, 1.5), rng.uniform(7.0, 11.0)
     walk_w = rng.uniform(2.0, 3.5)
@@ -120,54 +133,61 @@ def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
         cx, cw = rng.uniform(x0 + 8, x1 - 8), rng.uniform(6.0, 9.0)
         cross = (cx - cw / 2, cx + cw / 2)
         world.box(cross, (y0, y1), ground, LABEL["driveable_surface"], _jitter(rng, (0.28, 0.28, 0.3), 0.03))
-    top = grid.z_range[1]
+    return road, walks, cross
 
-    def clear_of_ego(x: tuple[float, float], y: tuple[float, float]) -> bool:
-        return x[1] < EGO_BOX[0][0] or x[0] > EGO_BOX[0][1] or y[1] < EGO_BOX[1][0] or y[0] > EGO_BOX[1][1]
 
-    def off_cross(x: tuple[float, float]) -> bool:
-        return cross is None or x[1] < cross[0] or x[0] > cross[1]
+def _line_street_side(world: World, rng: np.random.Generator, near: float, side: int, cross: Span | None) -> None:
+    """Buildings, trees and bushes along x behind the sidewalk edge ``near`` (y, metres) on ``side`` (-1, +1),
+    none on the cross road."""
+    x0, x1 = world.grid.x_range
+    top = world.grid.z_range[1]
+    x = x0
+    while x < x1:
+        length = rng.uniform(5.0, 14.0)
+        span = (x, min(x + length, x1))
+        setback = rng.uniform(1.0, 4.0)
+        kind = rng.random()
+        off_cross = cross is None or span[1] < cross[0] or span[0] > cross[1]
+        if off_cross and kind < 0.55:
+            depth = rng.uniform(5.0, 10.0)
+            ys = (near - setback - depth, near - setback) if side < 0 else (near + setback, near + setback + depth)
+            colour = _jitter(rng, ((0.75, 0.68, 0.55), (0.6, 0.3, 0.25), (0.55, 0.55, 0.6))[rng.integers(3)])
+            world.box(span, ys, (GROUND_TOP, min(top, GROUND_TOP + rng.uniform(3.0, 5.4))), LABEL["manmade"], colour)
+        elif off_cross and kind < 0.85:
+            for tx in np.arange(span[0] + 1.5, span[1] - 1.0, rng.uniform(3.5, 6.0)):
+                ty = near - setback if side < 0 else near + setback
+                green = _jitter(rng, (0.15, 0.42, 0.12))
+                if rng.random() < 0.6:  # tree: trunk and canopy
+                    world.box((tx - 0.2, tx + 0.2), (ty - 0.2, ty + 0.2), (GROUND_TOP, 2.2), LABEL["vegetation"],
+                              _jitter(rng, (0.35, 0.25, 0.15)))
+                    r = rng.uniform(1.2, 1.9)
+                    world.box((tx - r, tx + r), (ty - r, ty + r), (2.2, min(top, 2.2 + rng.uniform(1.6, 2.8))),
+                              LABEL["vegetation"], green)
+                else:  # bush
+                    r = rng.uniform(0.6, 1.2)
+                    world.box((tx - r, tx + r), (ty - r, ty + r), (GROUND_TOP, GROUND_TOP + rng.uniform(0.8, 1.4)),
+                              LABEL["vegetation"], green)
+        x = span[1] + rng.uniform(0.5, 3.0)
 
-    # Buildings and vegetation behind the sidewalks.
-    for side, walk in ((-1, walks[0]), (1, walks[1])):
-        near = walk[0] if side < 0 else walk[1]
-        x = x0
-        while x < x1:
-            length = rng.uniform(5.0, 14.0)
-            span = (x, min(x + length, x1))
-            setback = rng.uniform(1.0, 4.0)
-            kind = rng.random()
-            if off_cross(span) and kind < 0.55:
-                depth = rng.uniform(5.0, 10.0)
-                ys = (near - setback - depth, near - setback) if side < 0 else (near + setback, near + setback + depth)
-                colour = _jitter(rng, ((0.75, 0.68, 0.55), (0.6, 0.3, 0.25), (0.55, 0.55, 0.6))[rng.integers(3)])
-                world.box(span, ys, (GROUND_TOP, min(top, GROUND_TOP + rng.uniform(3.0, 5.4))), LABEL["manmade"], colour)
-            elif off_cross(span) and kind < 0.85:
-                for tx in np.arange(span[0] + 1.5, span[1] - 1.0, rng.uniform(3.5, 6.0)):
-                    ty = near - setback if side < 0 else near + setback
-                    green = _jitter(rng, (0.15, 0.42, 0.12))
-                    if rng.random() < 0.6:  # tree: trunk and canopy
-                        world.box((tx - 0.2, tx + 0.2), (ty - 0.2, ty + 0.2), (GROUND_TOP, 2.2), LABEL["vegetation"],
-                                  _jitter(rng, (0.35, 0.25, 0.15)))
-                        r = rng.uniform(1.2, 1.9)
-                        world.box((tx - r, tx + r), (ty - r, ty + r), (2.2, min(top, 2.2 + rng.uniform(1.6, 2.8))),
-                                  LABEL["vegetation"], green)
-                    else:  # bush
-                        r = rng.uniform(0.6, 1.2)
-                        world.box((tx - r, tx + r), (ty - r, ty + r), (GROUND_TOP, GROUND_TOP + rng.uniform(0.8, 1.4)),
-                                  LABEL["vegetation"], green)
-            x = span[1] + rng.uniform(0.5, 3.0)
 
-    def place(label: str, size: tuple[float, float, float], lanes: tuple[float, float], count: int,
-              colour_of) -> None:
+def _clear_of_ego(x: Span, y: Span) -> bool:
+    return x[1] < EGO_BOX[0][0] or x[0] > EGO_BOX[0][1] or y[1] < EGO_BOX[1][0] or y[0] > EGO_BOX[1][1]
+
+
+def _place_objects(world: World, rng: np.random.Generator, road: Span, walks: list[Span]) -> None:
+    """Cars, trucks, a bus and traffic cones in the road's lanes, pedestrians on the sidewalks and maybe a row of
+    barriers along one road edge, each in free space clear of the ego car."""
+    x0, x1 = world.grid.x_range
+
+    def place(label: str, size: tuple[float, float, float], lanes: Span, count: int, colour_of) -> None:
         for _ in range(count):
             for _attempt in range(20):
                 cx, cy = rng.uniform(x0 + 1, x1 - 1), rng.uniform(*lanes)
                 along = rng.random() < 0.85 or label in ("pedestrian", "traffic_cone")
                 sx, sy = (size[0], size[1]) if along else (size[1], size[0])
                 xs, ys = (cx - sx / 2, cx + sx / 2), (cy - sy / 2, cy + sy / 2)
-                if clear_of_ego(xs, ys) and world.box(xs, ys, (GROUND_TOP, GROUND_TOP + size[2]), LABEL[label],
-                                                      colour_of(), only_free=True):
+                if _clear_of_ego(xs, ys) and world.box(xs, ys, (GROUND_TOP, GROUND_TOP + size[2]), LABEL[label],
+                                                       colour_of(), only_free=True):
                     break
 
     lane = (road[0] + 1.2, road[1] - 1.2)
@@ -182,10 +202,9 @@ def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
         edge = road[0] + 0.3 if rng.random() < 0.5 else road[1] - 0.3
         start = rng.uniform(x0 + 2, x1 - 12)
         for bx in np.arange(start, start + rng.uniform(4, 10), 2.0):
-            if clear_of_ego((bx, bx + 1.8), (edge - 0.3, edge + 0.3)):
+            if _clear_of_ego((bx, bx + 1.8), (edge - 0.3, edge + 0.3)):
                 world.box((bx, bx + 1.8), (edge - 0.3, edge + 0.3), (GROUND_TOP, GROUND_TOP + 1.0), LABEL["barrier"],
                           _jitter(rng, (0.9, 0.9, 0.85)), only_free=True)
-    return world
 
 
 @dataclass
