@@ -41,7 +41,7 @@ from visionzoo.dip.fit import psnr, fit_dip, fit_dip_batch
 from visionzoo.dip.recipe import DIPFitSettings, fit_images
 from visionzoo.predict.denoise import DenoisePredictor
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FIT = ROOT / "configs" / "task" / "dip_denoise.yaml"
 PHOTO_SIZE = (3000, 4000)  # rows, columns: 12 megapixels
 
@@ -52,7 +52,7 @@ class Deadline(Exception):
 
 def default_fit(**changes) -> dict:
     """``task.fit`` of configs/task/dip_denoise.yaml with ``changes`` (plain YAML: GPU images may lack omegaconf)."""
-    return {**yaml.safe_load(DEFAULT_FIT.read_text())["fit"], **changes}
+    return {**yaml.safe_load(DEFAULT_FIT.read_text())["task"]["fit"], **changes}
 
 
 def synchronize() -> None:

@@ -34,7 +34,7 @@ from visionzoo.dip.fit import psnr
 from visionzoo.visualize import line_plot
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_FIT = HERE.parent / "configs" / "task" / "dip_denoise.yaml"
+DEFAULT_FIT = HERE.parents[1] / "configs" / "task" / "dip_denoise.yaml"
 
 
 def timed_fit(name: str, architecture: str, noisy: torch.Tensor, clean: torch.Tensor, iterations: int):
@@ -59,7 +59,7 @@ def default_fit(noisy: np.ndarray, clean: np.ndarray, device: torch.device):
     from the recipe's own :func:`~visionzoo.dip.recipe.classical_denoise` (deterministic), run once here before the
     clock starts; the clock includes the recipe's own BM3D run, which comes before the fit.
     """
-    settings = DIPFitSettings(**OmegaConf.to_container(OmegaConf.load(DEFAULT_FIT).fit))
+    settings = DIPFitSettings(**OmegaConf.to_container(OmegaConf.load(DEFAULT_FIT).task.fit))
     share = settings.share(*noisy.shape[:2])
     if settings.blend != "bm3d" or share <= 0:
         raise SystemExit(f"{DEFAULT_FIT}: the default no longer blends a DIP share with BM3D; update default_fit")
