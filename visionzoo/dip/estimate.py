@@ -148,8 +148,8 @@ DEFAULT_RULE = ArchitectureRule(statistic="texture", threshold=0.0213, widths=(1
 #: was fitted at 96x96; its generators fit bigger images far too slowly): ``python eval.py experiment=dip_denoise
 #: data.size=S`` at 128 and 192 px, the rule's pick against 32 x 3 (research/dip/LOG.md "Architecture estimation").
 LARGE_SIDE = 128
-#: ``(width, num_scales)`` from :data:`LARGE_SIDE` up, backed by ``python research/dip/dip_oracle.py sweep --size 256``
-#: (research/dip/DIP_ORACLE_256.md).
+#: ``(width, num_scales)`` from :data:`LARGE_SIDE` up, backed by ``python research/dip/dip_oracle.py sweep --size
+#: 256`` (research/dip/DIP_ORACLE_256.md).
 LARGE_ARCHITECTURE = (32, 3)
 #: Iterations below :data:`LARGE_SIDE`: DIP's budget at the 96x96 calibration.
 ITERATIONS = 800

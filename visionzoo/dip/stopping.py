@@ -28,7 +28,7 @@ from torch import special
 from visionzoo.dip.estimate import LARGE_SIDE
 from visionzoo.errors import VisionZooError
 
-#: The discrepancy-stopping factor calibrated by the oracle sweep (research/dip/DIP_ORACLE.md).
+#: The discrepancy-stopping factor: ``python research/dip/dip_oracle.py table`` (research/dip/DIP_ORACLE.md).
 DISCREPANCY_FACTOR = 0.95
 #: :class:`SettleStop`'s patience in iterations and its gate (x the clipped noise power), chosen on the recorded
 #: 256x256 fits with each image held out in turn (research/dip/LOG.md "Stopping at 256x256").
