@@ -119,7 +119,7 @@ def test_ddp_on_two_cpu_processes(occ3d_two_val, tiny_dis, tmp_path):
     """2 gloo processes: one run folder, one set of results; evaluation equals 1 process to 1e-6 (the mIoU's
     confusion matrix is summed over processes); training runs with the per-process batch halved."""
     common = [a for a in overrides("dhd", tiny_dis, occ3d_two_val, 6) if a != "data.batch_size=1"]
-    common += ["task.optimizer.lr=0.02"]
+    common += ["task.optimizer.lr=0.005"]
     single = subprocess.run([sys.executable, str(ROOT / "train.py"), *common, "data.batch_size=2", "test=true",
                              "hydra.run.dir=single"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
@@ -148,11 +148,12 @@ def test_ddp_on_two_cpu_processes(occ3d_two_val, tiny_dis, tmp_path):
     # Training: each optimizer step sees the same 2 samples (one per process vs one batch of 2) and DDP averages
     # the gradients, but BatchNorm statistics are per process on the CPU (batch 1 vs 2) and the class-weighted
     # losses are normalised per process, so the trajectories differ; and 2-process training on the CPU is not
-    # repeatable run to run (the same command measured mIoU 6.63 and 9.65 after 6 epochs on 4 scenes; the single
-    # process 6.33 every time on that machine, 7.87 every time on another, where DDP read 6.63 again). So the
-    # check is one-sided and relative: DDP training must reach 3/4 of the single process's mIoU.
+    # repeatable run to run (on the earlier zoo DHD the same command read mIoU 6.63 and 9.65 after 6 epochs on 4
+    # scenes). So the check is one-sided and relative: DDP training must reach 3/4 of the single process's mIoU
+    # (measured 5.81 against 6.10 at lr 0.005; at 0.02 the single run's last weights predicted one class only).
     trained = {name: {r["class"]: r["IoU"] for r in json.loads((folder / "metrics.json").read_text())}
                for name, folder in (("single", tmp_path / "single"), ("ddp", runs[0]))}
+    print({name: round(scores["mIoU"], 2) for name, scores in trained.items()})
     assert trained["ddp"]["mIoU"] >= DDP_MIOU_SHARE * trained["single"]["mIoU"], trained
 
 
