@@ -3,6 +3,9 @@
 A mistake ends in one ``error:`` line naming the file or key and the fix, exit status 2, no traceback, and no file
 added to or changed in the output folder. A per-file fault in batch work (predict) is reported, the rest is
 processed, and nothing half-written is left. docs/errors.md lists every case here (checked below).
+
+Each case is its command line, run by ``tests/helpers/command_batch.py``: the cases are dealt into two
+subprocesses that run theirs one after another, importing torch and Lightning once each instead of once per case.
 """
 
 from __future__ import annotations
@@ -371,43 +374,67 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 @dataclass(frozen=True)
 class Run:
-    """One case's subprocess: its working folder, what it printed and exited with, and the output folder before."""
+    """One case's command: its working folder, what it printed and exited with, and the output folder before."""
 
     work: Path
     result: subprocess.CompletedProcess
     before: dict[str, bytes]
 
 
-def _run(bad: Case, inputs: Path, work: Path) -> Run:
+def _prepare(bad: Case, inputs: Path, work: Path) -> tuple[dict, dict[str, bytes]]:
+    """The case's working folder (the inputs linked in, an output folder holding an earlier run's file) and its
+    job for :mod:`tests.helpers.command_batch`; with what the output folder held before."""
     work.mkdir()
     for entry in inputs.iterdir():
         (work / entry.name).symlink_to(entry)
     out = work / "out"
     out.mkdir()
     (out / "previous.png").write_bytes(PREVIOUS)
-    before = _files(out)
     args = [a.format(dis="dis", occ="occ", photos="photos", clean="clean") for a in bad.args]
-    # a cache of its own (the tests' autouse fixture sets one per test, but these start beside other tests), and
-    # one OpenMP thread: PARALLEL run at a time
-    env = {**os.environ, "VISIONZOO_CACHE": str(work.parent / "cache"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / bad.script), "hydra.run.dir=run", *args], cwd=work,
-                            capture_output=True, text=True, timeout=600, env=env)
-    return Run(work, result, before)
+    # a cache of its own: the tests' autouse fixture sets one per test, but these run beside other tests
+    job = {"id": bad.id, "script": str(ROOT / bad.script), "args": ["hydra.run.dir=run", *args], "cwd": str(work),
+           "env": {"VISIONZOO_CACHE": str(work.parent / "cache")}}
+    return job, _files(out)
 
 
-#: Case subprocesses run at once: each is mostly Python importing torch, timm and Lightning on one core.
+def _run_batch(jobs: list[dict], folder: Path) -> dict[str, subprocess.CompletedProcess]:
+    """The jobs' commands one after another in one subprocess (imports once); a result per job id."""
+    (folder / "jobs.json").write_text(json.dumps(jobs))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "helpers" / "command_batch.py"),
+                           str(folder / "jobs.json"), str(folder / "results.json")],
+                          capture_output=True, text=True, timeout=1800, env=env)
+    results = json.loads((folder / "results.json").read_text()) if (folder / "results.json").is_file() else {}
+    missing = [job["id"] for job in jobs if job["id"] not in results]
+    if missing:
+        raise RuntimeError(f"the batch stopped before {missing[0]}: {done.stderr[-3000:]}")
+    return {job["id"]: subprocess.CompletedProcess(job["args"], **results[job["id"]]) for job in jobs}
+
+
+#: Batches run at once, one core each; each runs its cases one after another in one Python process.
 PARALLEL = 2
 
 
 @pytest.fixture(scope="module")
 def runs(request, inputs: Path, tmp_path_factory) -> dict[str, Future]:
-    """The selected cases' subprocesses, started ``PARALLEL`` at a time in test order when the first case asks;
-    each test waits for its own (``-k`` selects which run)."""
+    """The selected cases, dealt round-robin into ``PARALLEL`` batches that start when the first case asks; each
+    test waits for its own (``-k`` selects which run)."""
     selected = [item.callspec.params["bad"] for item in request.session.items
                 if item.module is request.module and "bad" in getattr(getattr(item, "callspec", None), "params", {})]
+    prepared = {bad.id: _prepare(bad, inputs, tmp_path_factory.mktemp(bad.id) / "w") for bad in selected}
+    batches = [[prepared[bad.id][0] for bad in selected[k::PARALLEL]] for k in range(PARALLEL)]
     with ThreadPoolExecutor(PARALLEL) as pool:
-        yield {bad.id: pool.submit(_run, bad, inputs, tmp_path_factory.mktemp(bad.id) / "w") for bad in selected}
-        pool.shutdown(cancel_futures=True)  # a stopped session (-x) does not wait for the cases not started
+        results = [pool.submit(_run_batch, jobs, tmp_path_factory.mktemp("batch")) for jobs in batches if jobs]
+        futures: dict[str, Future] = {}
+        for batch, result in zip((b for b in batches if b), results):
+            for job in batch:
+                futures[job["id"]] = pool.submit(_case_run, result, job, prepared[job["id"]][1])
+        yield futures
+        pool.shutdown(cancel_futures=True)
+
+
+def _case_run(batch: Future, job: dict, before: dict[str, bytes]) -> Run:
+    return Run(Path(job["cwd"]), batch.result()[job["id"]], before)
 
 
 @pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
