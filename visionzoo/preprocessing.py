@@ -20,7 +20,7 @@ from visionzoo.errors import ConfigError
 from visionzoo.geometry import OccupancyGrid, as_grid
 
 #: Image resize filters a model's weights may expect (implemented by :func:`visionzoo.data.transforms.resize_image`).
-RESAMPLE_FILTERS = ("area", "lanczos", "bicubic")
+RESAMPLE_FILTERS = ("area", "lanczos", "bicubic", "bilinear")
 #: The ego frame of a multi-camera sample's geometry: the LiDAR timestamp's pose, or the first camera's (as
 #: BEVDet-family code does).
 KEY_EGO_FRAMES = ("lidar", "first_camera")
@@ -32,8 +32,8 @@ class Preprocessing:
 
     Images: ``input_size`` (channels, height, width) in pixels the weights were made for (``None``: any);
     ``mean``/``std`` normalise RGB scaled to [0, 1]; ``resample`` is the resize filter (one of
-    :data:`RESAMPLE_FILTERS`: ``area`` for the zoo's models, ``lanczos`` for BEN2, ``bicubic`` for BEVDet-family
-    weights); ``channels_last`` says whether that memory layout makes the model faster on the CPU (measured in
+    :data:`RESAMPLE_FILTERS`: ``area`` for the zoo's models, ``lanczos`` for BEN, ``bilinear`` for MVANet,
+    ``bicubic`` for BEVDet-family weights); ``channels_last`` says whether that memory layout makes the model faster on the CPU (measured in
     benchmarks/). Occupancy: ``grid`` is the voxel grid the model predicts on, ``cameras`` the camera order of its
     input and ``key_ego`` the frame of the geometry (one of :data:`KEY_EGO_FRAMES`).
     """

@@ -42,10 +42,11 @@ def test_scores_equal_the_evaluation_that_wrote_the_predictions(tiny_dis, tmp_pa
         f"data.root={gt_only_copy(tiny_dis, tmp_path / 'gt_only')}"], tmp_path / "scored"))
     assert [r["split"] for r in scored] == [r["split"] for r in evaluated]
     for ours, theirs in zip(scored, evaluated):
-        for key in ("maxFb", "wFb", "MAE", "Sa", "meanEm", "maxEm", "HCE"):
+        for key in ("maxFb", "wFb", "MAE", "Sa", "meanEm", "maxEm", "HCE", "benMAE", "Dice", "IoU", "BER", "Acc"):
             assert ours[key] == pytest.approx(theirs[key], abs=1e-12), (ours["split"], key)
     assert scored[0]["model"] == "preds" and scored[0]["images"] == 2 and scored[-1]["images"] == 4
-    assert (tmp_path / "scored" / "metrics.csv").read_text().startswith("split,model,maxFb,wFb,MAE,Sa,meanEm,HCE")
+    assert (tmp_path / "scored" / "metrics.csv").read_text().startswith(
+        "split,model,maxFb,wFb,MAE,Sa,meanEm,HCE,maxEm,benMAE,Dice,IoU,BER,Acc,images")
 
 
 def perfect_predictions(tiny_dis: Path, target: Path, scale: float = 1.0) -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import py_sod_metrics
 import pytest
 
-from visionzoo.metrics.dis import DISMetrics, score_image
+from visionzoo.metrics.dis import DISMetrics, ben_paper_scores, score_image
 
 
 def _disk_mask(size=64, radius=20, center=(32, 32)) -> np.ndarray:
@@ -127,3 +127,38 @@ def test_mean_curves_are_indexed_by_threshold():
     for t in (0, 1, 50, 51, 120, 121, 200, 201, 255):
         assert f[t] == pytest.approx(f_measure(t), abs=1e-3), t
     assert values["maxFb"] == pytest.approx(f.max()) and values["meanEm"] == pytest.approx(metric.mean_curves["E"].mean())
+
+
+def test_ben_paper_metrics_by_hand():
+    """PramaLLC/BEN test.py's definitions on a 4 x 4 case (two copies of two rows; size 4: no resize)."""
+    gt = np.array([[255, 255, 0, 0], [255, 255, 0, 0]] * 2, np.uint8)
+    pred = np.array([[255, 128, 127, 0], [255, 0, 0, 64]] * 2, np.uint8)
+    scores = ben_paper_scores(pred, gt, size=4)
+    assert scores["ben_mae"] == pytest.approx((127 + 127 + 255 + 64) / 255 / 8, rel=1e-6)
+    assert scores["dice"] == pytest.approx(2 * 638 / (4 * 255 + 829), rel=1e-5)  # soft: sum(g p) = 638 / 255
+    assert scores["iou"] == pytest.approx(3 / 4, rel=1e-6)  # 128 / 255 > 0.5 counts, 127 / 255 does not
+    assert scores["ber"] == pytest.approx(1 - (3 / 4 + 4 / 4) / 2, rel=1e-6)
+    assert scores["acc"] == pytest.approx(7 / 8, rel=1e-6)
+
+
+def test_ben_paper_metrics_resize_the_prediction_bilinear_and_the_truth_nearest():
+    gt = np.array([[255, 0], [0, 0]], np.uint8)  # nearest to 4 x 4: a 2 x 2 block of foreground
+    scores = ben_paper_scores(np.full((2, 2), 255, np.uint8), gt, size=4)
+    assert scores["dice"] == pytest.approx(2 * 4 / (4 + 16), rel=1e-5)
+    assert scores["iou"] == pytest.approx(4 / 16, abs=1e-6)
+    # Bilinear x3 weights per axis 1, 1, 2/3, 1/3, 0, 0: 8 of 36 pixels reach 0.5 (nearest would give 9).
+    soft = ben_paper_scores(np.array([[255, 0], [0, 0]], np.uint8), np.full((2, 2), 255, np.uint8), size=6)
+    assert soft["acc"] == pytest.approx(8 / 36)
+
+
+def test_dataset_reports_the_ben_metrics_as_image_means():
+    gt = _disk_mask()
+    empty = np.zeros_like(gt)
+    metric = DISMetrics()
+    metric.update([gt.copy(), empty], [gt, gt])
+    result = metric.compute()
+    perfect, nothing = ben_paper_scores(gt, gt), ben_paper_scores(empty, gt)
+    for column, name in (("benMAE", "ben_mae"), ("Dice", "dice"), ("IoU", "iou"), ("BER", "ber"), ("Acc", "acc")):
+        assert result[column] == pytest.approx((perfect[name] + nothing[name]) / 2, rel=1e-12), column
+    # At 1024 x 1024 the bilinear prediction and the nearest ground truth differ along the disk's edge.
+    assert 0.95 < perfect["iou"] < 1 and nothing["iou"] < 1e-9 and nothing["ber"] == pytest.approx(0.5)

@@ -61,7 +61,7 @@ def test_preprocessing_overrides_are_checked_by_name_and_value():
     assert base.with_overrides({"resample": "bicubic", "mean": [0.5, 0.5, 0.5]}).mean == (0.5, 0.5, 0.5)
     with pytest.raises(ConfigError, match="preprocessing has no field 'gama'; it has cameras, channels_last"):
         base.with_overrides({"gama": 2.0})
-    with pytest.raises(ConfigError, match="preprocessing.resample must be one of area, lanczos, bicubic, not 'near"):
+    with pytest.raises(ConfigError, match="preprocessing.resample must be one of area, lanczos, bicubic, bilinear, not 'near"):
         base.with_overrides({"resample": "nearest"})
     grid = Preprocessing(grid={"x_range": [-1, 1], "y_range": [-1, 1], "z_range": [0, 1], "voxel": [1, 1, 1]}).grid
     assert grid.shape == (2, 2, 1)

@@ -16,7 +16,7 @@ from visionzoo.models.registry import model_card
 ALL_MODELS = visionzoo.list_models()
 SIZE = (2, 3, 70, 90)  # odd, not a multiple of 32: padding/cropping must hold shapes
 #: Models that need other input sizes: BEN2's views need multiples of 128.
-SIZES = {"ben2_base": (1, 3, 256, 256), "ben2_refined": (1, 3, 256, 256)}
+SIZES = {name: (1, 3, 256, 256) for name in ("ben2_base", "ben2_refined", "ben_base", "mvanet")}
 
 
 def named_outputs(result, prefix: str = "out") -> dict[str, torch.Tensor]:

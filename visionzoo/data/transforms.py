@@ -19,15 +19,17 @@ from visionzoo.pixels import unit_to_uint8
 from visionzoo.preprocessing import RESAMPLE_FILTERS
 
 
-_PIL_FILTERS = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
+_PIL_FILTERS = {
+    "lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+}
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int], resample: str = "area") -> np.ndarray:
     """Resize ``(H, W, C)`` uint8 to ``size`` = (height, width).
 
     ``resample="area"`` (the zoo's models): OpenCV area averaging when shrinking both sides, bilinear otherwise.
-    ``"lanczos"`` / ``"bicubic"``: Pillow's filters (antialiased when shrinking), what BEN2's (Lanczos) and
-    BEVDet-family (bicubic) published weights were run with.
+    ``"lanczos"`` / ``"bicubic"`` / ``"bilinear"``: Pillow's filters (antialiased when shrinking), what BEN's
+    (Lanczos), BEVDet-family (bicubic) and MVANet's (bilinear) published weights were run with.
     The one image resize of evaluation and prediction, so both see the network input alike.
     """
     height, width = size

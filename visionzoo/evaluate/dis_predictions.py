@@ -22,7 +22,7 @@ from visionzoo.data.dis5k import DIS5K_TEST_SPLITS, dis5k_root, image_size
 from visionzoo.data.images import IMAGE_SUFFIXES, read_mask
 from visionzoo.errors import DataError
 from visionzoo.evaluate.common import check_on_missing, listing, report_problems
-from visionzoo.metrics.dis import DIS_METRIC_ORDER, SCORE_NAMES, SkeletonCache, score_image, summarize_scores
+from visionzoo.metrics.dis import REPORTED_METRICS, SCORE_NAMES, SkeletonCache, score_image, summarize_scores
 from visionzoo.progress import file_progress
 
 log = logging.getLogger(__name__)
@@ -120,11 +120,11 @@ class DISPredictionsEvaluator:
                 if len(unreadable) == len(jobs[split]):
                     raise DataError(f"{self.pred_root / split}: no prediction could be scored")
                 values = summarize_scores({name: np.stack(values) for name, values in scored.items()})
-                rows.append({"split": split, "model": self.name, **{k: values[k] for k in DIS_METRIC_ORDER},
-                             "maxEm": values["maxEm"], "images": len(jobs[split]) - len(unreadable)})
+                rows.append({"split": split, "model": self.name, **{k: values[k] for k in REPORTED_METRICS},
+                             "images": len(jobs[split]) - len(unreadable)})
         test_rows = [r for r in rows if r["split"].startswith("DIS-TE")]
         if len(test_rows) > 1:
-            mean = {k: float(np.mean([r[k] for r in test_rows])) for k in (*DIS_METRIC_ORDER, "maxEm")}
+            mean = {k: float(np.mean([r[k] for r in test_rows])) for k in REPORTED_METRICS}
             rows.append({"split": f"DIS-TE (1-{len(test_rows)}) mean", "model": self.name, **mean,
                          "images": sum(r["images"] for r in test_rows)})
         return rows

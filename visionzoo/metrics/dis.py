@@ -8,6 +8,9 @@ dataset-mean F curve (beta^2 = 0.3), mean/max Em come from the dataset-mean E cu
 HCE (relax 5, epsilon 2) is fed the prediction binarised at > 128 without min-max stretching, as the DIS authors'
 own code does; the other metrics use pysodmetrics' default min-max normalised prediction. GT skeletons, the costly
 part of HCE, are computed once per GT file and cached on disk when a cache folder and keys are given.
+
+Beside them, the BEN paper's own metrics (:data:`BEN_PAPER_METRICS`, :func:`ben_paper_scores`), defined as the
+BEN repository's ``test.py`` defines them, so its DIS-VD table can be reproduced.
 """
 
 from __future__ import annotations
@@ -33,8 +36,17 @@ from torchmetrics.utilities import dim_zero_cat
 DIS_METRIC_ORDER = ("maxFb", "wFb", "MAE", "Sa", "meanEm", "HCE")
 HCE_RELAX = 5
 HCE_EPSILON = 2.0
+#: The BEN paper's metrics (PramaLLC/BEN ``test.py``), image means; see :func:`ben_paper_scores`.
+BEN_PAPER_METRICS = ("benMAE", "Dice", "IoU", "BER", "Acc")
+#: Every column the DIS evaluators report, in order.
+REPORTED_METRICS = (*DIS_METRIC_ORDER, "maxEm", *BEN_PAPER_METRICS)
+#: BEN's test.py scores both masks resized to this square size.
+BEN_PAPER_SIZE = 1024
+#: BEN's smoothing terms: Dice and IoU add 1e-5 to both sides of the ratio, BER adds 1e-8 to the class counts.
+BEN_SMOOTH, BEN_BER_EPS = 1e-5, 1e-8
 #: The per-image results of :func:`score_image`.
-SCORE_NAMES = ("fm_curve", "em_curve", "wfm", "sm", "mae", "hce")
+SCORE_NAMES = ("fm_curve", "em_curve", "wfm", "sm", "mae", "hce", "ben_mae", "dice", "iou", "ber", "acc")
+_BEN_SCORES = dict(zip(("ben_mae", "dice", "iou", "ber", "acc"), BEN_PAPER_METRICS))
 
 
 class SkeletonCache:
@@ -73,11 +85,40 @@ def _given_skeleton(skeleton: np.ndarray) -> Iterator[None]:
         sod_metrics_module.morphology = original
 
 
+def ben_paper_scores(pred: np.ndarray, gt: np.ndarray, size: int = BEN_PAPER_SIZE) -> dict[str, np.float64]:
+    """The BEN paper's per-image metrics of uint8 ``pred`` and ``gt`` (HxW), as PramaLLC/BEN's ``test.py`` computes
+    them: both resized to ``size`` x ``size`` (prediction bilinear, ground truth nearest, OpenCV, still uint8), then
+    scaled to [0, 1] (float32) as ``p`` and ``g``:
+
+    * ``ben_mae``: mean ``|p - g|`` (the soft masks);
+    * ``dice``: ``(2 sum(p g) + 1e-5) / (sum(g) + sum(p) + 1e-5)``, over the soft masks;
+    * ``iou``: ``(|P & G| + 1e-5) / (|P | G| + 1e-5)`` with ``P = p > 0.5``, ``G = g > 0.5``;
+    * ``ber``: ``1 - (TP / (|G| + 1e-8) + TN / (|not G| + 1e-8)) / 2`` with ``P = p >= 0.5``;
+    * ``acc``: the share of pixels where ``p >= 0.5`` equals ``G``.
+    """
+    p = cv2.resize(pred, (size, size), interpolation=cv2.INTER_LINEAR).astype(np.float32) / np.float32(255)
+    g = cv2.resize(gt, (size, size), interpolation=cv2.INTER_NEAREST).astype(np.float32) / np.float32(255)
+    hard_gt = g > 0.5
+    above, at_least = p > 0.5, p >= 0.5
+    true_pos = np.logical_and(at_least, hard_gt).sum()
+    true_neg = np.logical_and(~at_least, ~hard_gt).sum()
+    ber = 1 - (true_pos / (hard_gt.sum() + BEN_BER_EPS) + true_neg / ((~hard_gt).sum() + BEN_BER_EPS)) / 2
+    return {
+        "ben_mae": np.float64(np.mean(np.abs(p - g))),
+        "dice": np.float64((2 * np.sum(g * p) + BEN_SMOOTH) / (np.sum(g) + np.sum(p) + BEN_SMOOTH)),
+        "iou": np.float64((np.logical_and(above, hard_gt).sum() + BEN_SMOOTH)
+                          / (np.logical_or(above, hard_gt).sum() + BEN_SMOOTH)),
+        "ber": np.float64(ber),
+        "acc": np.float64(np.equal(at_least, hard_gt).sum() / at_least.size),
+    }
+
+
 def score_image(pred: np.ndarray, gt: np.ndarray, skeleton: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-image DIS results for uint8 ``pred`` and ``gt`` of the same HxW shape (gt foreground > 128)."""
+    """Per-image DIS results for uint8 ``pred`` and ``gt`` of the same HxW shape (gt foreground > 128), and the
+    BEN paper's (:func:`ben_paper_scores`)."""
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ; resize the prediction first")
-    results: dict[str, np.ndarray] = {}
+    results: dict[str, np.ndarray] = dict(ben_paper_scores(pred, gt))
     with warnings.catch_warnings():  # pysodmetrics nudges towards FmeasureV2; Fmeasure is the DIS protocol's
         warnings.simplefilter("ignore", UserWarning)
         fm = py_sod_metrics.Fmeasure()
@@ -144,13 +185,15 @@ def mean_curves(scores: dict[str, torch.Tensor | np.ndarray]) -> dict[str, np.nd
 
 
 def summarize_scores(scores: dict[str, torch.Tensor | np.ndarray]) -> dict[str, float]:
-    """The dataset's DIS metrics from per-image results stacked over images (``(N, 256)`` curves, ``(N,)`` or
-    ``(N, 1)`` values): maxFb / mean and max Em from the mean curves, the rest image means."""
+    """The dataset's metrics (:data:`REPORTED_METRICS`) from per-image results stacked over images (``(N, 256)``
+    curves, ``(N,)`` or ``(N, 1)`` values): maxFb / mean and max Em from the mean curves, the rest image means."""
     curves = mean_curves(scores)
     fm_curve, em_curve = curves["F"], curves["E"]
-    mean = {name: float(np.asarray(scores[name], dtype=np.float64).mean()) for name in ("wfm", "sm", "mae", "hce")}
+    mean = {name: float(np.asarray(scores[name], dtype=np.float64).mean())
+            for name in ("wfm", "sm", "mae", "hce", *_BEN_SCORES)}
     return {"maxFb": float(fm_curve.max()), "wFb": mean["wfm"], "MAE": mean["mae"], "Sa": mean["sm"],
-            "meanEm": float(em_curve.mean()), "maxEm": float(em_curve.max()), "HCE": mean["hce"]}
+            "meanEm": float(em_curve.mean()), "maxEm": float(em_curve.max()), "HCE": mean["hce"],
+            **{column: mean[name] for name, column in _BEN_SCORES.items()}}
 
 
 class AgreementMetrics(DISMetrics):

@@ -29,6 +29,7 @@ code cannot train or export at that size, this one can).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -96,45 +97,93 @@ def pooled_sequence(x: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tens
     return torch.cat([to_sequence(F.adaptive_avg_pool2d(x, size)) for size in sizes], dim=0)
 
 
-def conv_norm_gelu(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convolution, InstanceNorm (no affine), GELU: the published ``make_cbr`` block."""
+@dataclass(frozen=True)
+class MultiViewStyle:
+    """What tells the published networks of the family apart (their shapes and forward are otherwise one).
+
+    ``norm`` and ``activation``: the conv-norm-activation blocks' layers (``"instance"``: InstanceNorm2d without
+    affine parameters; ``"batch"``: BatchNorm2d; ``"gelu"`` or ``"prelu"``; the two ``upsample`` blocks always end
+    in GELU); ``attention_activation``: the activation inside the MCLM/MCRM feed-forward (``"gelu"``/``"relu"``);
+    ``global_mlp``: the names of MCLM's global-view feed-forward layers (its local-view pair is ``linear3/4``);
+    ``unused_checkpoint_keys``: a regular expression of the entries the released checkpoint carries that the
+    network never calls (skipped on loading, see :func:`visionzoo.models.weights.load_state_dict_into`).
+    """
+
+    norm: str = "instance"
+    activation: str = "gelu"
+    attention_activation: str = "gelu"
+    global_mlp: tuple[str, str] = ("linear1", "linear2")
+    unused_checkpoint_keys: str | None = None
+
+
+#: BEN v1 and BEN2 (PramaLLC): InstanceNorm + GELU blocks, GELU attention feed-forwards.
+BEN_STYLE = MultiViewStyle()
+#: MVANet (qianyu-dlut/MVANet ``model/MVANet.py`` since its 2025-02-20 fix): BatchNorm + PReLU blocks, ReLU
+#: feed-forwards, MCLM's global feed-forward named ``linear5/6``. ``Model_80.pth`` also holds ``linear1/2`` and a
+#: sixth attention in MCLM, and ``linear1/2`` and attentions 4-7 in each MCRM, which the code never calls
+#: (MVANet issue #3).
+MVANET_STYLE = MultiViewStyle(
+    norm="batch", activation="prelu", attention_activation="relu", global_mlp=("linear5", "linear6"),
+    unused_checkpoint_keys=(r"multifieldcrossatt\.(linear[12]|attention\.5)\..+"
+                            r"|dec_blk[1-4]\.(linear[12]|attention\.[4-7])\..+"),
+)
+STYLES = {"ben": BEN_STYLE, "mvanet": MVANET_STYLE}
+
+_NORMS = {"instance": nn.InstanceNorm2d, "batch": nn.BatchNorm2d}
+_ACTIVATIONS = {"gelu": nn.GELU, "prelu": nn.PReLU}
+_ATTENTION_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu}
+
+
+def conv_norm_act(in_channels: int, out_channels: int, norm: str = "instance",
+                  activation: str = "gelu") -> nn.Sequential:
+    """3x3 convolution, normalisation, activation: the published ``make_cbr`` / ``make_cbg`` blocks (keys ``0``,
+    ``1``, ``2``; see :class:`MultiViewStyle` for the choices)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), nn.InstanceNorm2d(out_channels), nn.GELU()
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        _NORMS[norm](out_channels),
+        _ACTIVATIONS[activation](),
     )
 
 
 class _AttentionFeedForward(nn.Module):
-    """Shared by both attention blocks: residual attention -> LayerNorm -> residual GELU MLP -> LayerNorm.
+    """Shared by both attention blocks: residual attention -> LayerNorm -> residual MLP -> LayerNorm.
 
     Subclasses create ``norm1``, ``norm2`` and ``dropout`` (after their attention and linear layers: the
-    published state-dict order).
+    published state-dict order) and set ``activation`` (the MLP's, a name of ``_ATTENTION_ACTIVATIONS``).
     """
 
     norm1: nn.LayerNorm
     norm2: nn.LayerNorm
     dropout: nn.Dropout
+    activation: str
 
     def attend_and_mix(self, x: torch.Tensor, attended: torch.Tensor, up: nn.Linear, down: nn.Linear) -> torch.Tensor:
         x = self.norm1(x + self.dropout(attended))
-        return self.norm2(x + self.dropout(down(self.dropout(F.gelu(up(x))))))
+        hidden = _ATTENTION_ACTIVATIONS[self.activation](up(x))
+        return self.norm2(x + self.dropout(down(self.dropout(hidden))))
 
 
 class GlobalLocalAttention(_AttentionFeedForward):
     """MVANet's multi-view complementary localisation (MCLM), key prefix ``multifieldcrossatt``.
 
     ``forward(local (4B, C, h, w), glob (B, C, h, w))`` -> ``(5B, C, h, w)``: the refreshed quadrants (4 blocks of
-    B) then the refreshed global view. ``h`` and ``w`` must be even.
+    B) then the refreshed global view. ``h`` and ``w`` must be even. The global view's feed-forward layers are
+    named ``global_mlp`` (BEN: ``linear1/2``, MVANet: ``linear5/6``), the quadrants' ``linear3/4``; all four are
+    registered in name order, as the published modules are.
     """
 
     def __init__(self, dim: int = 128, num_heads: int = 1, pool_ratios: tuple[int, ...] = (1, 4, 8),
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, activation: str = "gelu",
+                 global_mlp: tuple[str, str] = ("linear1", "linear2")) -> None:
         super().__init__()
         self.pool_ratios = tuple(pool_ratios)
+        self.activation = activation
+        self.global_mlp = tuple(global_mlp)
         self.attention = nn.ModuleList(nn.MultiheadAttention(dim, num_heads, dropout=dropout) for _ in range(5))
-        self.linear1 = nn.Linear(dim, 2 * dim)
-        self.linear2 = nn.Linear(2 * dim, dim)
-        self.linear3 = nn.Linear(dim, 2 * dim)
-        self.linear4 = nn.Linear(2 * dim, dim)
+        pairs = sorted([self.global_mlp, ("linear3", "linear4")])
+        for up, down in pairs:
+            self.add_module(up, nn.Linear(dim, 2 * dim))
+            self.add_module(down, nn.Linear(2 * dim, dim))
         self.norm1, self.norm2, self.dropout = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.Dropout(dropout)
 
     def forward(self, local: torch.Tensor, glob: torch.Tensor) -> torch.Tensor:
@@ -146,7 +195,7 @@ class GlobalLocalAttention(_AttentionFeedForward):
 
         g = to_sequence(glob)
         attended = self.attention[0](g + glob_code, pools + pool_code, pools, need_weights=False)[0]
-        g = self.attend_and_mix(g, attended, self.linear1, self.linear2)
+        g = self.attend_and_mix(g, attended, *(getattr(self, name) for name in self.global_mlp))
 
         glob_map = g.permute(1, 2, 0).reshape(batch, channels, height, width)
         glob_parts = to_sequence(split_quadrants(glob_map)).unflatten(1, (4, -1)).unbind(1)
@@ -167,9 +216,10 @@ class LocalRefinementAttention(_AttentionFeedForward):
     """
 
     def __init__(self, dim: int = 128, num_heads: int = 1, pool_ratios: tuple[int, ...] = (2, 4, 8),
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, activation: str = "gelu") -> None:
         super().__init__()
         self.pool_ratios = tuple(pool_ratios)
+        self.activation = activation
         self.attention = nn.ModuleList(nn.MultiheadAttention(dim, num_heads, dropout=dropout) for _ in range(4))
         self.linear3 = nn.Linear(dim, 2 * dim)
         self.linear4 = nn.Linear(2 * dim, dim)
@@ -206,12 +256,15 @@ def check_ben2_size(height: int, width: int) -> None:
 
 
 class BEN2Net(nn.Module):
-    """The published BEN2 Base network; ``forward`` returns logits (see the module docstring).
+    """The published multi-view network (BEN2 Base, BEN v1 Base, MVANet); ``forward`` returns logits (see the
+    module docstring).
 
     Args:
         drop_path_rate: the Swin's stochastic depth when training (published: 0.2).
         dropout: dropout of the attention blocks when training (published: 0.1).
         grad_checkpointing: recompute the Swin blocks in the backward pass (less memory when fine-tuning).
+        style: ``"ben"`` (BEN v1 and BEN2) or ``"mvanet"``: the blocks' layers and the checkpoint's names
+            (:class:`MultiViewStyle`).
 
     ``forward((B, 3, H, W) ImageNet-normalised RGB)`` -> ``{"logits": (B, 1, H, W)}``; in training mode also
     ``side_logits``: the ``sideout5..1`` maps of the stitched quadrants (strides 32, 16, 8, 4, 4) then of the
@@ -221,8 +274,17 @@ class BEN2Net(nn.Module):
     #: Strides of ``side_logits``: the stitched quadrants' maps, then the global view's.
     side_strides = (32, 16, 8, 4, 4, 64, 32, 16, 8, 8)
 
-    def __init__(self, drop_path_rate: float = 0.2, dropout: float = 0.1, grad_checkpointing: bool = False) -> None:
+    def __init__(self, drop_path_rate: float = 0.2, dropout: float = 0.1, grad_checkpointing: bool = False,
+                 style: str = "ben") -> None:
         super().__init__()
+        if style not in STYLES:
+            raise VisionZooError(f"unknown multi-view network style {style!r}; choose one of {sorted(STYLES)}")
+        look = STYLES[style]
+        self.unused_checkpoint_keys = look.unused_checkpoint_keys
+
+        def block(in_channels: int, out_channels: int, activation: str = look.activation) -> nn.Sequential:
+            return conv_norm_act(in_channels, out_channels, look.norm, activation)
+
         dim = 128
         self.backbone = SwinBackbone(128, (2, 2, 18, 2), (4, 8, 16, 32), window=12, drop_path_rate=drop_path_rate)
         self.backbone.grad_checkpointing = grad_checkpointing
@@ -231,26 +293,27 @@ class BEN2Net(nn.Module):
         self.sideout3 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
         self.sideout2 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
         self.sideout1 = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
-        self.output5 = conv_norm_gelu(1024, dim)
-        self.output4 = conv_norm_gelu(512, dim)
-        self.output3 = conv_norm_gelu(256, dim)
-        self.output2 = conv_norm_gelu(128, dim)
-        self.output1 = conv_norm_gelu(128, dim)
-        self.multifieldcrossatt = GlobalLocalAttention(dim, 1, (1, 4, 8), dropout)
-        self.conv1 = conv_norm_gelu(dim, dim)
-        self.conv2 = conv_norm_gelu(dim, dim)
-        self.conv3 = conv_norm_gelu(dim, dim)
-        self.conv4 = conv_norm_gelu(dim, dim)
-        self.dec_blk1 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
-        self.dec_blk2 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
-        self.dec_blk3 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
-        self.dec_blk4 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout)
+        self.output5 = block(1024, dim)
+        self.output4 = block(512, dim)
+        self.output3 = block(256, dim)
+        self.output2 = block(128, dim)
+        self.output1 = block(128, dim)
+        self.multifieldcrossatt = GlobalLocalAttention(dim, 1, (1, 4, 8), dropout, look.attention_activation,
+                                                       look.global_mlp)
+        self.conv1 = block(dim, dim)
+        self.conv2 = block(dim, dim)
+        self.conv3 = block(dim, dim)
+        self.conv4 = block(dim, dim)
+        self.dec_blk1 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout, look.attention_activation)
+        self.dec_blk2 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout, look.attention_activation)
+        self.dec_blk3 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout, look.attention_activation)
+        self.dec_blk4 = LocalRefinementAttention(dim, 1, (2, 4, 8), dropout, look.attention_activation)
         self.insmask_head = nn.Sequential(
-            *conv_norm_gelu(dim, 384), *conv_norm_gelu(384, 384), nn.Conv2d(384, dim, kernel_size=3, padding=1)
+            *block(dim, 384), *block(384, 384), nn.Conv2d(384, dim, kernel_size=3, padding=1)
         )
         self.shallow = nn.Sequential(nn.Conv2d(3, dim, kernel_size=3, padding=1))
-        self.upsample1 = conv_norm_gelu(dim, dim)
-        self.upsample2 = conv_norm_gelu(dim, dim)
+        self.upsample1 = block(dim, dim, "gelu")
+        self.upsample2 = block(dim, dim, "gelu")
         self.output = nn.Sequential(nn.Conv2d(dim, 1, kernel_size=3, padding=1))
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
@@ -300,11 +363,12 @@ def _resize(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class BEN2Base(BEN2Net):
-    """BEN2 Base as published by PramaLLC (Swin-B multi-view network, 94.1 M parameters).
+    """A published multi-view network (BEN2 Base, BEN v1 Base or MVANet: Swin-B, 94.1 M parameters) with the zoo's
+    BEN outputs.
 
-    ``forward((B, 3, H, W))`` returns the zoo's BEN outputs: ``alpha`` = ``base`` (the sigmoid mask) and
-    ``confidence`` (``|2 alpha - 1|``), each ``(B, 1, H, W)``; in training mode also ``base_logits`` and
-    ``side_logits`` (see :class:`BEN2Net`).
+    ``forward((B, 3, H, W))`` returns ``alpha`` = ``base`` (the sigmoid mask) and ``confidence``
+    (``|2 alpha - 1|``), each ``(B, 1, H, W)``; in training mode also ``base_logits`` and ``side_logits`` (see
+    :class:`BEN2Net`, whose arguments it takes).
     """
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
@@ -349,11 +413,28 @@ BEN2_LICENSE = "MIT (BEN2 design and published weights: PramaLLC)"
 #: The published weights on the Hugging Face hub (also as BEN2_Base.pth in the same repository).
 BEN2_HUB_WEIGHTS = "hf-hub:PramaLLC/BEN2/model.safetensors"
 
-#: What the published weights expect: Lanczos resizing as the published ``inference()`` does; channels_last is
-#: slower for this network on the CPU (benchmarks/BEN2_BENCH.md).
+#: What the published BEN weights (v1 and BEN2) expect: Lanczos resizing as the published ``inference()`` does;
+#: channels_last is slower for this network on the CPU (benchmarks/BEN2_BENCH.md).
 BEN2_PREPROCESSING = Preprocessing(input_size=(3, 1024, 1024), resample="lanczos", channels_last=False)
+#: MVANet's predict.py resizes with Pillow's bilinear filter.
+MVANET_PREPROCESSING = Preprocessing(input_size=(3, 1024, 1024), resample="bilinear", channels_last=False)
 register_model(
     "ben2_base", task="matting", preprocessing=BEN2_PREPROCESSING, weights=BEN2_HUB_WEIGHTS, license=BEN2_LICENSE,
+    description="BEN2 Base as published by PramaLLC (Swin-B multi-view network, 94.1 M parameters)",
+)(BEN2Base)
+register_model(
+    "ben_base", task="matting", preprocessing=BEN2_PREPROCESSING, weights="hf-hub:PramaLLC/BEN/BEN_Base.pth",
+    license="Apache-2.0 (BEN v1 published weights: PramaLLC)",
+    description="BEN v1 Base as published by PramaLLC, the BEN paper's Base (BEN2's network, 94.1 M parameters)",
+    reference="DIS-VD (BEN paper, its test.py): MAE 0.0309, Dice 0.881, IoU 0.837",
+)(BEN2Base)
+register_model(
+    "mvanet", task="matting", preprocessing=MVANET_PREPROCESSING,
+    license="MIT (MVANet code and weights: Qian Yu et al.)",
+    description="MVANet (CVPR 2024) as published: Model_80.pth from github qianyu-dlut/MVANet's README (Google Drive)",
+    reference="DIS-VD (MVANet paper, with flip + 3-scale test-time augmentation): maxF .913, wF .856, Em .938, "
+              "Sa .905, MAE .036",
+    defaults={"style": "mvanet"},
 )(BEN2Base)
 register_model(
     "ben2_refined", task="matting", preprocessing=BEN2_PREPROCESSING, license=BEN2_LICENSE + "; Refiner Apache-2.0",

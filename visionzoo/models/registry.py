@@ -29,7 +29,8 @@ class ModelCard:
     layout; for occupancy models the grid, camera order and key-ego frame). ``weights`` is the default pretrained
     source (a URL, an ``hf-hub:ORG/REPO/FILE`` name, or ``None`` when the zoo ships none yet) and ``sha256`` its
     checksum. ``defaults`` are builder keyword arguments baked into this name (e.g. the backbone), so one builder
-    (a function or an ``nn.Module`` class) can serve several registered names.
+    (a function or an ``nn.Module`` class) can serve several registered names. ``reference`` is what the published
+    weights are known to score (the paper's numbers, with where they come from).
     """
 
     name: str
@@ -39,6 +40,7 @@ class ModelCard:
     sha256: str | None = None
     license: str = "Apache-2.0"
     description: str = ""
+    reference: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
 
 

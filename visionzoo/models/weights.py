@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import tempfile
 import urllib.parse
 import urllib.request
@@ -50,6 +51,8 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
+    #: Keys the model declares its published checkpoint carries without using (``unused_checkpoint_keys``).
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -57,6 +60,8 @@ class LoadReport:
 
     def summary(self) -> str:
         parts = [f"{self.loaded} tensors loaded from {self.source}"]
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} unused by the network skipped (the published file carries them)")
         for label, keys in (("missing", self.missing), ("unexpected", self.unexpected), ("shape-mismatched", self.mismatched)):
             if keys:
                 shown = ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
@@ -217,18 +222,23 @@ def find_prefix(keys: list[str], model_keys: set[str]) -> str:
 def load_state_dict_into(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "state dict") -> LoadReport:
     """Load ``state`` into ``model`` non-strictly and report every key that did not load.
 
-    Tensors whose shapes differ from the model's are not loaded and are listed as ``mismatched``.
+    Tensors whose shapes differ from the model's are not loaded and are listed as ``mismatched``. A model whose
+    published checkpoint carries tensors its network never uses names them with a regular expression in its
+    ``unused_checkpoint_keys`` attribute: those are skipped (``report.skipped``), not ``unexpected``.
     """
     own = model.state_dict()
     prefix = find_prefix(list(state), set(own))
     report = LoadReport(source=source, prefix=prefix)
+    unused = getattr(model, "unused_checkpoint_keys", None)
     usable: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not key.startswith(prefix):
             report.unexpected.append(key)
             continue
         name = key[len(prefix) :]
-        if name not in own:
+        if unused and name not in own and re.fullmatch(unused, name):
+            report.skipped.append(name)
+        elif name not in own:
             report.unexpected.append(key)
         elif own[name].shape != value.shape:
             report.mismatched.append(f"{name} {tuple(value.shape)} vs {tuple(own[name].shape)}")

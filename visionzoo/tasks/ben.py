@@ -26,7 +26,7 @@ from visionzoo.data.images import write_image
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import VisionZooError
 from visionzoo.files import ensure_writable_folder
-from visionzoo.metrics.dis import DIS_METRIC_ORDER, DISMetrics
+from visionzoo.metrics.dis import REPORTED_METRICS, DISMetrics
 from visionzoo.models.ben import TRIMAP_UNKNOWN
 from visionzoo.pixels import unit_to_uint8
 from visionzoo.tasks.base import VisionTask
@@ -225,14 +225,14 @@ class BENTask(VisionTask):
                 metric = self.test_metrics[f"{split}|{variant}"]
                 values = metric.compute()
                 curves[f"{split} {variant}"] = metric.mean_curves
-                ordered = [*DIS_METRIC_ORDER, "maxEm", *(k for k in values if k not in (*DIS_METRIC_ORDER, "maxEm"))]
+                ordered = [*REPORTED_METRICS, *(k for k in values if k not in REPORTED_METRICS)]
                 split_rows.append({"split": split, "model": variant, **{k: values[k] for k in ordered}})
                 self.log_dict({f"test/{split}/{variant}/{k}": v for k, v in values.items()}, add_dataloader_idx=False,
                               sync_dist=True)
             rows.extend(split_rows)
             te_rows = [r for r in split_rows if r["split"].startswith("DIS-TE")]
             if len(te_rows) > 1:
-                mean = {k: float(np.mean([r[k] for r in te_rows])) for k in (*DIS_METRIC_ORDER, "maxEm")}
+                mean = {k: float(np.mean([r[k] for r in te_rows])) for k in REPORTED_METRICS}
                 rows.append({"split": f"DIS-TE (1-{len(te_rows)}) mean", "model": variant, **mean})
         self._results = rows
         if self._picture_rows and self.trainer.is_global_zero:
