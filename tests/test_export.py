@@ -1,4 +1,5 @@
-"""ONNX export of BEN models: onnxruntime matches PyTorch at batch 1 and 2 (dynamic batch axis)."""
+"""ONNX export of BEN models: the DLA BENs' graph takes any batch size and any allowed height and width (onnxruntime
+matches PyTorch at three sizes and two batch sizes); the multi-view networks' any batch size at one image size."""
 
 from __future__ import annotations
 
@@ -8,32 +9,50 @@ import pytest
 import torch
 
 import visionzoo
-from visionzoo.export import OUTPUT_NAMES, export_onnx
+from visionzoo.export import OUTPUT_NAMES, export_onnx, exports_any_size, size_multiple
 
-CASES = [("ben_tiny", 96), pytest.param(("ben2_base", 256), marks=pytest.mark.slow)]  # BEN2: ~2.5 min to export
+#: (model, example size traced, the sizes then run): the DLA BENs with a Refiner take multiples of 64; BEN2 is
+#: exported at one size.
+CASES = [
+    ("ben_tiny", 128, [(64, 64), (128, 192), (320, 128)]),
+    pytest.param(("ben2_base", 256, [(256, 256)]), marks=pytest.mark.slow),  # BEN2: ~2.5 min to export
+]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda case: case[0])
 def exported(request, tmp_path_factory):
-    name, size = request.param
+    name, example, sizes = request.param
     torch.manual_seed(0)
     model = visionzoo.create_model(name).eval()
-    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"{name}.onnx", input_size=(size, size))
-    return model, size, onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"{name}.onnx", input_size=(example, example))
+    return model, sizes, onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_onnx_matches_pytorch(exported, batch):
-    model, size, session = exported
+def test_onnx_matches_pytorch_at_any_allowed_size(exported, batch):
+    model, sizes, session = exported
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert [o.name for o in session.get_outputs()] == list(OUTPUT_NAMES)
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-    with torch.no_grad():
-        expected = model(x)
-    outputs = session.run(None, {"image": x.numpy()})
-    for name, value in zip(OUTPUT_NAMES, outputs):
-        assert value.shape == (batch, 1, size, size)
-        np.testing.assert_allclose(value, expected[name].numpy(), atol=1e-4, rtol=1e-4)
+    for height, width in sizes:
+        x = torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model(x)
+        outputs = session.run(None, {"image": x.numpy()})
+        for name, value in zip(OUTPUT_NAMES, outputs):
+            assert value.shape == (batch, 1, height, width)
+            np.testing.assert_allclose(value, expected[name].numpy(), atol=1e-4, rtol=1e-4, err_msg=f"{height}x{width}")
+
+
+def test_which_graphs_keep_height_and_width_free():
+    assert exports_any_size(visionzoo.create_model("ben_dla34"))
+    assert not any(exports_any_size(visionzoo.create_model(name)) for name in ("ben2_base", "mvanet", "ben2_refined"))
+
+
+def test_example_size_must_follow_the_size_rule(tmp_path):
+    assert size_multiple(visionzoo.create_model("ben_tiny")) == 64  # the Refiner's context DLA at half resolution
+    assert size_multiple(visionzoo.create_model("ben2_refined")) == 128  # the Base's rule wins over the Refiner's
+    with pytest.raises(ValueError, match="example size 100x100 must be a multiple of 64"):
+        export_onnx(visionzoo.create_model("ben_tiny"), tmp_path / "x.onnx", input_size=(100, 100))
 
 
 def test_swin_window_attention_exports_with_a_dynamic_batch(tmp_path):

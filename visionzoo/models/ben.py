@@ -96,6 +96,9 @@ class BENRefiner(nn.Module):
         super().__init__()
         guide_chans = in_chans + 3
         self.context_scale = context_scale
+        #: Input sides must be multiples of this for exact shapes (read by the ONNX export): the context DLA runs
+        #: at 1 / context_scale resolution and strides 32.
+        self.size_multiple = 32 * context_scale
         self.encoder = DLAUpEncoder(backbone, out_stride, guide_chans, backbone_kwargs=backbone_kwargs)
         self.context = nn.Conv2d(self.encoder.out_channels, width, kernel_size=1)
         self.fuse = nn.Sequential(

@@ -273,6 +273,10 @@ class BEN2Net(nn.Module):
 
     #: Strides of ``side_logits``: the stitched quadrants' maps, then the global view's.
     side_strides = (32, 16, 8, 4, 4, 64, 32, 16, 8, 8)
+    #: Input height and width must be multiples of this (read by the ONNX export).
+    size_multiple = BEN2_SIZE_MULTIPLE
+    #: The ONNX export fixes height and width for this network (see visionzoo/export.py).
+    exports_any_size = False
 
     def __init__(self, drop_path_rate: float = 0.2, dropout: float = 0.1, grad_checkpointing: bool = False,
                  style: str = "ben") -> None:
