@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 import visionzoo
 from tests.helpers.deterministic import deterministic_state_dict, golden_input
+from tests.helpers.hub import offline_hub_cache
 from visionzoo.errors import VisionZooError
 from visionzoo.models.ben2 import BEN2Net, merge_quadrants, split_quadrants
 from visionzoo.models.swin import SwinBackbone
@@ -56,16 +57,9 @@ def test_output_equals_the_published_code(golden):
 @pytest.mark.parametrize("form", ["pth", "safetensors", "hub"])
 def test_published_file_forms_load_with_no_missing_or_unexpected_keys(form, ben2_published_weights, tmp_path,
                                                                        monkeypatch):
-    if form == "hub":  # a Hugging Face cache built by hand, read offline (no hub is reachable from the tests)
-        from huggingface_hub import constants
-
-        snapshot = tmp_path / "models--PramaLLC--BEN2" / "snapshots" / ("0" * 40)
-        snapshot.mkdir(parents=True)
-        (snapshot / "model.safetensors").symlink_to(ben2_published_weights["safetensors"])
-        (tmp_path / "models--PramaLLC--BEN2" / "refs").mkdir()
-        (tmp_path / "models--PramaLLC--BEN2" / "refs" / "main").write_text("0" * 40)
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    if form == "hub":
+        published = {"model.safetensors": ben2_published_weights["safetensors"]}
+        offline_hub_cache(monkeypatch, tmp_path, "PramaLLC/BEN2", published)
         model = visionzoo.create_model("ben2_base", pretrained=True)  # the card's hf-hub:PramaLLC/BEN2/...
     else:
         model = visionzoo.create_model("ben2_base", pretrained=str(ben2_published_weights[form]))

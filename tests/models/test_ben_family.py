@@ -19,6 +19,7 @@ from torch import nn
 
 import visionzoo
 from tests.helpers.deterministic import deterministic_state_dict, golden_input
+from tests.helpers.hub import offline_hub_cache
 from visionzoo.errors import VisionZooError, WeightsError
 from visionzoo.models.ben2 import MVANET_STYLE, BEN2Net
 from visionzoo.models.weights import load_weights
@@ -89,16 +90,8 @@ def test_the_styles_differ_where_the_networks_do():
 def test_ben_v1_file_forms_load_with_no_missing_or_unexpected_keys(form, ben2_published_weights, tmp_path,
                                                                    monkeypatch):
     state = torch.load(ben2_published_weights["pth"], weights_only=True)["model_state_dict"]  # BEN_Base.pth form
-    if form == "hub":  # a Hugging Face cache built by hand, read offline: the card's hf-hub:PramaLLC/BEN/BEN_Base.pth
-        from huggingface_hub import constants
-
-        snapshot = tmp_path / "models--PramaLLC--BEN" / "snapshots" / ("0" * 40)
-        snapshot.mkdir(parents=True)
-        (snapshot / "BEN_Base.pth").symlink_to(ben2_published_weights["pth"])
-        (tmp_path / "models--PramaLLC--BEN" / "refs").mkdir()
-        (tmp_path / "models--PramaLLC--BEN" / "refs" / "main").write_text("0" * 40)
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    if form == "hub":  # the card's hf-hub:PramaLLC/BEN/BEN_Base.pth
+        offline_hub_cache(monkeypatch, tmp_path, "PramaLLC/BEN", {"BEN_Base.pth": ben2_published_weights["pth"]})
         model = visionzoo.create_model("ben_base", pretrained=True)
     else:
         path = {"model_state_dict": ben2_published_weights["pth"], "safetensors": ben2_published_weights["safetensors"],
