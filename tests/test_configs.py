@@ -186,7 +186,10 @@ def test_dip_denoise_batches_images_with_the_same_architecture(tmp_path):
         assert together["psnr_dip"] == pytest.approx(alone["psnr_dip"], abs=5e-3)
 
 
-@pytest.mark.parametrize("model, expected, channels_last", [("ben2_base", "lanczos", False), ("ben_dla34", "area", True)])
+@pytest.mark.parametrize("model, expected, channels_last", [
+    ("ben2_base", "lanczos", False), ("ben_base", "lanczos", False), ("mvanet", "bilinear", False),
+    ("ben_dla34", "area", True),
+])
 def test_jobs_take_the_model_cards_preprocessing_and_its_overrides(model, expected, channels_last, tmp_path):
     from visionzoo.run.build import preprocessing_of
 

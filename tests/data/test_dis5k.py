@@ -133,3 +133,15 @@ def test_image_tensor_round_trip():
     assert tensor.shape == (3, *image.shape[:2])
     assert abs(float(tensor.mean())) < 2.0  # normalised, not 0..255
     assert np.array_equal(tensor_to_image(tensor), image)
+
+
+@pytest.mark.parametrize("resample, pillow", [("lanczos", "LANCZOS"), ("bilinear", "BILINEAR"), ("bicubic", "BICUBIC")])
+def test_pillow_filters_resize_as_the_published_pipelines_do(resample, pillow):
+    """BEN's inference() (Lanczos), MVANet's predict.py (bilinear) and BEVDet (bicubic) resize with Pillow."""
+    from PIL import Image
+
+    from visionzoo.data.transforms import resize_image
+
+    image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).resize((64, 48), getattr(Image.Resampling, pillow)))
+    assert np.array_equal(resize_image(image, (48, 64), resample), expected)
