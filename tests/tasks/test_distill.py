@@ -43,7 +43,8 @@ def test_load_teacher_needs_weights_and_a_matting_model(teacher_weights):
     with pytest.raises(VisionZooError, match="teacher.name=dhd_tiny is not a matting model .it is for occupancy."):
         load_teacher("dhd_tiny", str(teacher_weights), 64)
     with pytest.raises(VisionZooError, match="teacher.name=ben3 is not a registered model; the teacher must be one "
-                                             "of ben2_base, ben2_refined, ben_dla102, ben_dla34, ben_dla60x, ben_tiny"):
+                                             "of ben2_base, ben2_refined, ben_base, ben_dla102, ben_dla34, ben_dla60x, "
+                                             "ben_tiny, mvanet"):
         load_teacher("ben3", str(teacher_weights), 64)
     with pytest.raises(VisionZooError, match="teacher.precision must be one of auto, fp32, bf16"):
         load_teacher("ben_tiny", str(teacher_weights), 64, precision="fp16")
