@@ -1,4 +1,8 @@
-"""BEN2 Base as published by PramaLLC (MIT): a Swin-B multi-view network, written for the zoo.
+"""The published Swin-B multi-view networks, written for the zoo: BEN2 Base and BEN v1 Base (PramaLLC) and MVANet.
+
+One class (:class:`BEN2Net`) serves the three; a :class:`MultiViewStyle` says where they differ (the blocks' norm
+and activation, the attention feed-forwards' activation, MCLM's layer names, the entries of MVANet's released file
+that the network never uses). What follows describes BEN2; BEN v1 is the same network, MVANet differs only there.
 
 The published network (``BEN2.py`` of github PramaLLC/BEN2; MVANet's design) splits the ``H x W`` input into four
 ``H/2 x W/2`` quadrant views plus the whole image at half size (the global view), runs all five through one Swin-B,
@@ -13,8 +17,9 @@ and decodes them together:
 * the quadrants are stitched at stride 4, the global view added, ``insmask_head`` merges, and a shallow 3x3
   convolution of the input image is added at strides 4 and 2 on the way up to full resolution.
 
-The state dict has exactly the published names and shapes (535 entries: 511 float tensors and 24 int64
-``relative_position_index`` buffers, 94,134,658 parameters), so ``BEN2_Base.pth`` (``{"model_state_dict": ...}``)
+The state dict has exactly the published names and shapes (BEN2 and BEN v1: 535 entries, 511 float tensors and 24
+int64 ``relative_position_index`` buffers, 94,134,658 parameters; MVANet: 611 entries with the BatchNorm statistics,
+94,139,021 parameters), so ``BEN2_Base.pth`` (``{"model_state_dict": ...}``)
 and the hub's ``model.safetensors`` load with no conversion. Unlike the published code, the five views of every
 image in a batch go through each stage together (no per-image loop), ``forward`` carries no ``inference_mode`` or
 autocast (mixed precision comes from the caller), and in training mode the published but unused ``sideout1-5``
