@@ -9,7 +9,9 @@ import pytest
 import torch
 
 import visionzoo
+from visionzoo.errors import ConfigError
 from visionzoo.export import OUTPUT_NAMES, export_onnx, exports_any_size, size_multiple
+from visionzoo.export import main as export_main
 
 #: (model, example size traced, the sizes then run): the DLA BENs with a Refiner take multiples of 64; BEN2 is
 #: exported at one size.
@@ -48,11 +50,16 @@ def test_which_graphs_keep_height_and_width_free():
     assert not any(exports_any_size(visionzoo.create_model(name)) for name in ("ben2_base", "mvanet", "ben2_refined"))
 
 
-def test_example_size_must_follow_the_size_rule(tmp_path):
+def test_example_size_must_follow_the_size_rule(tmp_path, capsys):
     assert size_multiple(visionzoo.create_model("ben_tiny")) == 64  # the Refiner's context DLA at half resolution
     assert size_multiple(visionzoo.create_model("ben2_refined")) == 128  # the Base's rule wins over the Refiner's
-    with pytest.raises(ValueError, match="example size 100x100 must be a multiple of 64"):
+    with pytest.raises(ConfigError, match="example size 100x100 must be a multiple of 64"):
         export_onnx(visionzoo.create_model("ben_tiny"), tmp_path / "x.onnx", input_size=(100, 100))
+    with pytest.raises(SystemExit) as exit_info:  # the command line: one error line, status 2, no file
+        export_main(["--model", "ben_tiny", "--out", str(tmp_path / "y.onnx"), "--size", "100"])
+    assert exit_info.value.code == 2 and not (tmp_path / "y.onnx").exists()
+    assert capsys.readouterr().err == ("error: the example size 100x100 must be a multiple of 64 (the model's size "
+                                       "rule); pick another --size\n")
 
 
 def test_swin_window_attention_exports_with_a_dynamic_batch(tmp_path):

@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from visionzoo.errors import ConfigError
+
 OUTPUT_NAMES = ("alpha", "base", "confidence")
 #: The largest height or width an exported graph accepts, in pixels.
 MAX_SIDE = 4096
@@ -54,11 +56,12 @@ def export_onnx(
     """Write ``model`` (eval mode, CPU, fp32) to an ONNX file with a free batch size and, where
     :func:`exports_any_size`, a free height and width (multiples of :func:`size_multiple`); ``input_size`` is the
     example traced (a multiple too), or the one size the graph takes. Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     multiple = size_multiple(model)
     if input_size[0] % multiple or input_size[1] % multiple:
-        raise ValueError(f"the example size {input_size[0]}x{input_size[1]} must be a multiple of {multiple}")
+        raise ConfigError(f"the example size {input_size[0]}x{input_size[1]} must be a multiple of {multiple} "
+                          "(the model's size rule); pick another --size")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _TupleOutputs(model.eval().cpu().float()).eval()
     example = torch.randn(2, 3, *input_size)
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -104,14 +107,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.weights:
             load_weights(model, args.weights)
         size = args.size or resolve_preprocessing(args.model).input_size[-1]
-        multiple = size_multiple(model)
-        if size % multiple:
-            raise VisionZooError(f"--size {size}: {args.model} takes sides that are multiples of {multiple}")
         path = export_onnx(model, args.out, (size, size))
     except VisionZooError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    sizes = (f"H and W multiples of {multiple} up to {MAX_SIDE}" if exports_any_size(model)
+    sizes = (f"H and W multiples of {size_multiple(model)} up to {MAX_SIDE}" if exports_any_size(model)
              else f"H = W = {size}")
     print(f"wrote {path} (input 'image' N x 3 x H x W, {sizes}; outputs {', '.join(OUTPUT_NAMES)})")
 
