@@ -26,9 +26,13 @@ autocast (mixed precision comes from the caller), and in training mode the publi
 heads give side outputs for deep supervision.
 
 Input sizes: height and width must be multiples of 128 (each view's stride-32 map is split in halves; 1024 is the
-published size, 256, 384, 512 and 256x512 work too). At 256 the stride-32 map is 4 x 4 and MCLM's 1/8 pool is
-empty: it is left out (the forward equals the published one, where the empty pool adds no keys; the published
-code cannot train or export at that size, this one can).
+published size, 128, 256, 384, 512 and 256x512 work too). At 256 the stride-32 map is 4 x 4 and MCLM's 1/8 pool is
+empty: it adds no keys (the forward equals the published one; the published code cannot train or export at that
+size, this one can).
+
+Written for export at any size: the forward never fixes a size it reads from a tensor (slices rather than
+``chunk``/``unflatten``, the pools as matrices, integer rounding, ``-1`` where a size may be 0), so the ONNX graph
+that ``visionzoo.export`` traces keeps batch, height and width free.
 """
 
 from __future__ import annotations
@@ -54,13 +58,30 @@ BEN2_SIZE_MULTIPLE = 128
 
 def split_quadrants(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(4B, C, H/2, W/2)``: top-left, top-right, bottom-left, bottom-right, each a block of B."""
-    top, bottom = x.chunk(2, dim=-2)
-    return torch.cat([*top.chunk(2, dim=-1), *bottom.chunk(2, dim=-1)], dim=0)
+    half_h, half_w = x.shape[-2] // 2, x.shape[-1] // 2  # slices, not chunk: an exported graph keeps H, W free
+    top, bottom = x[..., :half_h, :], x[..., half_h:, :]
+    return torch.cat([top[..., :half_w], top[..., half_w:], bottom[..., :half_w], bottom[..., half_w:]], dim=0)
+
+
+def quarters(x: torch.Tensor, dim: int) -> list[torch.Tensor]:
+    """``x`` cut into 4 equal consecutive blocks along ``dim`` (0 or 1), e.g. the 4 quadrants' blocks of a batch.
+
+    Slices rather than ``unflatten(dim, (4, -1))``, whose traced sizes would be fixed in an exported graph.
+    """
+    size = x.shape[dim] // 4
+    if dim == 0:
+        return [x[i * size : (i + 1) * size] for i in range(4)]
+    return [x[:, i * size : (i + 1) * size] for i in range(4)]
+
+
+def split_views(x: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(5B, ...)`` -> the quadrant views ``(4B, ...)`` and the global views ``(B, ...)``."""
+    return x[: 4 * batch], x[4 * batch :]
 
 
 def merge_quadrants(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`split_quadrants`: ``(4B, C, h, w)`` -> ``(B, C, 2h, 2w)``."""
-    top_left, top_right, bottom_left, bottom_right = x.unflatten(0, (4, -1)).unbind(0)
+    top_left, top_right, bottom_left, bottom_right = quarters(x, dim=0)
     top = torch.cat([top_left, top_right], dim=-1)
     return torch.cat([top, torch.cat([bottom_left, bottom_right], dim=-1)], dim=-2)
 
@@ -81,25 +102,73 @@ def sine_position_code(height: int, width: int, channels: int, device: torch.dev
 
     rows = encode(height)[:, None, :].expand(height, width, half)
     cols = encode(width)[None, :, :].expand(height, width, half)
-    return torch.cat([rows, cols], dim=-1).reshape(height * width, 1, channels)
+    return torch.cat([rows, cols], dim=-1).reshape(-1, 1, channels)  # -1: ONNX reads a 0 as "keep this size"
 
 
 def to_sequence(x: torch.Tensor) -> torch.Tensor:
     """``(N, C, h, w)`` -> ``(h * w, N, C)``, the sequence-first layout of ``nn.MultiheadAttention``."""
-    return x.flatten(2).permute(2, 0, 1)
+    return x.reshape(x.shape[0], x.shape[1], -1).permute(2, 0, 1)  # -1: h * w may be 0 (an empty pool)
+
+
+def round_half_even(numerator: int, denominator: int) -> int:
+    """Python's ``round(numerator / denominator)`` (halves to the even neighbour) in integer arithmetic, so it
+    also takes a traced size (a 0-dim tensor) and keeps it free in an exported graph."""
+    quotient, remainder = numerator // denominator, numerator % denominator
+    up = (2 * remainder > denominator) | ((2 * remainder == denominator) & (quotient % 2 == 1))
+    return quotient + up
 
 
 def pool_sizes(height: int, width: int, ratios: tuple[int, ...]) -> list[tuple[int, int]]:
-    """``(round(height / r), round(width / r))`` for each ratio, leaving out empty ones (the 1/8 pool of a 4 x 4
-    map: a pool with no cells adds no keys to the attention, so the published forward is unchanged, and backward
-    and export work)."""
-    sizes = [(round(height / r), round(width / r)) for r in ratios]
-    return [size for size in sizes if min(size) > 0]
+    """``(round(height / r), round(width / r))`` for each ratio, as the published code sizes its pools; a size may
+    be 0 (the 1/8 pool of a 4 x 4 map), which :func:`pooled_sequence` turns into no keys."""
+    return [(round_half_even(height, r), round_half_even(width, r)) for r in ratios]
+
+
+def adaptive_pool_matrix(size: int, pooled: int, device: torch.device) -> torch.Tensor:
+    """``(pooled, size)``: row ``i`` averages cells ``floor(i size / pooled)`` to ``ceil((i + 1) size / pooled) - 1``,
+    the bins of ``adaptive_avg_pool2d``; ``pooled`` may be 0 (no rows)."""
+    bins = torch.arange(pooled, device=device)[:, None]
+    divisor = pooled + (pooled == 0)  # any non-zero divisor when there are no bins (ONNX Runtime checks it)
+    start = bins * size // divisor
+    end = ((bins + 1) * size + divisor - 1) // divisor
+    cells = torch.arange(size, device=device)[None, :]
+    inside = ((cells >= start) & (cells < end)).float()
+    return inside / (end - start).float()
 
 
 def pooled_sequence(x: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Average-pool ``(N, C, h, w)`` to each size and concatenate the cells: ``(sum of cells, N, C)``."""
-    return torch.cat([to_sequence(F.adaptive_avg_pool2d(x, size)) for size in sizes], dim=0)
+    """Adaptive average pooling of ``(N, C, h, w)`` to each size, the cells concatenated: ``(sum of cells, N, C)``.
+
+    Written as ``rows @ x @ columns^T`` with :func:`adaptive_pool_matrix` (equal to ``adaptive_avg_pool2d``): an
+    empty size adds no cells, and a traced ``h`` and ``w`` stay free in an exported graph.
+    """
+    height, width = x.shape[-2:]
+    pools = []
+    for rows, cols in sizes:
+        row_matrix = adaptive_pool_matrix(height, rows, x.device).to(x.dtype)
+        col_matrix = adaptive_pool_matrix(width, cols, x.device).to(x.dtype)
+        pools.append(to_sequence(row_matrix @ x @ col_matrix.transpose(0, 1)))
+    return torch.cat(pools, dim=0)
+
+
+def attend(attention: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor,
+           value: torch.Tensor) -> torch.Tensor:
+    """``attention(query, key, value, need_weights=False)[0]`` for sequence-first ``(L, N, E)`` inputs (no masks),
+    from the module's own weights: the same projections and fused attention, written with ``view`` of traced sizes
+    (PyTorch's own forward ``unflatten``s the key/value projection, whose sizes a traced ONNX graph would fix).
+    Returns ``(L_query, N, E)``."""
+    heads, dim = attention.num_heads, attention.embed_dim
+    weights, biases = attention.in_proj_weight.split(dim), attention.in_proj_bias.split(dim)
+
+    def heads_first(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        length, batch = x.shape[0], x.shape[1]  # (L, N, E) -> (N, heads, L, E / heads)
+        x = F.linear(x, weight, bias).view(length, batch * heads, dim // heads).transpose(0, 1)
+        return x.view(batch, heads, length, dim // heads)
+
+    q, k, v = (heads_first(x, w, b) for x, w, b in zip((query, key, value), weights, biases))
+    out = F.scaled_dot_product_attention(q, k, v, dropout_p=attention.dropout if attention.training else 0.0)
+    length, batch = query.shape[0], query.shape[1]
+    return attention.out_proj(out.permute(2, 0, 1, 3).reshape(length, batch, dim))
 
 
 @dataclass(frozen=True)
@@ -199,15 +268,15 @@ class GlobalLocalAttention(_AttentionFeedForward):
         glob_code = sine_position_code(height, width, channels, glob.device).to(glob.dtype)
 
         g = to_sequence(glob)
-        attended = self.attention[0](g + glob_code, pools + pool_code, pools, need_weights=False)[0]
+        attended = attend(self.attention[0], g + glob_code, pools + pool_code, pools)
         g = self.attend_and_mix(g, attended, *(getattr(self, name) for name in self.global_mlp))
 
         glob_map = g.permute(1, 2, 0).reshape(batch, channels, height, width)
-        glob_parts = to_sequence(split_quadrants(glob_map)).unflatten(1, (4, -1)).unbind(1)
+        glob_parts = quarters(to_sequence(split_quadrants(glob_map)), dim=1)
         queries = to_sequence(local)
         attended = torch.cat([
-            attention(q, part, part, need_weights=False)[0]
-            for attention, q, part in zip(self.attention[1:], queries.unflatten(1, (4, -1)).unbind(1), glob_parts)
+            attend(attention, q, part, part)
+            for attention, q, part in zip(self.attention[1:], quarters(queries, dim=1), glob_parts)
         ], dim=1)
         local_seq = self.attend_and_mix(queries, attended, self.linear3, self.linear4)
         return torch.cat([local_seq, g], dim=1).permute(1, 2, 0).reshape(5 * batch, channels, height, width)
@@ -234,16 +303,16 @@ class LocalRefinementAttention(_AttentionFeedForward):
     def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         channels, height, width = views.shape[1:]
         batch = views.shape[0] // 5
-        local, glob = views.split([4 * batch, batch], dim=0)
+        local, glob = split_views(views, batch)
         token_map = F.interpolate(torch.sigmoid(self.sal_conv(glob)), size=(2 * height, 2 * width), mode="nearest")
         local = local * split_quadrants(token_map)
 
         sizes = pool_sizes(height, width, self.pool_ratios)
-        pools = pooled_sequence(split_quadrants(glob), sizes).unflatten(1, (4, -1)).unbind(1)
+        pools = quarters(pooled_sequence(split_quadrants(glob), sizes), dim=1)
         queries = to_sequence(local)
         attended = torch.cat([
-            attention(q, kv, kv, need_weights=False)[0]
-            for attention, q, kv in zip(self.attention, queries.unflatten(1, (4, -1)).unbind(1), pools)
+            attend(attention, q, kv, kv)
+            for attention, q, kv in zip(self.attention, quarters(queries, dim=1), pools)
         ], dim=1)
         local = self.attend_and_mix(queries, attended, self.linear3, self.linear4)
         local = local.permute(1, 2, 0).reshape(4 * batch, channels, height, width)
@@ -280,8 +349,6 @@ class BEN2Net(nn.Module):
     side_strides = (32, 16, 8, 4, 4, 64, 32, 16, 8, 8)
     #: Input height and width must be multiples of this (read by the ONNX export).
     size_multiple = BEN2_SIZE_MULTIPLE
-    #: The ONNX export fixes height and width for this network (see visionzoo/export.py).
-    exports_any_size = False
 
     def __init__(self, drop_path_rate: float = 0.2, dropout: float = 0.1, grad_checkpointing: bool = False,
                  style: str = "ben") -> None:
@@ -327,18 +394,19 @@ class BEN2Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         batch, _, height, width = x.shape
-        check_ben2_size(height, width)
+        if not torch.jit.is_tracing():  # a traced size is a tensor; export_onnx checks the example's
+            check_ben2_size(height, width)
         views = torch.cat([split_quadrants(x), F.interpolate(x, scale_factor=0.5, mode="bilinear")], dim=0)
         f0, f1, f2, f3, f4 = self.backbone(views)
 
         e5 = self.output5(f4)
-        e5 = self.multifieldcrossatt(*e5.split([4 * batch, batch], dim=0))
+        e5 = self.multifieldcrossatt(*split_views(e5, batch))
         e4 = self.conv4(self.dec_blk4(self.output4(f3) + _resize(e5, f3))[0])
         e3 = self.conv3(self.dec_blk3(self.output3(f2) + _resize(e4, f2))[0])
         e2 = self.conv2(self.dec_blk2(self.output2(f1) + _resize(e3, f1))[0])
         e1 = self.conv1(self.dec_blk1(self.output1(f0) + _resize(e2, f0))[0])
 
-        local, glob = e1.split([4 * batch, batch], dim=0)
+        local, glob = split_views(e1, batch)
         stitched = merge_quadrants(local)
         out = self.insmask_head(stitched + _resize(glob, stitched))
         out = self.upsample1(F.interpolate(out + self.shallow_downsampled(x, 4), scale_factor=2, mode="nearest"))
@@ -347,7 +415,7 @@ class BEN2Net(nn.Module):
         if self.training:
             stages = ((self.sideout5, e5), (self.sideout4, e4), (self.sideout3, e3), (self.sideout2, e2),
                       (self.sideout1, e1))
-            sides = [head(e).split([4 * batch, batch], dim=0) for head, e in stages]
+            sides = [split_views(head(e), batch) for head, e in stages]
             result["side_logits"] = [merge_quadrants(s[0]) for s in sides] + [s[1] for s in sides]
         return result
 
@@ -361,7 +429,8 @@ class BEN2Net(nn.Module):
         ``(B, 3, H, W)`` -> ``(B, 128, H / factor, W / factor)``.
         """
         conv = self.shallow[0]
-        kernel = F.avg_pool2d(F.pad(conv.weight, (1, 1, 1, 1)), kernel_size=2, stride=1)  # (128, 3, 4, 4)
+        kernel = F.avg_pool2d(F.pad(conv.weight, (1, 1, 1, 1)), kernel_size=2, stride=1)
+        kernel = kernel.reshape(conv.out_channels, conv.in_channels, 4, 4)  # a shape the ONNX tracer can read
         start = factor // 2 - 1
         return F.conv2d(F.pad(x, (1, 1, 1, 1))[..., start:, start:], kernel, conv.bias, stride=factor)
 

@@ -40,6 +40,12 @@ def relative_position_index(window: int) -> torch.Tensor:
     return dy * (2 * window - 1) + dx
 
 
+def padded_size(size: int, window: int) -> int:
+    """``size`` rounded up to a multiple of ``window``, written as ``ceil(size / window) * window`` so that a traced
+    size stays a product (``torch.export`` then sees at once that the padded map splits into whole windows)."""
+    return (size + window - 1) // window * window
+
+
 def to_windows(x: torch.Tensor, window: int) -> torch.Tensor:
     """``(B, H, W, C)`` -> ``(B, nH * nW, window**2, C)``, windows in row-major order."""
     batch, height, width, channels = x.shape
@@ -58,13 +64,12 @@ def shift_attention_mask(height: int, width: int, window: int, shift: int, devic
     """``(nH * nW, window**2, window**2)`` additive mask for shifted windows on a padded ``height x width`` map.
 
     The map is cut into 3 x 3 regions by the window and shift borders (counted from the bottom/right edge);
-    token pairs from different regions get :data:`SHIFT_MASK_VALUE`, pairs from the same region 0.
+    token pairs from different regions get :data:`SHIFT_MASK_VALUE`, pairs from the same region 0. Written with
+    comparisons only, so a traced ``height`` and ``width`` stay free in an exported graph.
     """
     def region_of(size: int) -> torch.Tensor:
-        region = torch.zeros(size, dtype=torch.long, device=device)
-        region[size - window : size - shift] = 1
-        region[size - shift :] = 2
-        return region
+        position = torch.arange(size, device=device)
+        return (position >= size - window).long() + (position >= size - shift).long()
 
     labels = (region_of(height)[:, None] * 3 + region_of(width)[None, :]).float()
     labels = to_windows(labels[None, :, :, None], window)[0, :, :, 0]  # (nW, window**2)
@@ -79,7 +84,7 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     math path). When exporting (ONNX has no fused attention) it is traced as the explicit product, whose output
     strides the exporters handle.
     """
-    if torch.compiler.is_exporting():
+    if torch.compiler.is_exporting() or torch.jit.is_tracing():
         scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1) + bias
         return scores.softmax(dim=-1) @ v
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
@@ -155,8 +160,8 @@ class SwinBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         _, height, width, channels = x.shape
         window = self.window
-        pad_h, pad_w = (-height) % window, (-width) % window
-        y = F.pad(self.norm1(x), (0, 0, 0, pad_w, 0, pad_h))
+        padded_h, padded_w = padded_size(height, window), padded_size(width, window)
+        y = F.pad(self.norm1(x), (0, 0, 0, padded_w - width, 0, padded_h - height))
         if self.shift:
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
         y = from_windows(self.attn(to_windows(y, window), mask if self.shift else None), window, *y.shape[1:3])
@@ -187,7 +192,7 @@ class SwinStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = x.shape[1:3]
-        padded = (height + (-height) % self.window, width + (-width) % self.window)
+        padded = (padded_size(height, self.window), padded_size(width, self.window))
         mask = shift_attention_mask(*padded, self.window, self.shift, x.device)
         for block in self.blocks:
             if self.grad_checkpointing and self.training:
