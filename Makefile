@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-dip bench-dhd bench-ben2 install clean
+.PHONY: demo test test-fast browser bench bench-dip bench-dhd bench-ben2 bench-serve install clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -39,11 +39,17 @@ demo: $(STAMP)
 	@echo "demo outputs: $(DEMO)/ben (metrics.csv, pictures/, cutouts/), $(DEMO)/dip (metrics.csv, pictures/)," \
 		"$(DEMO)/dhd (metrics.csv, pictures/, predictions/)"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not integration"
+
+# The web page's test drives Debian's chromium (never a downloaded browser); installed here when missing (root).
+browser:
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "install Debian's chromium (apt-get install chromium) for the page test"; exit 2; }
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --dtypes fp32 bf16 --out benchmarks/RESULTS.md

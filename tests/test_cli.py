@@ -42,7 +42,7 @@ def test_the_console_script_names_its_commands(capsys):
 
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
-    assert exit_info.value.code == 0 and "visionzoo {train,eval,predict,export}" in capsys.readouterr().out
+    assert exit_info.value.code == 0 and "visionzoo {train,eval,predict,serve,export}" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "experiment=ben_synthetic"])
     assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: unknown command 'fit'")

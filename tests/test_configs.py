@@ -14,6 +14,7 @@ from omegaconf import OmegaConf, open_dict
 
 from tests.helpers.configs import CONFIG_DIR, compose_config, small_data_overrides
 from visionzoo.run import jobs
+from visionzoo.serve.server import settings_from
 
 EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("experiment", "hydra", "common"))
@@ -70,6 +71,9 @@ def test_every_group_option_composes_and_builds(group, option, tmp_path):
     if group == "predictor":
         cfg = compose_config("predict", [f"experiment={PREDICTOR_RECIPES[option]}", f"predictor={option}", "input=x",
                                          "output=y"], tmp_path)
+    elif group == "serve":  # visionzoo serve's own config
+        cfg = compose_config("serve", [f"serve={option}"], tmp_path)
+        assert settings_from(cfg).host == "127.0.0.1" and settings_from(cfg).max_pixels == 50_000_000
     else:
         cfg = compose_config("train", [f"experiment={experiment}", f"{group}={option}"], tmp_path)
     resolved = OmegaConf.to_container(cfg, resolve=True)

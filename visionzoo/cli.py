@@ -28,18 +28,19 @@ from visionzoo.errors import VisionZooError
 
 #: The Hydra configs: the package's copy in an installed wheel, the repository's configs/ in a clone (a link).
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-COMMANDS = ("train", "eval", "predict", "export")
-USAGE = """usage: visionzoo {train,eval,predict,export} [key=value ...]
+COMMANDS = ("train", "eval", "predict", "serve", "export")
+USAGE = """usage: visionzoo {train,eval,predict,serve,export} [key=value ...]
 
   visionzoo train experiment=ben_synthetic            same overrides as python train.py ...
   visionzoo eval experiment=dip_denoise data.sigma=25
   visionzoo predict experiment=ben_cutout input=photos/ output=cutouts/ ckpt_path=last.ckpt
+  visionzoo serve model=ben2_base ckpt_path=hf-hub:PramaLLC/BEN2/model.safetensors serve.port=7000
   visionzoo export --model ben_dla34 --weights last.ckpt --out ben.onnx"""
 _MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The ``visionzoo`` console script: ``visionzoo train|eval|predict|export ...``. The first three take the same
+    """The ``visionzoo`` console script: ``visionzoo train|eval|predict|serve|export ...``. The first four take the same
     Hydra overrides as ``python train.py`` (and its ``-m`` sweeps and flags); ``export`` its own options."""
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
@@ -56,12 +57,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_job(command: str, overrides: list[str]) -> None:
-    """``train`` / ``eval`` / ``predict`` through Hydra with the packaged configs (what the entry-point scripts do)."""
+    """``train`` / ``eval`` / ``predict`` / ``serve`` through Hydra with the packaged configs (what the entry-point scripts do)."""
     import hydra
 
     from visionzoo.run import jobs
 
-    job = {"train": jobs.train, "eval": jobs.evaluate, "predict": jobs.predict}[command]
+    job = {"train": jobs.train, "eval": jobs.evaluate, "predict": jobs.predict, "serve": jobs.serve}[command]
     check_command_line(command, overrides)
     # Hydra reads the overrides from sys.argv; the job name keeps the scripts' log names (train.log ...).
     sys.argv = [f"visionzoo-{command}", *overrides, f"hydra.job.name={command}"]
@@ -213,3 +214,7 @@ def _check_run_dir(cfg: DictConfig, multirun: bool) -> None:
 
 def _first_line(error: BaseException | str) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+if __name__ == "__main__":
+    main()

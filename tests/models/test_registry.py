@@ -51,8 +51,8 @@ def test_a_new_card_field_reaches_the_dataset_and_the_predictor(throwaway_model,
     predicted = compose_config("predict", ["experiment=ben_cutout", f"model.name={throwaway_model}", "input=x",
                                            "output=y", "+preprocessing.gamma=1.8"], tmp_path)
     predictor = build_predictor(predicted, task.net)
-    assert predictor.preprocessing.gamma == 1.8  # a config override of the new field
-    assert predictor.input_size == 64 and predictor.memory_format == torch.contiguous_format
+    assert predictor.model.preprocessing.gamma == 1.8  # a config override of the new field
+    assert predictor.model.input_size == 64 and predictor.model.memory_format == torch.contiguous_format
 
 
 def test_preprocessing_overrides_are_checked_by_name_and_value():

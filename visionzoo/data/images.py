@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,12 @@ class LoadedImage:
         return to_uint8(self.pixels)
 
 
-def exif_orientation(path: str | os.PathLike) -> int:
-    """The EXIF orientation tag (1..8; 1 = upright) of an image file, 1 when it has none."""
+def exif_orientation(source: str | os.PathLike | bytes) -> int:
+    """The EXIF orientation tag (1..8; 1 = upright) of an image file (a path or its bytes), 1 when it has none."""
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             return int(image.getexif().get(_EXIF_ORIENTATION, 1))
-    except (OSError, ValueError):
+    except (OSError, ValueError, SyntaxError):
         return 1
 
 
@@ -67,23 +68,35 @@ def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
 def read_image(path: str | os.PathLike) -> LoadedImage:
     """Read any common image file as upright RGB; raises :class:`DataError` naming the file if unreadable."""
     path = Path(path)
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)  # keeps depth and alpha; EXIF is applied below
-    if data is None or data.size == 0:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err.strerror}; check the path and its permissions") from err
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, path: str | os.PathLike) -> LoadedImage:
+    """An image file's bytes as upright RGB (what :func:`read_image` returns for the file); ``path`` names it in
+    errors and in the result. Raises :class:`DataError` if the bytes are not a supported image."""
+    path = Path(path)
+    encoded = np.frombuffer(data, dtype=np.uint8)
+    decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if encoded.size else None  # keeps depth and alpha
+    if decoded is None or decoded.size == 0:
         raise DataError(f"cannot read image {path}: not an image or corrupt; remove or replace the file")
-    if data.dtype not in (np.uint8, np.uint16):
-        raise DataError(f"cannot read image {path}: {data.dtype} pixels are not supported; save it as 8/16-bit")
+    if decoded.dtype not in (np.uint8, np.uint16):
+        raise DataError(f"cannot read image {path}: {decoded.dtype} pixels are not supported; save it as 8/16-bit")
     alpha = None
-    if data.ndim == 2:
-        rgb = np.repeat(data[..., None], 3, axis=2)
-    elif data.shape[2] == 4:
-        rgb, alpha = cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB), data[..., 3]
+    if decoded.ndim == 2:
+        rgb = np.repeat(decoded[..., None], 3, axis=2)
+    elif decoded.shape[2] == 4:
+        rgb, alpha = cv2.cvtColor(decoded[..., :3], cv2.COLOR_BGR2RGB), decoded[..., 3]
     else:
-        rgb = cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB)
-    orientation = exif_orientation(path)
+        rgb = cv2.cvtColor(decoded[..., :3], cv2.COLOR_BGR2RGB)
+    orientation = exif_orientation(data)
     rgb = apply_orientation(rgb, orientation)
     if alpha is not None:
         alpha = apply_orientation(alpha, orientation)
-    return LoadedImage(path=path, pixels=rgb, alpha=alpha, grayscale=data.ndim == 2)
+    return LoadedImage(path=path, pixels=rgb, alpha=alpha, grayscale=decoded.ndim == 2)
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:

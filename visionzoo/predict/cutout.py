@@ -65,6 +65,48 @@ def compose_cutout(image: LoadedImage, mask: np.ndarray, refine_foreground: bool
     return np.dstack([pixels, alpha_channel])
 
 
+class MaskModel:
+    """A BEN network ready to mask images: each image resized to the square ``input_size`` with the card's filter
+    and normalised, one forward pass per list, the alpha resized back to each image's own size.
+
+    Shared by :class:`CutoutPredictor` (files) and the HTTP service (:mod:`visionzoo.serve`), so both give the same
+    masks. Args as :class:`CutoutPredictor`'s.
+    """
+
+    def __init__(self, net: nn.Module, input_size: int | None = None, device: str = "auto", precision: str = "fp32",
+                 compile: bool = False, preprocessing: Preprocessing | None = None) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise DataError(f"predictor.precision must be fp32 or bf16, not {precision!r}")
+        self.preprocessing = preprocessing or Preprocessing()
+        if input_size is None:
+            if self.preprocessing.input_size is None:
+                raise DataError("predictor.input_size is not set and the model card gives none; pass "
+                                "predictor.input_size=PIXELS")
+            input_size = self.preprocessing.input_size[-1]
+        self.input_size, self.precision = int(input_size), precision
+        self.device = resolve_device(device)
+        self.memory_format = torch.channels_last if self.preprocessing.channels_last else torch.contiguous_format
+        self.net = net.eval().to(self.device, memory_format=self.memory_format)
+        if compile:
+            self.net = torch.compile(self.net)
+
+    @torch.inference_mode()
+    def predict_alpha(self, images: list[np.ndarray], input_size: int | None = None) -> list[np.ndarray]:
+        """Float alpha ``(H, W)`` in [0, 1] at each image's own size, for ``(H, W, 3)`` uint8 RGB images, through
+        the network at ``input_size`` (default: this model's) in one batch."""
+        size = (input_size or self.input_size,) * 2
+        batch = torch.stack([
+            image_to_tensor(resize_image(im, size, self.preprocessing.resample), self.preprocessing.mean,
+                            self.preprocessing.std) for im in images
+        ]).to(self.device, memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            alpha = self.net(batch)["alpha"].float()
+        return [
+            F.interpolate(a[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+            for a, im in zip(alpha, images)
+        ]
+
+
 class CutoutPredictor:
     """Mask + cut-out writer over a file, folder or glob of images and videos.
 
@@ -81,11 +123,13 @@ class CutoutPredictor:
             resize filter and memory layout (``channels_last``: faster for the DLA BENs on the CPU, not for BEN2).
         refine_foreground: blur-fusion foreground colours in the cut-out (the mask is unchanged).
         background: RGB colour behind the cut-out in the green-screen video of a video input.
+        model: an already built :class:`MaskModel` to use instead of ``net`` and the settings above (the service's
+            jobs share the loaded model).
     """
 
     def __init__(
         self,
-        net: nn.Module,
+        net: nn.Module | None,
         input: str,
         output: str,
         input_size: int | None = None,
@@ -98,23 +142,13 @@ class CutoutPredictor:
         refine_foreground: bool = False,
         background: Sequence[int] = (0, 255, 0),
         preprocessing: Preprocessing | None = None,
+        model: MaskModel | None = None,
     ) -> None:
-        if precision not in ("fp32", "bf16"):
-            raise DataError(f"predictor.precision must be fp32 or bf16, not {precision!r}")
-        self.preprocessing = preprocessing or Preprocessing()
-        if input_size is None:
-            if self.preprocessing.input_size is None:
-                raise DataError("predictor.input_size is not set and the model card gives none; pass "
-                                "predictor.input_size=PIXELS")
-            input_size = self.preprocessing.input_size[-1]
-        self.device = resolve_device(device)
-        self.memory_format = torch.channels_last if self.preprocessing.channels_last else torch.contiguous_format
-        self.net = net.eval().to(self.device, memory_format=self.memory_format)
-        if compile:
-            self.net = torch.compile(self.net)
+        self.model = model or MaskModel(net, input_size, device, precision, compile, preprocessing)
+        self.predict_alpha = self.model.predict_alpha
         self.input, self.output = str(input), Path(output)
-        self.input_size, self.batch_size, self.overwrite = int(input_size), int(batch_size), bool(overwrite)
-        self.precision, self.normalize = precision, normalize
+        self.batch_size, self.overwrite = int(batch_size), bool(overwrite)
+        self.normalize = normalize
         self.refine_foreground = bool(refine_foreground)
         self.background = tuple(int(v) for v in background)
 
@@ -131,21 +165,6 @@ class CutoutPredictor:
             else:
                 paths[path] = (self.output / f"{name}_mask.png", self.output / f"{name}_cutout.png")
         return paths
-
-    @torch.inference_mode()
-    def predict_alpha(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        """Float alpha ``(H, W)`` in [0, 1] at each image's own size, for ``(H, W, 3)`` uint8 RGB images."""
-        size = (self.input_size, self.input_size)
-        batch = torch.stack([
-            image_to_tensor(resize_image(im, size, self.preprocessing.resample), self.preprocessing.mean,
-                            self.preprocessing.std) for im in images
-        ]).to(self.device, memory_format=self.memory_format)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            alpha = self.net(batch)["alpha"].float()
-        return [
-            F.interpolate(a[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-            for a, im in zip(alpha, images)
-        ]
 
     def run(self) -> BatchReport:
         inputs, others = find_inputs(self.input, IMAGE_SUFFIXES + VIDEO_SUFFIXES)

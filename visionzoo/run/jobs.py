@@ -121,3 +121,10 @@ def predict(cfg: DictConfig) -> Any:
     if cfg.get("ckpt_path") is not None:
         load_weights(net, cfg.ckpt_path)
     return build_predictor(cfg, net).run()
+
+
+def serve(cfg: DictConfig) -> None:
+    """Serve the config's model(s) over HTTP with the web page (:mod:`visionzoo.serve`)."""
+    from visionzoo.serve.server import serve as run_server
+
+    run_server(cfg)
