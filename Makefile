@@ -70,5 +70,9 @@ bench-ben2: $(STAMP)
 bench-dhd: $(STAMP)
 	$(PY) benchmarks/dhd_bench.py --models dhd_s dhd_dla34 dhd_r50 --out benchmarks/DHD_BENCH.md
 
+# The HTTP service against predict.py one by one at concurrency 1, 8, 32 (about 5 CPU minutes for ben_dla34).
+bench-serve: $(STAMP)
+	$(PY) benchmarks/serve_bench.py --models ben_dla34 --size 1024 --concurrency 1 8 32
+
 clean:
-	rm -rf $(VENV) logs outputs $(DEMO) .pytest_cache
+	rm -rf $(VENV) logs outputs $(DEMO) .pytest_cache test-artifacts serve_jobs

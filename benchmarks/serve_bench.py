@@ -1,10 +1,10 @@
 """Throughput and latency of ``visionzoo serve`` against the same images through predict.py's predictor one by one.
 
-For each model: a server subprocess (``serve.max_batch``, default 8), then for each concurrency level ``c`` the
+For each model: a server subprocess (``serve.max_batch``, default auto: 8 on a GPU, 1 on a CPU), then for each concurrency level ``c`` the
 client keeps ``c`` requests in flight (``POST /v1/cutout``, cut-out PNG back) until ``--requests`` (default
 ``max(2c, 8)``) are answered: requests/s and p50/p95 latency. The baseline is ``CutoutPredictor`` (what predict.py
-runs) over the same images, one forward pass per image, model already loaded. Images: scikit-image's photos
-resized to ``--size``.
+runs) over the same images, one forward pass per image, the model loaded and warmed up beforehand, files written
+as predict.py writes them. Images: scikit-image's photos resized to ``--size``, 8 files.
 
     python benchmarks/serve_bench.py --models ben_dla34 --size 1024 --concurrency 1 8 32 --out benchmarks/SERVE_BENCH.md
 """
@@ -33,22 +33,24 @@ from visionzoo.serve.launch import launch
 SOURCES = ("astronaut", "coffee", "chelsea", "rocket")
 
 
-def write_images(folder: Path, size: int) -> list[Path]:
+def write_images(folder: Path, size: int, copies: int = 2) -> list[Path]:
+    """``copies`` x the scikit-image photos at ``size`` x ``size`` as JPEG files (the baseline's folder)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in SOURCES:
-        rgb = cv2.resize(getattr(skdata, name)(), (size, size), interpolation=cv2.INTER_AREA)
-        path = folder / f"{name}.jpg"
-        cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-        paths.append(path)
+    for copy in range(copies):
+        for name in SOURCES:
+            rgb = cv2.resize(getattr(skdata, name)(), (size, size), interpolation=cv2.INTER_AREA)
+            path = folder / f"{name}{copy}.jpg"
+            cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            paths.append(path)
     return paths
 
 
-def one_by_one(model: str, weights: Path, images: list[Path], out: Path, device: str) -> float:
+def one_by_one(model: str, weights: Path, images: list[Path], out: Path, size: int, device: str) -> float:
     """Seconds per image of predict.py's predictor with batch size 1 (the model loaded beforehand, one warm-up)."""
     net = visionzoo.create_model(model)
     net.load_state_dict(load_file(str(weights)))
-    predictor = CutoutPredictor(net, str(images[0]), str(out / "warm"), device=device,
+    predictor = CutoutPredictor(net, str(images[0]), str(out / "warm"), input_size=size, device=device,
                                 preprocessing=resolve_preprocessing(model))
     predictor.run()
     predictor.input, predictor.output = str(images[0].parent), out / "timed"
@@ -83,7 +85,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=None, help="per level (default max(2c, 8))")
-    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--max-batch", default="auto", help="serve.max_batch (auto: 8 on a GPU, 1 on a CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default=None, help="append the table to this Markdown file")
     args = parser.parse_args()
@@ -97,9 +99,6 @@ def main() -> None:
             torch.manual_seed(0)
             weights = folder / f"{model}.safetensors"
             save_file({k: v.contiguous() for k, v in visionzoo.create_model(model).state_dict().items()}, str(weights))
-            baseline = one_by_one(model, weights, paths, folder / f"{model}_predict", args.device)
-            rows.append((model, "predict.py, one by one", 1, 1 / baseline, baseline, baseline))
-            print(rows[-1], flush=True)
             server = launch([f"model={model}", f"ckpt_path={weights}", f"serve.input_size={args.size}",
                              f"serve.max_batch={args.max_batch}", f"serve.device={args.device}",
                              f"serve.max_queue={max(args.concurrency) * 2}", "serve.jobs_dir=jobs"], folder)
@@ -110,6 +109,11 @@ def main() -> None:
                     print(rows[-1], flush=True)
             finally:
                 server.stop()
+            # after the server's runs, so that this process's own torch threads never compete with the server's
+            baseline = one_by_one(model, weights, paths, folder / f"{model}_predict", args.size, args.device)
+            rows.insert(len(rows) - len(args.concurrency), (model, "predict.py, one by one", 1, 1 / baseline,
+                                                            baseline, baseline))
+            print(rows[-len(args.concurrency) - 1], flush=True)
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     table = [f"### {args.size} x {args.size}, {device}, serve.max_batch={args.max_batch}", "",

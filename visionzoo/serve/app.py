@@ -54,7 +54,7 @@ class ServeSettings:
     models: dict[str, str | None] = dataclasses.field(default_factory=dict)
     max_upload_mb: float = 50.0
     max_megapixels: float = 50.0
-    max_batch: int = 8
+    max_batch: int | str = "auto"
     batch_window_ms: float = 10.0
     max_queue: int = 64
     timeout_s: float = 300.0
@@ -116,8 +116,9 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
         raise ValueError("no models to serve")
     default_model = next(iter(models))
     metrics = Metrics()
-    batcher = Batcher(lambda name, images, size: models[name].predict_alpha(images, size), settings.max_batch,
-                      settings.batch_window_ms / 1000, settings.max_queue, on_batch=metrics.batches.observe)
+    batcher = Batcher(lambda name, images, size: models[name].predict_alpha(images, size),
+                      batch_size_for(settings.max_batch, models.values()), settings.batch_window_ms / 1000,
+                      settings.max_queue, on_batch=metrics.batches.observe)
     store = JobStore(settings.jobs_dir)
 
     def cutout_job(job: dict[str, Any], folder: Path, progress, cancelled) -> None:
@@ -247,7 +248,8 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
         if input_size is not None and not 32 <= input_size <= 4096:
             raise ClientError(f"bad option input_size={input_size}; use 32 to 4096 pixels", 422)
         (filename, data), = (await _upload(request))[:1]
-        image = image_from_upload(data, safe_name(filename, "upload"), settings.max_bytes, settings.max_pixels)
+        image = await asyncio.to_thread(image_from_upload, data, safe_name(filename, "upload"), settings.max_bytes,
+                                        settings.max_pixels)
         try:
             future = batcher.submit(name, image.rgb8(), input_size)
         except QueueFull:
@@ -262,10 +264,11 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
         mask = alpha_to_uint8(alpha, normalize)
         height, width = mask.shape
         if output == "mask":
-            return Response(encode_png(mask), media_type="image/png", headers={"X-Model": name})
+            return Response(await asyncio.to_thread(encode_png, mask), media_type="image/png", headers={"X-Model": name})
         rgba = await asyncio.to_thread(compose_cutout, image, mask, refine_foreground)
         if output == "cutout":
-            return Response(encode_png(rgba), media_type="image/png", headers={"X-Model": name})
+            return Response(await asyncio.to_thread(encode_png, rgba), media_type="image/png",
+                            headers={"X-Model": name})
         return JSONResponse({"model": name, "width": width, "height": height,
                              "mask_png": base64.b64encode(encode_png(mask)).decode(),
                              "cutout_png": base64.b64encode(encode_png(rgba)).decode()})
@@ -324,6 +327,19 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
         return store.cancel(job_id)
 
     return app
+
+
+#: ``serve.max_batch=auto``: batches on a GPU; on a CPU one image per forward pass, as a batch of 8 1024-pixel
+#: images is no faster per image there and holds the answers back (benchmarks in docs/serve.md).
+AUTO_BATCH = {"cuda": 8, "cpu": 1}
+
+
+def batch_size_for(max_batch: int | str, models: Any) -> int:
+    """``serve.max_batch``: a number, or ``auto`` (:data:`AUTO_BATCH` for the models' device)."""
+    if max_batch != "auto":
+        return int(max_batch)
+    on_gpu = any(model.device.type == "cuda" for model in models)
+    return AUTO_BATCH["cuda" if on_gpu else "cpu"]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
