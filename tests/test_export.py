@@ -18,8 +18,8 @@ from visionzoo.export import main as export_main
 #: multi-view networks multiples of 128 (at 128 and 384 x 256 MCLM's pools include empty ones; at 256 not).
 CASES = [
     ("ben_tiny", 128, [(64, 64), (128, 192), (320, 128)]),
-    ("ben2_base", 256, [(128, 128), (384, 256), (256, 512)]),
-    ("mvanet", 256, [(384, 128)]),
+    pytest.param(("ben2_base", 256, [(128, 128), (384, 256), (256, 512)]), marks=pytest.mark.slow),  # 30 s
+    pytest.param(("mvanet", 256, [(384, 128)]), marks=pytest.mark.slow),
 ]
 
 
