@@ -18,7 +18,7 @@ from tests.golden.make_dhd_s_golden import profiles, rig_inputs
 from tests.helpers.deterministic import deterministic_state_dict, golden_input
 from visionzoo.geometry import OCC3D_GRID, OccupancyGrid
 from visionzoo.models.dhd import DHD, bevdet_input
-from visionzoo.models.dhd.parts import camera_vector
+from visionzoo.models.dhd.parts import DeformableConv2d, camera_vector
 from visionzoo.models.dhd.view import MaskGuidedHeightSampling, frustum, pool_to_bev, voxel_indices
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -170,3 +170,27 @@ def test_released_checkpoint_forms_load_without_unpickling_code(state, tmp_path)
     with pytest.raises(visionzoo.errors.WeightsError, match=r"refused to load .*np.pth: it holds pickled objects "
                                                             r"beyond tensors.*keep only its weights once: python -c"):
         visionzoo.create_model("dhd_s", pretrained=str(tmp_path / "np.pth"))
+
+
+def test_deformable_conv_runs_in_float32_under_bfloat16():
+    """torchvision's deform_conv2d has no bfloat16 kernel: under autocast (or for a bfloat16 input) the module runs
+    it in float32 instead of stopping with a dtype error."""
+    torch.manual_seed(0)
+    layer = DeformableConv2d(16).eval()
+    torch.nn.init.normal_(layer.conv_offset.weight, std=0.1)  # offsets that move the samples
+    x = torch.randn(2, 16, 12, 20)
+    reference = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = layer(x)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, reference, atol=0.05, rtol=0)  # the offsets come from a bfloat16 conv
+    half = layer.to(torch.bfloat16)(x.bfloat16())
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), reference, atol=0.05, rtol=0)
+
+
+def test_end_to_end_under_bfloat16_autocast_agrees_with_float32(model, golden):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model.forward_official(golden_input((1, 6, 3, 256, 704), seed=1), **rig_inputs(1, CAMERAS))["logits"]
+    labels = logits.float().argmax(-1)[:, ::10, ::10].numpy().astype(np.uint8)
+    assert (labels == golden["full_labels_sub"]).mean() > 0.95  # 0.986 measured

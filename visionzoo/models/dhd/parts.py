@@ -131,7 +131,12 @@ class ASPP(nn.Module):
 
 class DeformableConv2d(nn.Module):
     """mmcv's ``DeformConv2dPack`` (``DCN``) on ``torchvision.ops.deform_conv2d``: offsets from a 3x3 conv
-    (``conv_offset``, 2 x 9 channels, (dy, dx) per kernel position), grouped weights, no bias."""
+    (``conv_offset``, 2 x 9 channels, (dy, dx) per kernel position), grouped weights, no bias.
+
+    torchvision's kernel computes in float32 (or float64) only: under autocast, or with a bfloat16/float16 input,
+    the deformable convolution itself runs in float32 (the offsets as autocast computed them) and returns float32
+    under autocast, the input's dtype otherwise.
+    """
 
     def __init__(self, channels: int, kernel_size: int = 3, groups: int = 4) -> None:
         super().__init__()
@@ -143,7 +148,13 @@ class DeformableConv2d(nn.Module):
         nn.init.zeros_(self.conv_offset.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torchvision.ops.deform_conv2d(x, self.conv_offset(x), self.weight, padding=self.padding)
+        offset = self.conv_offset(x)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if not autocast and x.dtype in (torch.float32, torch.float64):
+            return torchvision.ops.deform_conv2d(x, offset, self.weight, padding=self.padding)
+        with torch.autocast(x.device.type, enabled=False):
+            out = torchvision.ops.deform_conv2d(x.float(), offset.float(), self.weight.float(), padding=self.padding)
+        return out if autocast else out.to(x.dtype)
 
 
 class _Mlp(nn.Module):
