@@ -107,21 +107,31 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return data
 
 
-def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
-    """Encode an RGB/RGBA/gray array as the image type ``path``'s suffix names, through the one atomic writer
-    (:func:`visionzoo.files.atomic_write`), so no half-written file is ever left."""
-    path = Path(path)
+def encode_image(pixels: np.ndarray, suffix: str = ".png") -> bytes:
+    """An RGB/RGBA/gray array encoded as the image type ``suffix`` names (OpenCV's encoders, default settings:
+    the bytes :func:`write_image` writes). Raises :class:`DataError` for a suffix OpenCV cannot write."""
     if pixels.ndim == 3 and pixels.shape[2] == 3:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     elif pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    try:
+        encoded, data = cv2.imencode(suffix, pixels)
+    except cv2.error:  # OpenCV raises for suffixes it has no encoder for
+        encoded = False
+    if not encoded:
+        raise DataError(f"cannot encode an image as {suffix!r}; use an image type such as .png")
+    return data.tobytes()
 
-    def write(temporary: Path) -> None:
-        try:
-            written = cv2.imwrite(str(temporary), pixels)
-        except cv2.error:  # OpenCV raises for suffixes it has no writer for
-            written = False
-        if not written:
-            raise DataError(f"could not write {path}; check the folder is writable and the suffix is an image type")
 
-    atomic_write(path, write, suffix=path.suffix)  # OpenCV picks the format from the suffix
+def write_image(path: str | os.PathLike, pixels: np.ndarray) -> None:
+    """Encode an RGB/RGBA/gray array as the image type ``path``'s suffix names (:func:`encode_image`) and write it
+    through the one atomic writer (:func:`visionzoo.files.atomic_write`), so no half-written file is ever left."""
+    path = Path(path)
+    try:
+        data = encode_image(pixels, path.suffix)
+    except DataError as err:
+        raise DataError(f"could not write {path}; the suffix is not an image type OpenCV writes") from err
+    try:
+        atomic_write(path, lambda temporary: temporary.write_bytes(data))
+    except OSError as err:
+        raise DataError(f"could not write {path} ({err.strerror}); check the folder is writable") from err

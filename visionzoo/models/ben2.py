@@ -64,14 +64,13 @@ def split_quadrants(x: torch.Tensor) -> torch.Tensor:
 
 
 def quarters(x: torch.Tensor, dim: int) -> list[torch.Tensor]:
-    """``x`` cut into 4 equal consecutive blocks along ``dim`` (0 or 1), e.g. the 4 quadrants' blocks of a batch.
+    """``x`` cut into 4 equal consecutive blocks along ``dim``, e.g. the 4 quadrants' blocks of a batch.
 
     Slices rather than ``unflatten(dim, (4, -1))``, whose traced sizes would be fixed in an exported graph.
     """
     size = x.shape[dim] // 4
-    if dim == 0:
-        return [x[i * size : (i + 1) * size] for i in range(4)]
-    return [x[:, i * size : (i + 1) * size] for i in range(4)]
+    before = (slice(None),) * dim
+    return [x[(*before, slice(i * size, (i + 1) * size))] for i in range(4)]
 
 
 def split_views(x: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor]:

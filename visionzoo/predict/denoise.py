@@ -144,6 +144,14 @@ class DenoisePredictor:
             done += sum(iterations[tile] for tile in group)
         return unit_to_file_pixels(output if blender is None else blender.result(), image)
 
+    def denoise_file(self, path: Path, on_step: Callable[[int, int], None] | None = None) -> Path:
+        """Denoise one file into :meth:`output_path` (a finished tiled image's tile cache is removed) and return
+        that path; ``on_step`` as for :meth:`denoise`."""
+        target = self.output_path(path)
+        write_image(target, self.denoise(read_image(path), on_step=on_step))
+        self.tile_cache(path).clear()
+        return target
+
     @staticmethod
     def _log(name: str, fitted: Any) -> None:
         log.info("%s: noise sigma %.1f, texture %.4f -> %s, %d iterations in %.1f s (%s)", name, fitted.estimate.sigma,
@@ -166,11 +174,7 @@ class DenoisePredictor:
             for path in todo:
                 progress.reset(steps, total=None, description=f"  {path.name}")
                 try:
-                    image = read_image(path)
-                    pixels = self.denoise(image, on_step=lambda done, total: progress.update(steps, completed=done,
-                                                                                             total=total))
-                    write_image(self.output_path(path), pixels)
-                    self.tile_cache(path).clear()
+                    self.denoise_file(path, lambda done, total: progress.update(steps, completed=done, total=total))
                     report.written.append(path)
                 except DataError as err:  # this file's fault: report it and go on
                     report.failed[path] = str(err)

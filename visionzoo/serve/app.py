@@ -23,25 +23,25 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from visionzoo.data.images import IMAGE_SUFFIXES, read_image, write_image
+from visionzoo.data.images import encode_image
 from visionzoo.errors import DataError
 from visionzoo.predict.cutout import CutoutPredictor, MaskModel, alpha_to_uint8, compose_cutout
 from visionzoo.predict.video import VIDEO_SUFFIXES
 from visionzoo.serve.batching import Batcher, QueueFull
 from visionzoo.serve.jobs import JobCancelled, JobStore, JobWorker
-from visionzoo.serve.uploads import UploadError, check_video, image_from_upload, safe_name
+from visionzoo.serve.uploads import ClientError, check_image, check_video, image_from_upload, safe_name
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("static") / "index.html"
 OUTPUTS = ("cutout", "mask", "both")
+#: The most files one job takes.
+MAX_JOB_FILES = 64
 
 
 @dataclasses.dataclass
@@ -69,25 +69,6 @@ class ServeSettings:
     @property
     def max_pixels(self) -> int:
         return int(self.max_megapixels * 1e6)
-
-
-class ClientError(Exception):
-    """A request the service refuses: ``status`` and one line."""
-
-    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.headers = status, headers
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of an RGB/RGBA/gray array, encoded as :func:`visionzoo.data.images.write_image` writes files
-    (OpenCV's PNG writer, default settings), so the service's bytes equal predict.py's files."""
-    if pixels.ndim == 3:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA if pixels.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", pixels)
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return encoded.tobytes()
 
 
 class Metrics:
@@ -183,10 +164,6 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
     async def _client_error(_: Request, err: ClientError) -> JSONResponse:
         return _error(err.status, str(err), err.headers)
 
-    @app.exception_handler(UploadError)
-    async def _upload_error(_: Request, err: UploadError) -> JSONResponse:
-        return _error(err.status, str(err))
-
     @app.exception_handler(RequestValidationError)
     async def _bad_options(_: Request, err: RequestValidationError) -> JSONResponse:
         first = err.errors()[0]
@@ -203,13 +180,15 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
             raise ClientError(f"model {name!r} is not loaded here; loaded: {', '.join(models)} (GET /v1/models)", 404)
         return name
 
-    async def _upload(request: Request, field: str = "file") -> list[tuple[str, bytes]]:
+    async def _upload(request: Request, field: str = "file", files: int = 1) -> list[tuple[str, bytes]]:
+        """The uploaded ``(name, bytes)`` (at most ``files`` of them); a request longer than ``files`` uploads of
+        the size limit is refused before it is read."""
         length = int(request.headers.get("content-length") or 0)
-        if length > settings.max_bytes * (4 if field == "files" else 1) + 65536:
+        if length > files * settings.max_bytes + 65536:  # 64 kB for the multipart framing
             raise ClientError(f"the request is {length / 1e6:.1f} MB, over this server's limit of "
-                              f"{settings.max_upload_mb:.1f} MB per file (serve.max_upload_mb)", 413)
+                              f"{files * settings.max_upload_mb:.1f} MB ({files} x serve.max_upload_mb)", 413)
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form(max_files=64, max_part_size=settings.max_bytes + 1)
+            form = await request.form(max_files=files, max_part_size=settings.max_bytes + 1)
             uploads = form.getlist(field)
             if not uploads:
                 raise ClientError(f"the multipart request has no {field!r} field; send the image as {field!r}")
@@ -264,14 +243,16 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
         mask = alpha_to_uint8(alpha, normalize)
         height, width = mask.shape
         if output == "mask":
-            return Response(await asyncio.to_thread(encode_png, mask), media_type="image/png", headers={"X-Model": name})
+            return Response(await asyncio.to_thread(encode_image, mask), media_type="image/png",
+                            headers={"X-Model": name})
         rgba = await asyncio.to_thread(compose_cutout, image, mask, refine_foreground)
         if output == "cutout":
-            return Response(await asyncio.to_thread(encode_png, rgba), media_type="image/png",
+            return Response(await asyncio.to_thread(encode_image, rgba), media_type="image/png",
                             headers={"X-Model": name})
+        mask_png, cutout_png = await asyncio.to_thread(lambda: (encode_image(mask), encode_image(rgba)))
         return JSONResponse({"model": name, "width": width, "height": height,
-                             "mask_png": base64.b64encode(encode_png(mask)).decode(),
-                             "cutout_png": base64.b64encode(encode_png(rgba)).decode()})
+                             "mask_png": base64.b64encode(mask_png).decode(),
+                             "cutout_png": base64.b64encode(cutout_png).decode()})
 
     @app.post("/v1/jobs", status_code=201)
     async def submit_job(request: Request, kind: str = "cutout", model: str | None = None,
@@ -282,15 +263,13 @@ def create_app(models: dict[str, MaskModel], settings: ServeSettings, cards: dic
             raise ClientError("this server does not denoise (serve.denoise is off)", 422)
         name = _model(model) if kind == "cutout" else None
         files, seen = [], set()
-        for index, (filename, data) in enumerate(await _upload(request, "files")):
+        for index, (filename, data) in enumerate(await _upload(request, "files", MAX_JOB_FILES)):
             clean = safe_name(filename, f"upload{index}")
-            suffix = Path(clean).suffix.lower()
-            if kind == "cutout" and suffix in VIDEO_SUFFIXES:
+            if kind == "cutout" and Path(clean).suffix.lower() in VIDEO_SUFFIXES:
                 await asyncio.to_thread(check_video, data, clean, settings.max_bytes)
-            else:
-                image = await asyncio.to_thread(image_from_upload, data, clean, settings.max_bytes, settings.max_pixels)
-                if suffix not in IMAGE_SUFFIXES:
-                    clean, data = f"{Path(clean).stem}.png", encode_png(image.pixels)  # named by what it is
+            else:  # saved as uploaded, under the suffix of what it is
+                suffix = await asyncio.to_thread(check_image, data, clean, settings.max_bytes, settings.max_pixels)
+                clean = f"{Path(clean).stem}{suffix}"
             if clean in seen:
                 clean = f"{Path(clean).stem}_{index}{Path(clean).suffix}"
             seen.add(clean)
@@ -348,8 +327,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def dip_denoiser(settings: dict[str, Any], device: str = "auto"):
-    """``(input file, output folder, on_step)`` -> writes ``<stem>_dip.png`` with the DIP recipe in ``settings``
-    (``model``, ``architecture``, ``fit``, ``tile``: predict.py's ``experiment=dip_denoise`` options)."""
+    """``(input file, output folder, on_step)`` -> ``<stem>_dip.png`` in the folder, with the DIP recipe in
+    ``settings`` (``model``, ``architecture``, ``fit``, ``tile``: predict.py's ``experiment=dip_denoise`` options)."""
     from visionzoo.models.factory import create_model
     from visionzoo.predict.denoise import DenoisePredictor
 
@@ -357,10 +336,7 @@ def dip_denoiser(settings: dict[str, Any], device: str = "auto"):
         predictor = DenoisePredictor(partial(create_model, name=settings.get("model", "dip_scaled")), str(path),
                                      str(out), architecture=settings.get("architecture", "auto"),
                                      fit=settings.get("fit"), tile=settings.get("tile"), device=device)
-        target = predictor.output_path(path)
-        if target.exists():
-            return
-        write_image(target, predictor.denoise(read_image(path), on_step=on_step))
-        predictor.tile_cache(path).clear()
+        if not predictor.output_path(path).exists():  # a resumed job keeps the photos it finished
+            predictor.denoise_file(path, on_step)
 
     return denoise

@@ -98,18 +98,17 @@ class JobStore:
         return self.update(job_id, cancel_requested=True)  # the worker stops between steps
 
     def claim_next(self) -> dict[str, Any] | None:
-        """The oldest job that is queued, or running under a process that is gone, now claimed by this one."""
+        """The oldest job that is queued, or running under a process that is gone, now claimed by this one. A
+        cancel that such a gone process never carried out is carried out here."""
         for job in self.list():
-            if job["state"] not in ("queued", "running") or job.get("cancel_requested"):
-                if job["state"] == "running" and job.get("cancel_requested") and self._claim(job["id"]):
-                    self.update(job["id"], state="cancelled", finished=time.time())
-                    self.release(job["id"])
+            if job["state"] not in ("queued", "running") or not self._claim(job["id"]):
                 continue
-            if self._claim(job["id"]):
-                current = self.get(job["id"])  # another process may have finished it since the listing
-                if current["state"] in ("queued", "running") and not current.get("cancel_requested"):
-                    return current
-                self.release(job["id"])
+            current = self.get(job["id"])  # another process may have finished it since the listing
+            if current["state"] in ("queued", "running") and not current.get("cancel_requested"):
+                return current
+            if current["state"] == "running":
+                self.update(job["id"], state="cancelled", finished=time.time())
+            self.release(job["id"])
         return None
 
     def release(self, job_id: str) -> None:

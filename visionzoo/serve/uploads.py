@@ -14,12 +14,16 @@ from visionzoo.errors import DataError
 from visionzoo.predict.video import VIDEO_SUFFIXES
 
 
-class UploadError(DataError):
-    """A request's content the service refuses; ``status`` is the HTTP status to answer with."""
+class ClientError(DataError):
+    """A request the service refuses: its HTTP ``status``, one line, and any headers to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.headers = status, headers
+
+
+#: Pillow's name of each image format the zoo reads -> the suffix a saved upload gets (MPO: phones' JPEGs).
+IMAGE_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tiff"}
 
 
 def safe_name(name: str | None, default: str) -> str:
@@ -30,15 +34,16 @@ def safe_name(name: str | None, default: str) -> str:
 
 def check_size(data: bytes, max_bytes: int, what: str = "upload") -> None:
     if not data:
-        raise UploadError(f"the {what} is empty; send an image file as the request body or a multipart 'file'")
+        raise ClientError(f"the {what} is empty; send an image file as the request body or a multipart 'file'")
     if len(data) > max_bytes:
-        raise UploadError(f"the {what} is {len(data) / 1e6:.1f} MB, over this server's limit of "
+        raise ClientError(f"the {what} is {len(data) / 1e6:.1f} MB, over this server's limit of "
                           f"{max_bytes / 1e6:.1f} MB (serve.max_upload_mb)", status=413)
 
 
-def image_from_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> LoadedImage:
-    """Decode an uploaded image after checking its size, its header's pixel count and that it decodes in full
-    (a truncated JPEG is refused, not padded with grey). Raises :class:`UploadError`."""
+def check_image(data: bytes, name: str, max_bytes: int, max_pixels: int) -> str:
+    """Check an uploaded image: its size, its header's pixel count, that it decodes in full (a truncated JPEG is
+    refused, not padded with grey) and that it is a format the zoo reads. Returns that format's suffix (``.png``
+    ...), whatever the upload's name says. Raises :class:`ClientError`."""
     check_size(data, max_bytes)
     try:
         with warnings.catch_warnings():
@@ -46,21 +51,31 @@ def image_from_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -
             with Image.open(io.BytesIO(data)) as header:  # reads the header only
                 width, height = header.size
                 if width * height > max_pixels:
-                    raise UploadError(f"{name} declares {width} x {height} pixels, over this server's limit of "
+                    raise ClientError(f"{name} declares {width} x {height} pixels, over this server's limit of "
                                       f"{max_pixels / 1e6:.0f} MP (serve.max_megapixels)", status=413)
                 header.load()  # decodes everything: truncated or corrupt data fails here
-    except UploadError:
+                kind = header.format
+    except ClientError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UploadError(f"{name} declares too many pixels ({err}); send a smaller image", status=413) from err
+        raise ClientError(f"{name} declares too many pixels ({err}); send a smaller image", status=413) from err
     except Image.UnidentifiedImageError as err:
-        raise UploadError(f"{name} is not an image (its content is no PNG, JPEG, WebP, BMP or TIFF)") from err
+        raise ClientError(f"{name} is not an image (its content is no PNG, JPEG, WebP, BMP or TIFF)") from err
     except (OSError, ValueError, SyntaxError) as err:
-        raise UploadError(f"{name} is truncated or corrupt ({err}); send the whole file") from err
+        raise ClientError(f"{name} is truncated or corrupt ({err}); send the whole file") from err
+    if kind not in IMAGE_FORMATS:
+        raise ClientError(f"{name} is a {kind} image; send a PNG, JPEG, WebP, BMP or TIFF")
+    return IMAGE_FORMATS[kind]
+
+
+def image_from_upload(data: bytes, name: str, max_bytes: int, max_pixels: int) -> LoadedImage:
+    """An uploaded image, checked (:func:`check_image`) and decoded as predict.py reads files. Raises
+    :class:`ClientError`."""
+    check_image(data, name, max_bytes, max_pixels)
     try:
         return decode_image(data, name)
     except DataError as err:
-        raise UploadError(str(err)) from err
+        raise ClientError(str(err)) from err
 
 
 def check_video(data: bytes, name: str, max_bytes: int) -> None:
@@ -71,8 +86,8 @@ def check_video(data: bytes, name: str, max_bytes: int) -> None:
     try:
         with av.open(io.BytesIO(data)) as container:
             if not container.streams.video:
-                raise UploadError(f"{name} has no video stream")
-    except UploadError:
+                raise ClientError(f"{name} has no video stream")
+    except ClientError:
         raise
     except (av.error.FFmpegError, ValueError) as err:
-        raise UploadError(f"{name} is not a readable video ({err}); send {', '.join(VIDEO_SUFFIXES)}") from err
+        raise ClientError(f"{name} is not a readable video ({err}); send {', '.join(VIDEO_SUFFIXES)}") from err
