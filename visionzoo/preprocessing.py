@@ -35,7 +35,9 @@ class Preprocessing:
     :data:`RESAMPLE_FILTERS`: ``area`` for the zoo's models, ``lanczos`` for BEN, ``bilinear`` for MVANet,
     ``bicubic`` for BEVDet-family weights); ``channels_last`` says whether that memory layout makes the model faster on the CPU (measured in
     benchmarks/). Occupancy: ``grid`` is the voxel grid the model predicts on, ``cameras`` the camera order of its
-    input and ``key_ego`` the frame of the geometry (one of :data:`KEY_EGO_FRAMES`).
+    input, ``key_ego`` the frame of the geometry (one of :data:`KEY_EGO_FRAMES`) and ``frames`` the camera frames
+    per sample: the key frame and the ``frames - 1`` before it (DHD-M/L: 3, two for the BEV and one more for the
+    previous frame's stereo matching).
     """
 
     input_size: tuple[int, ...] | None = None
@@ -46,6 +48,7 @@ class Preprocessing:
     grid: OccupancyGrid | None = None
     cameras: tuple[str, ...] = NUSCENES_CAMERAS
     key_ego: str = "lidar"
+    frames: int = 1
 
     def __post_init__(self) -> None:
         # configs and JSON give lists and mappings: store tuples and a grid, so equal settings compare equal
@@ -60,6 +63,8 @@ class Preprocessing:
         if self.key_ego not in KEY_EGO_FRAMES:
             raise ConfigError(f"preprocessing.key_ego must be one of {', '.join(KEY_EGO_FRAMES)}, "
                               f"not {self.key_ego!r}")
+        if self.frames < 1:
+            raise ConfigError(f"preprocessing.frames must be 1 or more, not {self.frames}")
         if len(self.mean) != len(self.std):
             raise ConfigError(f"preprocessing.mean has {len(self.mean)} values but std {len(self.std)}")
 

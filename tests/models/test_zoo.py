@@ -79,13 +79,19 @@ def test_cards_carry_task_size_normalisation_and_licence():
     assert "BSD" in card.license
 
 
-def occupancy_inputs() -> tuple[torch.Tensor, ...]:
-    """One sample of two cameras (front, back) of the synthetic rig at 32 x 64 pixels."""
+def occupancy_inputs(frames: int = 1) -> tuple[torch.Tensor, ...]:
+    """One sample of two cameras (front, back) of the synthetic rig at 32 x 64 pixels; with ``frames`` > 1 that
+    many frames (key first), the car 1 m further back in each older one."""
     rig, cams = camera_rig(0.16), ("CAM_FRONT", "CAM_BACK")
     intrinsics = torch.tensor(np.stack([rig[c][1] for c in cams]), dtype=torch.float32)[None]
     cam2ego = torch.tensor(np.stack([rig[c][0] for c in cams]), dtype=torch.float32)[None]
     post = torch.tensor(image_affine(0.25, (0, 4), False, 0.0, (32, 64)), dtype=torch.float32).expand(1, 2, 3, 3)
-    return torch.randn(1, 2, 3, 32, 64), intrinsics, cam2ego, post, torch.eye(3)[None]
+    if frames == 1:
+        return torch.randn(1, 2, 3, 32, 64), intrinsics, cam2ego, post, torch.eye(3)[None]
+    moves = torch.eye(4).repeat(frames, 1, 1)
+    moves[:, 0, 3] = -torch.arange(frames, dtype=torch.float32)
+    return (torch.randn(1, frames, 2, 3, 32, 64), intrinsics, (moves[:, None] @ cam2ego)[None], post,
+            torch.eye(3)[None])
 
 
 def test_every_registered_network_is_checked():
@@ -100,6 +106,8 @@ def test_forward_backward(name):
     # (dhd_s is the published model, fixed to Occ3D's grid: only its input size shrinks)
     if name == "dhd_s":
         model = visionzoo.create_model(name, input_size=(32, 64))
+    elif name == "dhd_m":
+        model = visionzoo.create_model(name, input_size=(32, 64), grid=asdict(SYNTHETIC_GRID))
     elif occupancy:
         model = visionzoo.create_model(name, grid=asdict(SYNTHETIC_GRID), depth_bins=(1.0, 29.0, 1.0))
     else:
@@ -107,7 +115,8 @@ def test_forward_backward(name):
     model.train()
     spatial = (3, 5) if hasattr(model, "num_upsamples") else SIZE[2:]  # decoders grow their input 32x
     size = SIZES.get(name, (SIZE[0], model_card(name).preprocessing.input_size[0], *spatial))
-    outputs = named_outputs(model(*occupancy_inputs()) if occupancy else model(torch.randn(size)))
+    frames = model_card(name).preprocessing.frames
+    outputs = named_outputs(model(*occupancy_inputs(frames)) if occupancy else model(torch.randn(size)))
     assert {k: tuple(o.shape) for k, o in outputs.items()} == expected_shapes(name, model, size)
     assert all(torch.isfinite(o).all() for o in outputs.values())
     sum(o.float().square().mean() for o in outputs.values()).backward()

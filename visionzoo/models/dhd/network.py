@@ -1,4 +1,5 @@
-"""The DHD network (one class for the published DHD-S and the zoo's variants) and its registered models.
+"""The DHD networks (:class:`DHD` for the published DHD-S and the zoo's variants, :class:`StereoDHD` for the
+published two-frame DHD-M) and their registered models.
 
 Pipeline for B samples of N cameras, input H x W, feature stride 16 (h = H / 16, w = W / 16)::
 
@@ -18,6 +19,11 @@ channels normalised with the RGB mean/std (mmcv's ``imnormalize`` with ``to_rgb=
 camera's ego frame. ``dhd_dla34``, ``dhd_r50`` and ``dhd_tiny`` are the zoo's: a timm backbone fused by IDA-Up,
 camera-aware depth and height nets without the deformable convolution, pixel-centre frustum and floor cell indices,
 narrower BEV encoders; every size follows the grid, so reduced grids use the same code.
+
+``dhd_m`` is DHD-M as published (``projects/configs/DHD/DHD-M.py``, the ``DHD_stereo`` detector): the key frame and
+the frame before are each lifted into the key ego with a depth net that also reads a stereo cost volume against
+their own previous frame (:mod:`~visionzoo.models.dhd.stereo`), pre-processed per frame and concatenated; F_db comes
+from a UNet. It reads three frames per sample (its card's ``frames``).
 """
 
 from __future__ import annotations
@@ -32,10 +38,14 @@ from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from visionzoo.geometry import OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid, as_grid
 from visionzoo.models.backbones import TINY_DLA_KWARGS
 from visionzoo.models.dhd.parts import (FPNLSS, BEVResNet, ChannelToHeightHead, LateralFPN, ResNet50Features,
-                                        SynergisticFeatureAggregation, UNet, timm_image_encoder)
+                                        SynergisticFeatureAggregation, UNet, camera_vector, timm_image_encoder)
+from visionzoo.models.dhd.stereo import cost_volume_grid, current_to_previous_sensor, stereo_cost_volume
 from visionzoo.models.dhd.view import MASK_RANGE, MaskGuidedHeightSampling
 from visionzoo.models.registry import register_model
 from visionzoo.preprocessing import Preprocessing
+
+#: F_db encoders: DHD-S/L's ResNet + FPN-LSS, DHD-M's UNet.
+BEV_ENCODERS = ("resnet", "unet")
 
 
 def bevdet_input(images: torch.Tensor) -> torch.Tensor:
@@ -56,10 +66,14 @@ class DHD(nn.Module):
         img_view_transformer: the :class:`~visionzoo.models.dhd.view.MaskGuidedHeightSampling`; its grid is the
             network's.
         bev_stages: widths of the BEV encoder's three stages; ``bev_channels``: width C_bev of F_db, F_hr and the
-            head; ``band_channels``: the band UNets' output widths (summing to ``bev_channels``); ``unet_widths``:
-            the UNets' level widths.
+            SFA output; ``band_channels``: the band UNets' output widths (summing to ``bev_channels``);
+            ``unet_widths``: the UNets' level widths.
         num_classes: occupancy classes (Occ3D: 18, free last).
         bevdet_normalisation: the network was trained on the official pipeline's inputs (:func:`bevdet_input`).
+        bev_encoder: ``"resnet"`` (:class:`BEVResNet` + :class:`FPNLSS`, DHD-S/L) or ``"unet"`` (one
+            :class:`UNet`, DHD-M) for F_db; ``head_channels``: the head's width (default ``bev_channels``).
+        frames: BEV frames concatenated before the encoders (DHD-M/L: 2), so the encoders read ``frames`` times
+            the context width; ``pre_process``: DHD-M/L's one-block nets on each frame's BEV and z-folded volume.
 
     ``forward(images (B, N, 3, H, W), intrinsics (B, N, 3, 3), cam2ego (B, N, 4, 4), post (B, N, 3, 3),
     bda (B, 3, 3))`` with ImageNet-normalised RGB images and ``cam2ego`` into the key ego frame -> ``{"logits":
@@ -70,25 +84,38 @@ class DHD(nn.Module):
                  bev_stages: Sequence[int] = (128, 256, 512), bev_channels: int = 256,
                  band_channels: Sequence[int] = (64, 128, 64),
                  unet_widths: Sequence[int] = (64, 128, 256, 512, 1024), num_classes: int = 18,
-                 bevdet_normalisation: bool = False) -> None:
+                 bevdet_normalisation: bool = False, bev_encoder: str = "resnet", head_channels: int | None = None,
+                 frames: int = 1, pre_process: bool = False) -> None:
         super().__init__()
         view = img_view_transformer
         if len(band_channels) != len(view.bands) or sum(band_channels) != bev_channels:
             raise ValueError(f"band_channels {list(band_channels)} must be one width per height band summing to "
                              f"bev_channels {bev_channels}")
+        if bev_encoder not in BEV_ENCODERS:
+            raise ValueError(f"bev_encoder must be one of {', '.join(BEV_ENCODERS)}, not {bev_encoder!r}")
         X, Y, Z = view.grid.shape
         if X % 2 or Y % 2:
             raise ValueError(f"the BEV encoder returns to the grid from half its size: {X} x {Y} cells must be even")
-        self.bevdet_normalisation = bevdet_normalisation
+        self.bevdet_normalisation, self.frames = bevdet_normalisation, frames
+        context = view.context_channels
         # registration order = the official state dict's key order
         self.img_backbone = img_backbone
         self.img_neck = img_neck
         self.img_view_transformer = view
-        self.img_bev_encoder_backbone = BEVResNet(view.context_channels, bev_stages)
-        self.img_bev_encoder_neck = FPNLSS(bev_stages[0] + bev_stages[-1], bev_channels)
-        self.occ_head = ChannelToHeightHead(bev_channels, Z, num_classes)
+        if bev_encoder == "resnet":
+            self.img_bev_encoder_backbone: nn.Module = BEVResNet(frames * context, bev_stages)
+            self.img_bev_encoder_neck = FPNLSS(bev_stages[0] + bev_stages[-1], bev_channels)
+        else:
+            self.img_bev_encoder_backbone = UNet(frames * context, bev_channels)
+            self.img_bev_encoder_neck = nn.Identity()
+        if pre_process:
+            self.pre_process_net = BEVResNet(context, (context,), blocks=1, stride=1)
+        self.occ_head = ChannelToHeightHead(head_channels or bev_channels, Z, num_classes, in_channels=bev_channels)
         for i, (band, width) in enumerate(zip(view.bands, band_channels)):
-            setattr(self, f"img_voxel_encoder{i}", UNet(view.context_channels * band.shape[2], width, unet_widths))
+            setattr(self, f"img_voxel_encoder{i}",
+                    UNet(frames * context * band.shape[2], width, unet_widths))
+        if pre_process:
+            self.pre_process_net_3d = BEVResNet(context * Z, (context * Z,), blocks=1, stride=1)
         self.mix = SynergisticFeatureAggregation(2 * bev_channels, bev_channels)
 
     @property
@@ -113,18 +140,106 @@ class DHD(nn.Module):
                          post: torch.Tensor, bda: torch.Tensor) -> dict[str, torch.Tensor]:
         """:meth:`forward` for images already normalised as the network was trained on (for ``dhd_s``: as the
         official pipeline does, see :func:`bevdet_input`)."""
-        batch, cams = images.shape[:2]
+        bev, bands, depth, height = self.lift(images, intrinsics, cam2ego, post, bda)
+        batch, cams = intrinsics.shape[:2]
+        h, w = depth.shape[-2:]
+        return {"logits": self.decode(bev, bands), "depth": depth.view(batch, cams, -1, h, w),
+                "height": height.view(batch, cams, -1, h, w)}
+
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, N, 3, H, W)`` -> the neck's ``(B, N, C, h, w)``."""
         features = self.img_neck(self.img_backbone(images.flatten(0, 1)))
-        features = features.view(batch, cams, *features.shape[1:])
-        bev, bands, depth, height = self.img_view_transformer(features, intrinsics, cam2ego, post, bda,
-                                                              tuple(images.shape[-2:]))
+        return features.view(*images.shape[:2], *features.shape[1:])
+
+    def lift(self, images: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
+             bda: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """Images to the BEV ``(B, Cc, Y, X)``, the bands ``[(B, layers_k * Cc, Y, X)]`` and the depth and height
+        logits ``(B*N, D | 65, h, w)`` (:class:`MaskGuidedHeightSampling`)."""
+        return self.img_view_transformer(self.image_features(images), intrinsics, cam2ego, post, bda,
+                                         tuple(images.shape[-2:]))
+
+    def decode(self, bev: torch.Tensor, bands: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The BEV side: F_db from ``bev``, F_hr from the bands, SFA, head -> ``(B, X, Y, Z, classes)`` logits."""
         f_db = self.img_bev_encoder_neck(self.img_bev_encoder_backbone(bev))
         encoders = [getattr(self, f"img_voxel_encoder{i}") for i in range(len(bands))]
         f_hr = torch.cat([encoder(band) for encoder, band in zip(encoders, bands)], dim=1)
-        logits = self.occ_head(self.mix(torch.cat([f_db, f_hr], dim=1)))
-        h, w = depth.shape[-2:]
-        return {"logits": logits, "depth": depth.view(batch, cams, -1, h, w),
-                "height": height.view(batch, cams, -1, h, w)}
+        return self.occ_head(self.mix(torch.cat([f_db, f_hr], dim=1)))
+
+
+class StereoDHD(DHD):
+    """DHD-M/L (the official ``DHD_stereo``, BEVStereo4D): the key frame and the frame before it are each lifted
+    into the key ego frame with a stereo depth net, and their BEV volumes concatenated (previous frame first).
+
+    Every lifted frame matches its stride-4 image features against the frame before it
+    (:func:`~visionzoo.models.dhd.stereo.stereo_cost_volume`), so a third, older frame gives the previous frame its
+    stereo partner and only runs the backbone's stride-4 part. Frames other than the key frame run without
+    gradient, as in the official code. The camera-aware nets read the key frame's camera vector in every frame.
+    ``img_backbone`` returns its stride-4 features first and has ``stereo_features(x)``.
+
+    ``forward(images (B, 3, N, 3, H, W), intrinsics (B, N, 3, 3), cam2ego (B, 3, N, 4, 4), post (B, N, 3, 3),
+    bda (B, 3, 3))``: frames key, previous, the one before (the image augmentation shared by all three;
+    ``cam2ego`` every frame's camera into the key frame's ego) -> :class:`DHD`'s outputs for the key frame.
+    """
+
+    def __init__(self, *args: Any, cost_volume_bias: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(*args, frames=2, pre_process=True, **kwargs)
+        if not self.img_view_transformer.stereo:
+            raise ValueError("StereoDHD needs a view transformer with a stereo depth net (depth_net stereo=True)")
+        self.cost_volume_bias = cost_volume_bias
+
+    def lift(self, images: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
+             bda: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        lifted = self.lift_frames(images, intrinsics, cam2ego, post, bda)
+        bev, bands = self.fuse([frame[0] for frame in lifted], [frame[1] for frame in lifted])
+        return bev, bands, *lifted[-1][2:]
+
+    def lift_frames(self, images: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
+                    bda: torch.Tensor) -> list[tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]]:
+        """The view transformer's outputs (BEV, bands, depth and height logits) of each lifted frame, the previous
+        frame first, the key frame last."""
+        batch, frames, cams = images.shape[:3]
+        if frames != self.frames + 1 or cam2ego.shape[1] != frames:
+            raise ValueError(f"{type(self).__name__} reads {self.frames + 1} frames (key, previous, the one before) "
+                             f"of images and cam2ego, not {frames} and {cam2ego.shape[1]}")
+        view = self.img_view_transformer
+        size = tuple(images.shape[-2:])
+        camera = camera_vector(intrinsics, post, bda, cam2ego[:, 0])
+        to_previous = current_to_previous_sensor(cam2ego)
+        with torch.no_grad():
+            previous = self.img_backbone.stereo_features(images[:, -1].flatten(0, 1))
+        lifted = []
+        for t in range(frames - 2, -1, -1):
+            with torch.set_grad_enabled(t == 0 and torch.is_grad_enabled()):
+                stereo, *features = self.img_backbone(images[:, t].flatten(0, 1))
+                features = self.img_neck(features)
+                features = features.view(batch, cams, *features.shape[1:])
+                grid = cost_volume_grid(view.frustum(size, stride=4), to_previous[:, t], intrinsics, post,
+                                        (4 * stereo.shape[-2], 4 * stereo.shape[-1]))
+                cost = stereo_cost_volume(previous, stereo, grid, self.cost_volume_bias)
+                lifted.append(view(features, intrinsics, cam2ego[:, t], post, bda, size, camera, cost))
+            previous = stereo
+        return lifted
+
+    def fuse(self, bevs: Sequence[torch.Tensor], bands: Sequence[Sequence[torch.Tensor]],
+             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per frame (previous first) BEV ``(B, Cc, Y, X)`` and bands ``[(B, layers_k * Cc, Y, X)]`` -> the
+        encoders' inputs: the ``pre_process`` nets on each frame, then the frames' channels side by side, per
+        layer in the bands: ``(B, frames * Cc, Y, X)`` and ``[(B, layers_k * frames * Cc, Y, X)]`` (channel
+        ``(z * frames + t) * Cc + c``)."""
+        view = self.img_view_transformer
+        layers = view.grid.shape[2]
+        processed, volumes = [], []
+        for t, (bev, frame_bands) in enumerate(zip(bevs, bands)):
+            with torch.set_grad_enabled(t == len(bevs) - 1 and torch.is_grad_enabled()):  # as in lift_frames
+                processed.append(self.pre_process_net(bev)[0])
+                volume = self.pre_process_net_3d(torch.cat(list(frame_bands), dim=1))[0]
+            volumes.append(volume.view(volume.shape[0], layers, view.context_channels, *volume.shape[-2:]))
+        volume = torch.cat(volumes, dim=2)  # (B, Z, frames * Cc, Y, X)
+        fused_bands, start = [], 0
+        for band in view.bands:
+            fused_bands.append(volume[:, start:start + band.shape[2]].flatten(1, 2))
+            start += band.shape[2]
+        return torch.cat(processed, dim=1), fused_bands
 
 
 #: The published DHD-S's input size (height, width).
@@ -136,6 +251,21 @@ def dhd_s(input_size: Sequence[int] = DHD_S_INPUT_SIZE) -> DHD:
     (height, width), multiples of 16 (published: 256 x 704)."""
     view = MaskGuidedHeightSampling(OCC3D_GRID, input_size=input_size)
     return DHD(ResNet50Features(), LateralFPN(), view, bevdet_normalisation=True)
+
+
+#: DHD-M/L's depth net: the DepthNet with its own context branch, a stereo cost volume, ASPP 96 wide, no DCN.
+STEREO_DEPTH_NET = {"separate_context": True, "stereo": True, "aspp_channels": 96, "deformable": False}
+
+
+def dhd_m(input_size: Sequence[int] = DHD_S_INPUT_SIZE, grid: OccupancyGrid | dict | None = None) -> StereoDHD:
+    """DHD-M as published (``projects/configs/DHD/DHD-M.py``): ResNet-50 with stereo depth from the previous frame,
+    two frames of BEV, 0.5 m depth bins, a UNet BEV encoder; 1083 state-dict entries, 198,730,375 parameters.
+    ``input_size``: multiples of 16 (published: 256 x 704); ``grid``: Occ3D's (published) or another of 16
+    layers from -1 to 5.4 m (the synthetic worlds': the same weights on a smaller area)."""
+    view = MaskGuidedHeightSampling(as_grid(grid, OCC3D_GRID), input_size=input_size, depth_bins=(1.0, 45.0, 0.5),
+                                    depth_net=STEREO_DEPTH_NET)
+    return StereoDHD(ResNet50Features(stereo=True), LateralFPN(), view, bev_channels=512,
+                     band_channels=(128, 256, 128), bev_encoder="unet", head_channels=256, bevdet_normalisation=True)
 
 
 def dhd(
@@ -186,6 +316,14 @@ register_model(
     license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
     description="DHD-S as published (ResNet-50, 256 x 704, Occ3D-nuScenes): the official module tree and computation",
 )(dhd_s)
+register_model(
+    "dhd_m", task="occupancy",
+    preprocessing=Preprocessing(input_size=(3, *DHD_S_INPUT_SIZE), resample="bicubic", key_ego="first_camera",
+                                grid=OCC3D_GRID, frames=3),
+    license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
+    description="DHD-M as published (ResNet-50, 256 x 704, two frames with stereo depth, Occ3D-nuScenes): the "
+                "official module tree and computation",
+)(dhd_m)
 register_model(
     "dhd_dla34", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
     description="DHD-S recipe on a DLA-34 image backbone, Occ3D-nuScenes grid (200 x 200 x 16)",

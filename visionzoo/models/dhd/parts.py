@@ -28,18 +28,24 @@ CAMERA_NUMBERS = 27
 
 class ResNet50Features(nn.Module):
     """ResNet-50 (torchvision's layout = mmdet's ``style='pytorch'`` ResNet: the same keys) returning layer3 and
-    layer4: ``(B, 3, H, W)`` -> ``[(B, 1024, H/16, W/16), (B, 2048, H/32, W/32)]``."""
+    layer4: ``(B, 3, H, W)`` -> ``[(B, 1024, H/16, W/16), (B, 2048, H/32, W/32)]``; with ``stereo`` layer1's
+    ``(B, 256, H/4, W/4)`` first (the stereo matching features of DHD-M, mmdet's ``out_indices=(0, 2, 3)``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stereo: bool = False) -> None:
         super().__init__()
         resnet = torchvision.models.resnet50()
         for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"):
             self.add_module(name, getattr(resnet, name))
+        self.stereo = stereo
+
+    def stereo_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> layer1's ``(B, 256, H/4, W/4)``, the only part a stereo reference frame needs."""
+        return self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x3 = self.layer3(self.layer2(self.layer1(x)))
-        return [x3, self.layer4(x3)]
+        x1 = self.stereo_features(x)
+        x3 = self.layer3(self.layer2(x1))
+        return [x1, x3, self.layer4(x3)] if self.stereo else [x3, self.layer4(x3)]
 
 
 class _Conv(nn.Module):
@@ -179,36 +185,64 @@ class _SqueezeExcite(nn.Module):
 
 
 class CameraAwareNet(nn.Module):
-    """The official camera-aware HeightNet, configured: a 3x3 conv-BN-ReLU to ``mid_channels``, gated per camera by
-    an MLP of the BatchNorm'd :func:`camera_vector` (squeeze-excite), then ``blocks`` residual blocks, an
-    :class:`ASPP` (``aspp_dilations``, ``aspp_dropout``; ``None``: none), a deformable 3x3 conv (``deformable``) and
-    a 1x1 conv to ``out_channels``. The published HeightNet: 256 channels, 3 blocks, ASPP (6, 12, 18; dropout 0.5),
-    deformable, 65 height bins.
+    """The official camera-aware HeightNet / DepthNet, configured: a 3x3 conv-BN-ReLU to ``mid_channels``, gated per
+    camera by an MLP of the BatchNorm'd :func:`camera_vector` (squeeze-excite), then ``blocks`` residual blocks, an
+    :class:`ASPP` (``aspp_dilations``, ``aspp_channels`` wide, ``aspp_dropout``; ``None``: none), a deformable 3x3
+    conv (``deformable``) and a 1x1 conv to ``out_channels``. The published HeightNet: 256 channels, 3 blocks, ASPP
+    (6, 12, 18; 256 wide; dropout 0.5), deformable, 65 height bins.
 
-    ``forward(x (B*N, in_channels, h, w), camera (B*N, 27))`` -> ``(B*N, out_channels, h, w)``.
+    The DepthNet of DHD-M/L adds ``context_channels`` of context from a second gated branch (``context_mlp``,
+    ``context_se``, ``context_conv``) and ``cost_volume_channels``: a stereo cost volume at 4x the feature
+    resolution, brought down by two strided conv-BN (``cost_volumn_net``, the official spelling) and concatenated
+    before the first residual block (whose shortcut becomes a 1x1 conv).
+
+    ``forward(x (B*N, in_channels, h, w), camera (B*N, 27)[, cost_volume (B*N, cost_volume_channels, 4h, 4w)])`` ->
+    ``(B*N, out_channels + context_channels, h, w)``: the net's output, then the context.
     """
 
     def __init__(self, in_channels: int, out_channels: int, mid_channels: int | None = None, blocks: int = 3,
                  aspp_dilations: Sequence[int] | None = (6, 12, 18), aspp_dropout: float = 0.5,
-                 deformable: bool = True) -> None:
+                 deformable: bool = True, aspp_channels: int | None = None, context_channels: int = 0,
+                 cost_volume_channels: int = 0) -> None:
         super().__init__()
         mid = mid_channels or in_channels
         self.reduce_conv = nn.Sequential(nn.Conv2d(in_channels, mid, 3, padding=1), nn.BatchNorm2d(mid),
                                          nn.ReLU(inplace=True))
+        if context_channels:
+            self.context_conv = nn.Conv2d(mid, context_channels, 1)
         self.bn = nn.BatchNorm1d(CAMERA_NUMBERS)
         self.depth_mlp = _Mlp(CAMERA_NUMBERS, mid, mid)
         self.depth_se = _SqueezeExcite(mid)
+        if context_channels:
+            self.context_mlp = _Mlp(CAMERA_NUMBERS, mid, mid)
+            self.context_se = _SqueezeExcite(mid)
         layers: list[nn.Module] = [BasicBlock(mid, mid) for _ in range(blocks)]
+        if cost_volume_channels:
+            c = cost_volume_channels
+            self.cost_volumn_net = nn.Sequential(nn.Conv2d(c, c, 3, 2, 1), nn.BatchNorm2d(c),
+                                                 nn.Conv2d(c, c, 3, 2, 1), nn.BatchNorm2d(c))
+            layers[0] = BasicBlock(mid + c, mid, downsample=nn.Conv2d(mid + c, mid, 1))
         if aspp_dilations is not None:
-            layers.append(ASPP(mid, mid, aspp_dilations, aspp_dropout))
+            layers.append(ASPP(mid, aspp_channels or mid, aspp_dilations, aspp_dropout))
         if deformable:
             layers.append(DeformableConv2d(mid))
         layers.append(nn.Conv2d(mid, out_channels, 1))
         self.depth_conv = nn.Sequential(*layers)
+        self.context_channels, self.cost_volume_channels = context_channels, cost_volume_channels
 
-    def forward(self, x: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
-        code = self.depth_mlp(self.bn(camera))[..., None, None]
-        return self.depth_conv(self.depth_se(self.reduce_conv(x), code))
+    def forward(self, x: torch.Tensor, camera: torch.Tensor, cost_volume: torch.Tensor | None = None) -> torch.Tensor:
+        camera = self.bn(camera)
+        x = self.reduce_conv(x)
+        out = self.depth_se(x, self.depth_mlp(camera)[..., None, None])
+        if self.cost_volume_channels:
+            if cost_volume is None:
+                raise ValueError("this net reads a stereo cost volume: pass cost_volume (B*N, D, 4h, 4w)")
+            out = torch.cat([out, self.cost_volumn_net(cost_volume)], dim=1)
+        out = self.depth_conv(out)
+        if not self.context_channels:
+            return out
+        context = self.context_conv(self.context_se(x, self.context_mlp(camera)[..., None, None]))
+        return torch.cat([out, context], dim=1)
 
 
 def camera_vector(intrinsics: torch.Tensor, post: torch.Tensor, bda: torch.Tensor,
@@ -226,16 +260,19 @@ def camera_vector(intrinsics: torch.Tensor, post: torch.Tensor, bda: torch.Tenso
 
 
 class BEVResNet(nn.Module):
-    """The official ``CustomResNet``: one stage of two BasicBlocks per width at strides 2, 4, 8 (the first block's
-    shortcut a 3x3 strided conv with bias). ``(B, Cin, Y, X)`` -> one map per stage (official widths 128, 256,
-    512)."""
+    """The official ``CustomResNet``: one stage of ``blocks`` BasicBlocks per width, each stage at ``stride`` (the
+    first block's shortcut a 3x3 strided conv with bias). ``(B, Cin, Y, X)`` -> one map per stage. The BEV
+    encoder: widths 128, 256, 512, 2 blocks, stride 2 (maps at strides 2, 4, 8); DHD-M/L's ``pre_process`` nets:
+    one width equal to the input, 1 block, stride 1."""
 
-    def __init__(self, in_channels: int, channels: Sequence[int] = (128, 256, 512)) -> None:
+    def __init__(self, in_channels: int, channels: Sequence[int] = (128, 256, 512), blocks: int = 2,
+                 stride: int = 2) -> None:
         super().__init__()
         stages, previous = [], in_channels
         for c in channels:
-            shortcut = nn.Conv2d(previous, c, 3, 2, 1)
-            stages.append(nn.Sequential(BasicBlock(previous, c, stride=2, downsample=shortcut), BasicBlock(c, c)))
+            shortcut = nn.Conv2d(previous, c, 3, stride, 1)
+            first = BasicBlock(previous, c, stride=stride, downsample=shortcut)
+            stages.append(nn.Sequential(first, *(BasicBlock(c, c) for _ in range(blocks - 1))))
             previous = c
         self.layers = nn.Sequential(*stages)
 
@@ -380,13 +417,15 @@ class SynergisticFeatureAggregation(nn.Module):
 
 
 class ChannelToHeightHead(nn.Module):
-    """The official occupancy head (``predictor``): 3x3 conv + ReLU, then a per-cell MLP (C -> 2C -> Softplus ->
-    layers x classes). ``(B, C, Y, X)`` -> ``(B, X, Y, layers, classes)`` logits."""
+    """The official occupancy head (``predictor``): 3x3 conv + ReLU to C, then a per-cell MLP (C -> 2C -> Softplus
+    -> layers x classes). ``(B, in_channels, Y, X)`` -> ``(B, X, Y, layers, classes)`` logits; ``in_channels``
+    defaults to C (DHD-M: 512 in, C = 256)."""
 
-    def __init__(self, channels: int = 256, layers: int = 16, classes: int = 18) -> None:
+    def __init__(self, channels: int = 256, layers: int = 16, classes: int = 18,
+                 in_channels: int | None = None) -> None:
         super().__init__()
         self.layers, self.classes = layers, classes
-        self.final_conv = _Conv(channels, channels, 3, relu=True)
+        self.final_conv = _Conv(in_channels or channels, channels, 3, relu=True)
         self.predicter = nn.Sequential(nn.Linear(channels, 2 * channels), nn.Softplus(),
                                        nn.Linear(2 * channels, layers * classes))
 

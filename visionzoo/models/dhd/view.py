@@ -137,12 +137,16 @@ class MaskGuidedHeightSampling(nn.Module):
         in_channels: image feature width; ``context_channels``: lifted context width; ``stride``: feature stride.
         input_size: the network input's (height, width) when ``forward`` is not told (published: 256 x 704).
         depth_bins: ``(min, max, step)`` metres of the depth distribution (published: 1 .. 44 m).
-        depth_net: ``"conv"`` (the published 1x1 conv) or a dict of :class:`CameraAwareNet` options (the zoo's).
+        depth_net: ``"conv"`` (DHD-S's 1x1 conv) or a dict of :class:`CameraAwareNet` options (the zoo's: one net
+            for depth and context), where ``separate_context=True`` gives the context its own branch and
+            ``stereo=True`` makes the net read a stereo cost volume over the depth bins (DHD-M/L's DepthNet).
         height_net: :class:`CameraAwareNet` options (published: its defaults).
         pixels / rounding: the frustum and cell conventions (:func:`frustum`, :func:`voxel_indices`).
 
-    ``forward(features (B, N, C, h, w), intrinsics, cam2ego, post, bda[, input_size])`` -> ``(bev (B, Cc, Y, X),
-    [band (B, layers_k * Cc, Y, X) per band], depth logits (B*N, D, h, w), height logits (B*N, 65, h, w))``.
+    ``forward(features (B, N, C, h, w), intrinsics, cam2ego, post, bda[, input_size, camera, cost_volume])`` ->
+    ``(bev (B, Cc, Y, X), [band (B, layers_k * Cc, Y, X) per band], depth logits (B*N, D, h, w), height logits
+    (B*N, 65, h, w))``; ``camera``: the nets' ``(B, N, 27)`` camera vector when it is not the lifting geometry's
+    (DHD-M/L give every frame the key frame's); ``cost_volume``: ``(B*N, D, 4h, 4w)`` for a stereo depth net.
     """
 
     def __init__(self, grid: OccupancyGrid, in_channels: int = 256, context_channels: int = 64,
@@ -164,18 +168,26 @@ class MaskGuidedHeightSampling(nn.Module):
         self.depth_bins = tuple(float(v) for v in depth_bins)
         self.num_depth = len(torch.arange(*self.depth_bins))
         self.context_channels, self.pixels, self.rounding = context_channels, pixels, rounding
-        outputs = self.num_depth + context_channels
-        self.depth_net = (nn.Conv2d(in_channels, outputs, 1) if depth_net == "conv"
-                          else CameraAwareNet(in_channels, outputs, **dict(depth_net)))
+        if depth_net == "conv":
+            self.depth_net: nn.Module = nn.Conv2d(in_channels, self.num_depth + context_channels, 1)
+            self.stereo = False
+        else:
+            options = dict(depth_net)
+            separate, self.stereo = options.pop("separate_context", False), options.pop("stereo", False)
+            self.depth_net = CameraAwareNet(in_channels, self.num_depth + (0 if separate else context_channels),
+                                            context_channels=context_channels if separate else 0,
+                                            cost_volume_channels=self.num_depth if self.stereo else 0, **options)
         self.height_net = CameraAwareNet(in_channels, len(DHD_HEIGHT_BINS), **dict(height_net or {}))
-        self._frusta: dict[tuple[int, int], torch.Tensor] = {}
+        self._frusta: dict[tuple[int, int, int], torch.Tensor] = {}
         self._index_cache = VoxelIndexCache()
 
-    def frustum(self, input_size: tuple[int, int]) -> torch.Tensor:
-        """The ``(D, h, w, 3)`` frustum of an input size (kept per size)."""
-        if input_size not in self._frusta:
-            self._frusta[input_size] = frustum(input_size, self.stride, self.depth_bins, self.pixels)
-        return self._frusta[input_size]
+    def frustum(self, input_size: tuple[int, int], stride: int | None = None) -> torch.Tensor:
+        """The ``(D, h, w, 3)`` frustum of an input size at the feature stride (or ``stride``: DHD-M/L's stereo
+        matching runs at 4), kept per size and stride."""
+        key = (*input_size, stride or self.stride)
+        if key not in self._frusta:
+            self._frusta[key] = frustum(input_size, key[2], self.depth_bins, self.pixels)
+        return self._frusta[key]
 
     def voxel_indices(self, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor, bda: torch.Tensor,
                       input_size: tuple[int, int] | None = None) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
@@ -193,12 +205,18 @@ class MaskGuidedHeightSampling(nn.Module):
             return self._index_cache.get(key, compute)
 
     def forward(self, features: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
-                bda: torch.Tensor, input_size: tuple[int, int] | None = None,
+                bda: torch.Tensor, input_size: tuple[int, int] | None = None, camera: torch.Tensor | None = None,
+                cost_volume: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
         batch, cams, channels, h, w = features.shape
         x = features.reshape(batch * cams, channels, h, w)
-        camera = camera_vector(intrinsics, post, bda, cam2ego).flatten(0, 1)
-        out = self.depth_net(x) if isinstance(self.depth_net, nn.Conv2d) else self.depth_net(x, camera)
+        if camera is None:
+            camera = camera_vector(intrinsics, post, bda, cam2ego)
+        camera = camera.flatten(0, 1)
+        if isinstance(self.depth_net, nn.Conv2d):
+            out = self.depth_net(x)
+        else:
+            out = self.depth_net(x, camera, cost_volume)
         depth_logits, context = out[:, : self.num_depth], out[:, self.num_depth :]
         height_logits = self.height_net(x, camera)
         depth = depth_logits.softmax(dim=1).view(batch, cams, self.num_depth, h, w)
