@@ -35,6 +35,14 @@ def tiny_occ3d(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_occ3d_sequences(tmp_path_factory) -> Path:
+    """Synthetic sequences in the Occ3D layout: 2 train + 1 val scenes of 3 samples each (the ego 1.6 m further
+    along the road in each), cameras at 80 x 144 pixels."""
+    return generate_synthetic_occ3d(tmp_path_factory.mktemp("occ3d_sequences"), train_scenes=2, val_scenes=1,
+                                    image_scale=0.09, lidar_azimuths=180, samples_per_scene=3)
+
+
+@pytest.fixture(scope="session")
 def ben2_published_weights(tmp_path_factory) -> dict[str, Path]:
     """BEN2 Base with the deterministic test weights in both published file forms: ``BEN2_Base.pth``
     (``{"model_state_dict": ...}``) and the hub's ``model.safetensors`` (380 MB each)."""
@@ -52,6 +60,18 @@ def occ3d_full_grid(tmp_path_factory) -> Path:
     return generate_synthetic_occ3d(tmp_path_factory.mktemp("occ3d_full"), train_scenes=1, val_scenes=1,
                                     image_scale=0.09, lidar_azimuths=180,
                                     grid=((-40.0, 40.0), (-40.0, 40.0), (-1.0, 5.4), (0.4, 0.4, 0.4)))
+
+
+@pytest.fixture(scope="session")
+def dhd_m_released_checkpoint(tmp_path_factory) -> Path:
+    """dhd_m with the deterministic test weights in the released mmcv form: ``meta``, ``state_dict``, ``optimizer``
+    (795 MB)."""
+    import visionzoo
+
+    path = tmp_path_factory.mktemp("dhd_m") / "DHD-M.pth"
+    state = deterministic_state_dict(visionzoo.create_model("dhd_m").state_dict())
+    torch.save({"meta": {"mmcv_version": "1.5.0", "epoch": 24}, "state_dict": state, "optimizer": {}}, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ an info file cannot run code.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import zipfile
 from dataclasses import dataclass, field
@@ -105,7 +106,9 @@ class CameraRecord:
 @dataclass
 class SampleRecord:
     """One Occ3D sample: token, scene, LiDAR file and its ``lidar2ego`` ``(4, 4)`` (into the key ego frame), labels
-    file, cameras."""
+    file, cameras, the key ego pose ``key_ego2global`` ``(4, 4)`` and, for multi-frame models, the cameras of the
+    frames before it (``adjacent[k]``: ``k + 1`` samples back, ``cam2ego`` into this sample's key ego;
+    :func:`attach_adjacent_frames`)."""
 
     token: str
     scene: str
@@ -113,6 +116,8 @@ class SampleRecord:
     lidar2ego: np.ndarray
     labels_path: Path
     cameras: list[CameraRecord] = field(default_factory=list)
+    key_ego2global: np.ndarray = field(default_factory=lambda: np.eye(4))
+    adjacent: list[list[CameraRecord]] = field(default_factory=list)
 
 
 def _matrix(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -162,7 +167,25 @@ def parse_info(info: dict[str, Any], root: str | Path, cameras: Sequence[str] = 
     labels = resolve_path(root, info["occ_path"]) / "labels.npz"
     lidar2key = np.linalg.inv(key_ego2global) @ ego2global @ lidar2ego
     return SampleRecord(str(token), str(info["scene_name"]), resolve_path(root, info["lidar_path"]), lidar2key,
-                        labels, records)
+                        labels, records, key_ego2global)
+
+
+def attach_adjacent_frames(records: Sequence[SampleRecord], frames: int) -> list[SampleRecord]:
+    """``records`` (one scene's samples consecutive, in time order) with the cameras of the ``frames - 1`` samples
+    before each, as the official sequential pipeline picks them: ``k`` samples back, or the sample itself where
+    that one is in another scene (a scene's first sample stands in for its own predecessor), each camera's
+    ``cam2ego`` moved into the sample's key ego: ``inv(key_ego2global) @ other_key_ego2global @ other_cam2ego``."""
+    out = []
+    for i, record in enumerate(records):
+        adjacent = []
+        for back in range(1, frames):
+            other = records[max(i - back, 0)]
+            other = other if other.scene == record.scene else record
+            to_key = np.linalg.inv(record.key_ego2global) @ other.key_ego2global
+            adjacent.append([CameraRecord(c.name, c.image_path, c.intrinsics, to_key @ c.cam2ego)
+                             for c in other.cameras])
+        out.append(dataclasses.replace(record, adjacent=adjacent))
+    return out
 
 
 def read_labels(path: Path, grid: OccupancyGrid, sample: str = "") -> dict[str, np.ndarray]:
@@ -321,7 +344,9 @@ class Occ3DDataset(Dataset):
     augmentation is drawn from ``(seed, epoch, index)``: a seeded run, and a resumed one, replays exactly.
 
     Items (tensors; ``N`` cameras, input ``H x W``, maps at ``H / stride x W / stride``): ``images`` (N, 3, H, W)
-    normalised, ``intrinsics`` (N, 3, 3), ``cam2ego`` (N, 4, 4), ``post`` (N, 3, 3), ``bda`` (3, 3), ``semantics``
+    normalised, ``intrinsics`` (N, 3, 3), ``cam2ego`` (N, 4, 4), ``post`` (N, 3, 3), ``bda`` (3, 3); for records
+    with adjacent frames ``images`` (T, N, 3, H, W) and ``cam2ego`` (T, N, 4, 4), the key frame first, every
+    frame under the key frame's image augmentation and BEV flip, the targets the key frame's; ``semantics``
     (X, Y, Z) long, ``mask_camera`` / ``mask_lidar`` (X, Y, Z) bool, ``depth`` / ``height`` (N, h, w) metres (NaN
     where no LiDAR point), ``height_bin`` (N, h, w) long, ``token``.
     """
@@ -353,17 +378,16 @@ class Occ3DDataset(Dataset):
         bicubic = self.preprocessing.resample == "bicubic"
         height, width = self.augment.size
         images, posts, depths, heights = [], [], [], []
-        for cam in record.cameras:
-            image = _read_image(cam.image_path, record.token, cam.name, pillow=bicubic)
-            if bicubic:
-                view = self.augment.sample((image.height, image.width), rng)
-                warped = pillow_augment(image, *view, self.augment.size)
-                post = image_affine(*view, self.augment.size)
-            else:
-                post = image_affine(*self.augment.sample(image.shape[:2], rng), self.augment.size)
-                warped = cv2.warpAffine(image, post[:2], (width, height), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(m) for m in mean))
-            images.append(((warped - mean) / std).transpose(2, 0, 1))
+        for c, cam in enumerate(record.cameras):
+            sources = [cam] + [frame[c] for frame in record.adjacent]  # this camera in every frame, key first
+            frames = [_read_image(s.image_path, record.token, s.name, pillow=bicubic) for s in sources]
+            view = self.augment.sample((frames[0].height, frames[0].width) if bicubic else frames[0].shape[:2], rng)
+            post = image_affine(*view, self.augment.size)
+            warped = [pillow_augment(image, *view, self.augment.size) if bicubic else
+                      cv2.warpAffine(image, post[:2], (width, height), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(m) for m in mean))
+                      for image in frames]  # the frames share the augmentation, as in the official pipeline
+            images.append(np.stack([((w - mean) / std).transpose(2, 0, 1) for w in warped]))
             posts.append(post)
             if self.targets:
                 depth, z = lidar_depth_height(points_ego, cam.intrinsics, cam.cam2ego, post, (height, width),
@@ -373,10 +397,14 @@ class Occ3DDataset(Dataset):
         flip_x = flip_y = False
         if rng is not None and self.bev_flip:
             flip_x, flip_y = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+        images = np.stack(images, axis=1)  # (T, N, 3, H, W)
+        cam2ego = np.stack([[c.cam2ego for c in frame] for frame in [record.cameras, *record.adjacent]])
+        if not record.adjacent:
+            images, cam2ego = images[0], cam2ego[0]
         item = {
-            "images": torch.from_numpy(np.stack(images).astype(np.float32)),
+            "images": torch.from_numpy(images.astype(np.float32)),
             "intrinsics": torch.from_numpy(np.stack([c.intrinsics for c in record.cameras]).astype(np.float32)),
-            "cam2ego": torch.from_numpy(np.stack([c.cam2ego for c in record.cameras]).astype(np.float32)),
+            "cam2ego": torch.from_numpy(cam2ego.astype(np.float32)),
             "post": torch.from_numpy(np.stack(posts).astype(np.float32)),
             "bda": torch.from_numpy(bev_flip_matrix(flip_x, flip_y).astype(np.float32)),
             "token": record.token,
@@ -397,6 +425,12 @@ class Occ3DDataset(Dataset):
         }
 
 
+def key_frame_images(images: torch.Tensor) -> torch.Tensor:
+    """A batch's key-frame images ``(B, N, 3, H, W)`` from ``(B, N, 3, H, W)`` or multi-frame
+    ``(B, T, N, 3, H, W)``."""
+    return images[:, 0] if images.dim() == 6 else images
+
+
 def collate_occ3d(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack tensors along a new batch dimension; tokens become a list."""
     return {k: [item[k] for item in items] if k == "token" else torch.stack([item[k] for item in items])
@@ -405,13 +439,18 @@ def collate_occ3d(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def occ3d_records(root: str | Path, split: str, cameras: Sequence[str] = NUSCENES_CAMERAS,
                   info_file: str | None = None, root_key: str = "data.root",
-                  key_ego: str = "lidar") -> list[SampleRecord]:
+                  key_ego: str = "lidar", frames: int = 1) -> list[SampleRecord]:
     """Parsed samples of ``split`` (``train`` / ``val``) under ``root`` (chosen by the config key ``root_key``),
-    their geometry in the ``key_ego`` frame (:func:`parse_info`)."""
+    their geometry in the ``key_ego`` frame (:func:`parse_info`), in time order (by ``timestamp`` where every
+    record has one, as mmdet3d's nuScenes dataset sorts them); with ``frames`` > 1 each carries the cameras of the
+    samples before it (:func:`attach_adjacent_frames`)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data root {root} not found; set {root_key} to the nuScenes folder holding gts/ and samples/")
     if info_file is None and split not in INFO_FILES:
         raise DataError(f"unknown split {split!r}; use one of {', '.join(INFO_FILES)} or set the info file")
     infos = load_infos(root / (info_file or INFO_FILES[split]), root_key)
-    return [parse_info(info, root, cameras, key_ego) for info in infos]
+    if all(isinstance(info, dict) and "timestamp" in info for info in infos):
+        infos = sorted(infos, key=lambda info: info["timestamp"])
+    records = [parse_info(info, root, cameras, key_ego) for info in infos]
+    return attach_adjacent_frames(records, frames) if frames > 1 else records

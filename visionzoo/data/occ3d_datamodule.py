@@ -33,7 +33,7 @@ class Occ3DDataModule(L.LightningDataModule):
         synthetic: :class:`~visionzoo.data.synthetic_occ3d.WorldSettings` fields plus ``cache_dir``.
         seed: seeds the training order and augmentation per epoch (:mod:`visionzoo.data.sampling`).
         preprocessing: what the model expects (its card's; the run passes it): the camera order, the key ego frame,
-            the image resize (``area``: the zoo's affine warp; ``bicubic``: BEVDet's Pillow steps), normalisation
+            the frames per sample, the image resize (``area``: the zoo's affine warp; ``bicubic``: BEVDet's Pillow steps), normalisation
             and the grid.
     """
 
@@ -76,7 +76,8 @@ class Occ3DDataModule(L.LightningDataModule):
         self.data_root()
 
     def records(self, split: str):
-        records = occ3d_records(self.data_root(), split, self.cameras, key_ego=self.preprocessing.key_ego)
+        records = occ3d_records(self.data_root(), split, self.cameras, key_ego=self.preprocessing.key_ego,
+                                frames=self.preprocessing.frames)
         return records[: self.limit] if self.limit else records
 
     def dataset(self, split: str, train: bool = False) -> Occ3DDataset:

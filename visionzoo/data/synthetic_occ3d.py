@@ -4,7 +4,9 @@ Each scene is a voxel world on the label grid: a ground layer of road (driveable
 buildings (man-made), trees and bushes (vegetation), cars, trucks, buses, pedestrians, barriers and traffic cones.
 Six cameras with a nuScenes-like rig (at ``image_scale`` of 1600x900) and a 32-beam LiDAR see it by exact ray
 casting through the voxels (Amanatides-Woo traversal), which also gives ``mask_camera`` / ``mask_lidar``: the voxels
-a ray passes through or stops at. Everything is deterministic given the seed.
+a ray passes through or stops at. With ``samples_per_scene`` > 1 a scene is a sequence: the ego drives along the
+road through a static world, so multi-frame models (``dhd_m``) have previous frames with a known ego motion.
+Everything is deterministic given the seed.
 
 Written files (see :mod:`visionzoo.data.occ3d`): the two BEVDet info pickles, ``samples/CAM_*/<token>.jpg``,
 ``samples/LIDAR_TOP/<token>.pcd.bin``, ``gts/<scene>/<token>/labels.npz``.
@@ -46,6 +48,7 @@ CAMERA_RIG = {
 LIDAR_POSITION = (0.94, 0.0, 1.84)
 LIDAR_YAW = 90.0  # as in nuScenes, the LiDAR frame is turned against the ego frame
 GROUND_TOP = 0.2  # metres: objects stand on the top of the ground layer
+EGO_STEP = 1.6  # metres between the samples of a sequence (about a car at 11 km/h, 2 Hz keyframes)
 
 
 @dataclass(frozen=True)
@@ -59,10 +62,17 @@ class WorldSettings:
     lidar_azimuths: int = 720
     grid: tuple = (SYNTHETIC_GRID.x_range, SYNTHETIC_GRID.y_range, SYNTHETIC_GRID.z_range, SYNTHETIC_GRID.voxel)
     version: int = 2  # 2: only rays that hit mark voxels visible
+    samples_per_scene: int = 1  # > 1: a sequence, the ego driving EGO_STEP metres along the road between samples
 
     @property
     def occupancy_grid(self) -> OccupancyGrid:
         return OccupancyGrid(*(tuple(v) for v in self.grid))
+
+    @property
+    def ego_step(self) -> float:
+        """Metres the ego drives along x between samples of a scene: :data:`EGO_STEP` rounded to whole voxels."""
+        voxel = self.occupancy_grid.voxel[0]
+        return max(1, round(EGO_STEP / voxel)) * voxel
 
 
 class World:
@@ -102,14 +112,15 @@ CAR_COLOURS = ((0.8, 0.1, 0.1), (0.1, 0.2, 0.6), (0.9, 0.9, 0.9), (0.1, 0.1, 0.1
                (0.2, 0.5, 0.3), (0.85, 0.75, 0.2))
 
 
-def build_world(rng: np.random.Generator, grid: OccupancyGrid) -> World:
+def build_world(rng: np.random.Generator, grid: OccupancyGrid, path: float = 0.0) -> World:
     """A random street scene on ``grid``: a road along x through the ego position (and maybe a cross road), the
-    buildings and vegetation behind its sidewalks, and the objects on it."""
+    buildings and vegetation behind its sidewalks, and the objects on it; the ego car's box is kept clear from
+    ``path`` metres behind the origin on (where a sequence's ego drives)."""
     world = World(grid)
     road, walks, cross = _lay_streets(world, rng)
     for side, walk in ((-1, walks[0]), (1, walks[1])):
         _line_street_side(world, rng, walk[0] if side < 0 else walk[1], side, cross)
-    _place_objects(world, rng, road, walks)
+    _place_objects(world, rng, road, walks, ((EGO_BOX[0][0] - path, EGO_BOX[0][1]), EGO_BOX[1]))
     return world
 
 
@@ -170,14 +181,14 @@ def _line_street_side(world: World, rng: np.random.Generator, near: float, side:
         x = span[1] + rng.uniform(0.5, 3.0)
 
 
-def _clear_of_ego(x: Span, y: Span) -> bool:
-    return x[1] < EGO_BOX[0][0] or x[0] > EGO_BOX[0][1] or y[1] < EGO_BOX[1][0] or y[0] > EGO_BOX[1][1]
-
-
-def _place_objects(world: World, rng: np.random.Generator, road: Span, walks: list[Span]) -> None:
+def _place_objects(world: World, rng: np.random.Generator, road: Span, walks: list[Span],
+                   ego: tuple[Span, Span] = EGO_BOX) -> None:
     """Cars, trucks, a bus and traffic cones in the road's lanes, pedestrians on the sidewalks and maybe a row of
-    barriers along one road edge, each in free space clear of the ego car."""
+    barriers along one road edge, each in free space clear of the ego car's box ``ego`` (x span, y span)."""
     x0, x1 = world.grid.x_range
+
+    def _clear_of_ego(x: Span, y: Span) -> bool:
+        return x[1] < ego[0][0] or x[0] > ego[0][1] or y[1] < ego[1][0] or y[0] > ego[1][1]
 
     def place(label: str, size: tuple[float, float, float], lanes: Span, count: int, colour_of) -> None:
         for _ in range(count):
@@ -300,15 +311,16 @@ def camera_rig(image_scale: float) -> dict[str, tuple[np.ndarray, np.ndarray, tu
     return rig
 
 
-def lidar_sweep(world: World, azimuths: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(P, 5)`` float32 points in the LiDAR frame (x, y, z, intensity, ring) and the visited mask."""
+def lidar_sweep(world: World, azimuths: int, ego_x: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(P, 5)`` float32 points in the LiDAR frame (x, y, z, intensity, ring) and the visited mask, the ego at
+    ``ego_x`` metres along the world's x."""
     elevations = np.radians(np.linspace(-30.0, 10.0, 32))
     yaw = np.radians(np.arange(azimuths) * 360.0 / azimuths)
     ring, az = np.meshgrid(np.arange(32), yaw, indexing="ij")
     el = elevations[ring]
     directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1).reshape(-1, 3)
     origins = np.broadcast_to(np.array(LIDAR_POSITION), directions.shape)
-    hits = cast_rays(world, origins, directions)
+    hits = cast_rays(world, origins + np.array([ego_x, 0.0, 0.0]), directions)
     found = np.isfinite(hits.distance)
     ego_points = origins[found] + directions[found] * hits.distance[found, None]
     lidar2ego = rigid(_lidar_rotation(), LIDAR_POSITION)
@@ -327,22 +339,47 @@ def _token(rng: np.random.Generator) -> str:
     return "".join(f"{b:02x}" for b in rng.integers(0, 256, 16))
 
 
-def write_scene(root: Path, settings: WorldSettings, split: str, index: int) -> dict:
-    """Build, render and write one scene (one key frame); returns its info record."""
+def write_scene(root: Path, settings: WorldSettings, split: str, index: int) -> list[dict]:
+    """Build one scene and render and write its samples; returns their info records, in time order.
+
+    A scene of ``samples_per_scene`` samples is a static world the ego drives through along the road (+x) by
+    ``settings.ego_step`` per sample, so its last sample's ego sits at the world origin and the others behind it;
+    each sample's labels are the grid-sized window of the world around its own ego, and its ego pose carries the
+    motion (the camera rig and the LiDAR are fixed on the car).
+    """
     rng = np.random.default_rng((settings.seed, 0 if split == "train" else 1, index))
     grid = settings.occupancy_grid
-    world = build_world(rng, grid)
-    token, scene = _token(rng), f"synthetic-{split}-{index:04d}"
-    timestamp = 1_533_000_000_000_000 + index * 500_000
+    travel = settings.ego_step * (settings.samples_per_scene - 1)
+    world = build_world(rng, OccupancyGrid((grid.x_range[0] - travel, grid.x_range[1]), grid.y_range, grid.z_range,
+                                           grid.voxel), path=travel)
+    scene = f"synthetic-{split}-{index:04d}"
+    tokens = [_token(rng) for _ in range(settings.samples_per_scene)]
     yaw = rng.uniform(-np.pi, np.pi)
-    ego_rotation = matrix_to_quaternion(np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0],
-                                                  [0, 0, 1.0]]))
-    ego_translation = [float(v) for v in rng.uniform(-500, 500, 2)] + [0.0]
-    visible = np.zeros(grid.shape, dtype=bool)
+    rotation = np.array([[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1.0]])
+    world_translation = np.array([*rng.uniform(-500, 500, 2), 0.0])
+    infos = []
+    for k, token in enumerate(tokens):
+        ego_x = -settings.ego_step * (settings.samples_per_scene - 1 - k)  # this sample's ego in the world
+        first = round((ego_x + travel) / grid.voxel[0])  # its label window in the world's cells
+        window = slice(first, first + grid.shape[0])
+        timestamp = 1_533_000_000_000_000 + index * 20_000_000 + k * 500_000
+        infos.append(_write_sample(root, settings, world, rng, scene, token, timestamp, ego_x, window,
+                                   rotation, world_translation + rotation @ np.array([ego_x, 0.0, 0.0])))
+    return infos
+
+
+def _write_sample(root: Path, settings: WorldSettings, world: World, rng: np.random.Generator, scene: str,
+                  token: str, timestamp: int, ego_x: float, window: slice, rotation: np.ndarray,
+                  translation: np.ndarray) -> dict:
+    """Render and write one sample of a scene, the ego at ``ego_x`` along the world's x; its labels are the
+    world's x cells ``window``. Returns its info record."""
+    ego_rotation = [float(v) for v in matrix_to_quaternion(rotation)]
+    ego_translation = [float(v) for v in translation]
+    visible = np.zeros(world.grid.shape, dtype=bool)
     cams = {}
     for name, (cam2ego, intrinsics, size) in camera_rig(settings.image_scale).items():
         origins, directions = camera_rays(cam2ego, intrinsics, size)
-        hits = cast_rays(world, origins, directions)
+        hits = cast_rays(world, origins + np.array([ego_x, 0.0, 0.0]), directions)
         visible |= hits.visited
         image = (shade(hits, directions, rng).reshape(*size, 3) * 255 + 0.5).astype(np.uint8)
         relative = f"samples/{name}/{token}_{name}.jpg"
@@ -353,24 +390,24 @@ def write_scene(root: Path, settings: WorldSettings, split: str, index: int) -> 
             "data_path": f"./data/nuscenes/{relative}", "type": name, "sample_data_token": _token(rng),
             "sensor2ego_translation": [float(v) for v in cam2ego[:3, 3]],
             "sensor2ego_rotation": [float(v) for v in matrix_to_quaternion(cam2ego[:3, :3])],
-            "ego2global_translation": ego_translation, "ego2global_rotation": [float(v) for v in ego_rotation],
+            "ego2global_translation": ego_translation, "ego2global_rotation": ego_rotation,
             "timestamp": timestamp, "sensor2lidar_rotation": sensor2lidar[:3, :3],
             "sensor2lidar_translation": sensor2lidar[:3, 3], "cam_intrinsic": intrinsics,
         }
-    points, lidar_seen = lidar_sweep(world, settings.lidar_azimuths)
+    points, lidar_seen = lidar_sweep(world, settings.lidar_azimuths, ego_x)
     lidar_relative = f"samples/LIDAR_TOP/{token}_LIDAR_TOP.pcd.bin"
     (root / lidar_relative).parent.mkdir(parents=True, exist_ok=True)
     points.tofile(root / lidar_relative)
     gts = root / "gts" / scene / token
     gts.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(gts / "labels.npz", semantics=world.labels, mask_lidar=lidar_seen.astype(np.uint8),
-                        mask_camera=visible.astype(np.uint8))
+    np.savez_compressed(gts / "labels.npz", semantics=world.labels[window],
+                        mask_lidar=lidar_seen[window].astype(np.uint8), mask_camera=visible[window].astype(np.uint8))
     return {
         "token": token, "lidar_path": f"./data/nuscenes/{lidar_relative}", "timestamp": timestamp,
         "lidar2ego_translation": list(LIDAR_POSITION),
         "lidar2ego_rotation": [float(v) for v in matrix_to_quaternion(_lidar_rotation())],
-        "ego2global_translation": ego_translation, "ego2global_rotation": [float(v) for v in ego_rotation],
-        "scene_name": scene, "scene_token": _token(rng), "occ_path": f"./data/nuscenes/gts/{scene}/{token}",
+        "ego2global_translation": ego_translation, "ego2global_rotation": ego_rotation,
+        "scene_name": scene, "scene_token": scene, "occ_path": f"./data/nuscenes/gts/{scene}/{token}",
         "cams": cams,
     }
 
@@ -395,7 +432,7 @@ def generate_synthetic_occ3d(cache_dir: str | os.PathLike, **settings) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for split, count in (("train", world.train_scenes), ("val", world.val_scenes)):
-        infos = [write_scene(staging, world, split, i) for i in range(count)]
+        infos = [info for i in range(count) for info in write_scene(staging, world, split, i)]
         with open(staging / INFO_FILES[split], "wb") as handle:
             pickle.dump({"infos": infos, "metadata": {"version": "synthetic-v1"}}, handle)
     (staging / _MARKER).write_text(json.dumps(record, indent=2) + "\n")

@@ -21,7 +21,8 @@ from torch import nn
 
 from visionzoo.constants import OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
 from visionzoo.data.images import write_image
-from visionzoo.data.occ3d import ImageAugment, Occ3DDataset, collate_occ3d, occ3d_records, read_labels
+from visionzoo.data.occ3d import (ImageAugment, Occ3DDataset, collate_occ3d, key_frame_images, occ3d_records,
+                                  read_labels)
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.errors import DataError
 from visionzoo.files import atomic_write, ensure_writable_folder
@@ -72,7 +73,7 @@ class OccupancyPredictor:
 
     def run(self) -> BatchReport:
         records = occ3d_records(self.input, self.split, self.cameras, self.info_file, root_key="input",
-                                key_ego=self.preprocessing.key_ego)
+                                key_ego=self.preprocessing.key_ego, frames=self.preprocessing.frames)
         ensure_writable_folder(self.output)
         grid = self.net.grid
         dataset = Occ3DDataset(records, grid, self.augment, targets=False, preprocessing=self.preprocessing)
@@ -94,7 +95,7 @@ class OccupancyPredictor:
                     atomic_write(target, lambda tmp: tmp.write_bytes(_npz_bytes(semantics=semantics)))
                     report.written.append(target)
                     if drawn < self.pictures:
-                        self._draw(record, batch["images"][0, front], semantics, grid)
+                        self._draw(record, key_frame_images(batch["images"])[0, front], semantics, grid)
                         drawn += 1
                 except DataError as err:
                     report.failed[Path(record.token)] = str(err)

@@ -20,6 +20,7 @@ from torch import nn
 
 from visionzoo.constants import OCC3D_CLASSES, OCC3D_COLOURS, OCC3D_FREE
 from visionzoo.data.contract import CameraRig, datamodule_of
+from visionzoo.data.occ3d import key_frame_images
 from visionzoo.data.transforms import tensor_to_image
 from visionzoo.metrics.occupancy import OccupancyMIoU
 from visionzoo.tasks.base import VisionTask
@@ -117,7 +118,7 @@ class DHDTask(VisionTask):
         self.test_miou.update(pred, batch["semantics"], batch["mask_camera"])
         grid = self.net.grid
         for i in range(min(len(pred), self.pictures - len(self._picture_rows))):
-            front = tensor_to_image(batch["images"][i, self._front])
+            front = tensor_to_image(key_frame_images(batch["images"])[i, self._front])
             self._picture_rows.append(occupancy_picture_row(
                 front, batch["semantics"][i].cpu().numpy(), pred[i].cpu().numpy(),
                 batch["mask_camera"][i].cpu().numpy(), grid.voxel[2] / grid.voxel[0]))
