@@ -106,7 +106,7 @@ def test_forward_backward(name):
     # (dhd_s is the published model, fixed to Occ3D's grid: only its input size shrinks)
     if name == "dhd_s":
         model = visionzoo.create_model(name, input_size=(32, 64))
-    elif name == "dhd_m":
+    elif name in ("dhd_m", "dhd_l"):  # published networks, on the synthetic grid
         model = visionzoo.create_model(name, input_size=(32, 64), grid=asdict(SYNTHETIC_GRID))
     elif occupancy:
         model = visionzoo.create_model(name, grid=asdict(SYNTHETIC_GRID), depth_bins=(1.0, 29.0, 1.0))

@@ -127,18 +127,30 @@ class WindowAttention(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    """2 x 2 neighbouring tokens concatenated (order: (0, 0), (1, 0), (0, 1), (1, 1) as (row, column) offsets),
-    LayerNorm, linear 4C -> 2C. ``(B, H, W, C)`` -> ``(B, ceil(H/2), ceil(W/2), 2C)``; odd sizes are zero-padded."""
+    """2 x 2 neighbouring tokens concatenated, LayerNorm, linear 4C -> 2C. ``(B, H, W, C)`` ->
+    ``(B, ceil(H/2), ceil(W/2), 2C)``; odd sizes are zero-padded.
 
-    def __init__(self, dim: int) -> None:
+    Concatenation order: the original Swin's (four blocks of C channels at the (row, column) offsets (0, 0),
+    (1, 0), (0, 1), (1, 1)) or, with ``unfold_order``, mmdet's ``nn.Unfold`` one (channel ``c * 4 + 2 * row +
+    column``), which its weights were trained in."""
+
+    def __init__(self, dim: int, unfold_order: bool = False) -> None:
         super().__init__()
+        self.unfold_order = unfold_order
+        if unfold_order:  # mmdet registers (and stores) the norm first
+            self.norm = nn.LayerNorm(4 * dim)
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim)
+        if not unfold_order:
+            self.norm = nn.LayerNorm(4 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[1:3]
         x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        if self.unfold_order:
+            x = torch.stack([x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]], dim=-1)
+            x = x.flatten(-2)
+        else:
+            x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))
 
 
@@ -179,7 +191,7 @@ class SwinStage(nn.Module):
 
     def __init__(
         self, dim: int, depth: int, num_heads: int, window: int, mlp_ratio: float, drop_path: Sequence[float],
-        downsample: bool,
+        downsample: bool, unfold_order: bool = False,
     ) -> None:
         super().__init__()
         self.window, self.shift = window, window // 2
@@ -187,7 +199,7 @@ class SwinStage(nn.Module):
             SwinBlock(dim, num_heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio, drop_path[i])
             for i in range(depth)
         )
-        self.downsample = PatchMerging(dim) if downsample else None
+        self.downsample = PatchMerging(dim, unfold_order) if downsample else None
         self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,4 +285,73 @@ class SwinBackbone(nn.Module):
         for i, stage in enumerate(self.layers):
             out, x = stage(x)
             outputs.append(getattr(self, f"norm{i}")(out).permute(0, 3, 1, 2))
+        return outputs
+
+
+#: The zoo's Swin names -> mmdet's ``SwinTransformer`` names (the same parameters).
+MMDET_NAMES = (("patch_embed.proj.", "patch_embed.projection."), ("layers.", "stages."),
+               (".attn.", ".attn.w_msa."), (".mlp.fc1.", ".ffn.layers.0.0."), (".mlp.fc2.", ".ffn.layers.1."))
+
+
+def _renamed(name: str, pairs: Sequence[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        if name.startswith(old) or (old.startswith(".") and old in name):
+            name = name.replace(old, new, 1)
+    return name
+
+
+class MMDetSwin(nn.Module):
+    """mmdet's ``SwinTransformer`` as the BEVDet family configures it (DHD-L: Swin-B, window 12), on the zoo's Swin
+    blocks: mmdet's state-dict layout (``patch_embed.projection``, ``stages.N.blocks.M.attn.w_msa``,
+    ``ffn.layers``, ``stages.N.downsample``, ``norm{i}`` for the ``out_indices`` only) and its patch-merging
+    channel order.
+
+    ``forward((B, 3, H, W))`` -> ``[stage 0's raw output (B, C, H/4, W/4)]`` (with ``stereo``, the stereo
+    features: mmdet's ``return_stereo_feat``) ``+ [norm_i(stage i) (B, C 2^i, H/2^(i+2), W/2^(i+2)) for i in
+    out_indices]``; :meth:`stereo_features` runs only as far as stage 0.
+    """
+
+    def __init__(self, embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
+                 num_heads: Sequence[int] = (4, 8, 16, 32), window: int = 12, mlp_ratio: float = 4.0,
+                 drop_path_rate: float = 0.1, out_indices: Sequence[int] = (2, 3), stereo: bool = False) -> None:
+        super().__init__()
+        self.out_indices, self.stereo = tuple(out_indices), stereo
+        self.patch_embed = PatchEmbed(3, embed_dim, 4)
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList()
+        for i, depth in enumerate(depths):
+            start = sum(depths[:i])
+            self.layers.append(SwinStage(embed_dim * 2**i, depth, num_heads[i], window, mlp_ratio,
+                                         rates[start : start + depth], downsample=i < len(depths) - 1,
+                                         unfold_order=True))
+        for i in self.out_indices:
+            self.add_module(f"norm{i}", nn.LayerNorm(embed_dim * 2**i))
+        self.register_state_dict_post_hook(self._to_mmdet_names)
+        self.register_load_state_dict_pre_hook(self._from_mmdet_names)
+
+    @staticmethod
+    def _to_mmdet_names(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+        own = [k for k in state_dict if k.startswith(prefix)]  # the last entries: this module's, in order
+        for key in own:
+            state_dict[prefix + _renamed(key[len(prefix):], MMDET_NAMES)] = state_dict.pop(key)
+
+    @staticmethod
+    def _from_mmdet_names(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+        back = [(new, old) for old, new in MMDET_NAMES[::-1]]
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            state_dict[prefix + _renamed(key[len(prefix):], back)] = state_dict.pop(key)
+
+    def stereo_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` -> stage 0's raw output ``(B, C, H/4, W/4)``."""
+        return self.layers[0](self.patch_embed(x))[0].permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.patch_embed(x)
+        outputs = []
+        for i, stage in enumerate(self.layers):
+            out, x = stage(x)
+            if i == 0 and self.stereo:
+                outputs.append(out.permute(0, 3, 1, 2))
+            if i in self.out_indices:
+                outputs.append(getattr(self, f"norm{i}")(out).permute(0, 3, 1, 2))
         return outputs

@@ -42,6 +42,7 @@ from visionzoo.models.dhd.parts import (FPNLSS, BEVResNet, ChannelToHeightHead, 
 from visionzoo.models.dhd.stereo import cost_volume_grid, current_to_previous_sensor, stereo_cost_volume
 from visionzoo.models.dhd.view import MASK_RANGE, MaskGuidedHeightSampling
 from visionzoo.models.registry import register_model
+from visionzoo.models.swin import MMDetSwin
 from visionzoo.preprocessing import Preprocessing
 
 #: F_db encoders: DHD-S/L's ResNet + FPN-LSS, DHD-M's UNet.
@@ -268,6 +269,22 @@ def dhd_m(input_size: Sequence[int] = DHD_S_INPUT_SIZE, grid: OccupancyGrid | di
                      band_channels=(128, 256, 128), bev_encoder="unet", head_channels=256, bevdet_normalisation=True)
 
 
+#: The published DHD-L's input size (height, width).
+DHD_L_INPUT_SIZE = (512, 1408)
+
+
+def dhd_l(input_size: Sequence[int] = DHD_L_INPUT_SIZE, grid: OccupancyGrid | dict | None = None) -> StereoDHD:
+    """DHD-L as published (``projects/configs/DHD/DHD-L.py``): DHD-M's two frames and stereo depth on a Swin-B
+    (mmdet's layout; stereo features from its first stage) with an FPN-LSS image neck, 512-wide image features,
+    a HeightNet without DCN, DHD-S's ResNet + FPN-LSS BEV encoder. ``input_size``: multiples of 32 (published:
+    512 x 1408); ``grid``: as for :func:`dhd_m`."""
+    view = MaskGuidedHeightSampling(as_grid(grid, OCC3D_GRID), in_channels=512, input_size=input_size,
+                                    depth_bins=(1.0, 45.0, 0.5), depth_net=STEREO_DEPTH_NET,
+                                    height_net={"deformable": False, "aspp_channels": 96})
+    return StereoDHD(MMDetSwin(stereo=True), FPNLSS(512 + 1024, 512, extra_upsample=False), view,
+                     bevdet_normalisation=True)
+
+
 def dhd(
     backbone: str = "dla34",
     backbone_kwargs: dict[str, Any] | None = None,
@@ -324,6 +341,14 @@ register_model(
     description="DHD-M as published (ResNet-50, 256 x 704, two frames with stereo depth, Occ3D-nuScenes): the "
                 "official module tree and computation",
 )(dhd_m)
+register_model(
+    "dhd_l", task="occupancy",
+    preprocessing=Preprocessing(input_size=(3, *DHD_L_INPUT_SIZE), resample="bicubic", key_ego="first_camera",
+                                grid=OCC3D_GRID, frames=3),
+    license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
+    description="DHD-L as published (Swin-B, 512 x 1408, two frames with stereo depth, Occ3D-nuScenes): the "
+                "official module tree and computation",
+)(dhd_l)
 register_model(
     "dhd_dla34", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
     description="DHD-S recipe on a DLA-34 image backbone, Occ3D-nuScenes grid (200 x 200 x 16)",

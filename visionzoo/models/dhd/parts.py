@@ -285,20 +285,22 @@ class BEVResNet(nn.Module):
 
 
 class FPNLSS(nn.Module):
-    """The official ``FPN_LSS``: the deepest (stride-8) map upsampled to the stride-2 map's size (bilinear,
-    align_corners; x4 on Occ3D's grid) and concatenated with it, two 3x3 conv-BN-ReLU, then x2 up, 3x3 conv-BN-ReLU
-    and a 1x1 conv -> ``(B, out_channels, Y, X)``. ``in_channels``: the stride-2 and stride-8 widths summed."""
+    """The official ``FPN_LSS``: the deepest map upsampled to the first map's size (bilinear, align_corners; the
+    BEV encoder's stride 8 to 2, x4 on Occ3D's grid) and concatenated with it, two 3x3 conv-BN-ReLU, then (with
+    ``extra_upsample``, the BEV encoder's) x2 up, 3x3 conv-BN-ReLU and a 1x1 conv -> ``(B, out_channels, Y, X)``.
+    ``in_channels``: the two maps' widths summed. Without ``extra_upsample`` it is DHD-L's image neck (Swin
+    stride 16 and 32 -> stride 16)."""
 
-    def __init__(self, in_channels: int = 640, out_channels: int = 256) -> None:
+    def __init__(self, in_channels: int = 640, out_channels: int = 256, extra_upsample: bool = True) -> None:
         super().__init__()
-        wide = 2 * out_channels
+        wide = 2 * out_channels if extra_upsample else out_channels
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, wide, 3, padding=1, bias=False), nn.BatchNorm2d(wide), nn.ReLU(inplace=True),
             nn.Conv2d(wide, wide, 3, padding=1, bias=False), nn.BatchNorm2d(wide), nn.ReLU(inplace=True))
         self.up2 = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True),
             nn.Conv2d(wide, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
-            nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 1))
+            nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 1)) if extra_upsample else nn.Identity()
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         shallow, deep = features[0], features[-1]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from visionzoo.models.dhd.view import frustum_in_frame, split_post
+
 #: Channels compared per step: the official code's groups of 4, summed in its order (so the costs, which the softmax
 #: turns into sharp distributions, match it to the last bit); a bin is invalid when the first channel of the last
 #: group sampled exactly 0.
@@ -24,7 +26,19 @@ def current_to_previous_sensor(cam2key_ego: torch.Tensor) -> torch.Tensor:
     before the last) -> ``(B, T-1, N, 4, 4)``: camera ``n`` of frame ``t`` to camera ``n`` of frame ``t + 1``,
     computed in float64 as the official code does."""
     current, previous = cam2key_ego[:, :-1].double(), cam2key_ego[:, 1:].double()
-    return (torch.inverse(previous) @ current).to(cam2key_ego.dtype)
+    return (invert_rigid(previous) @ current).to(cam2key_ego.dtype)
+
+
+def invert_rigid(transform: torch.Tensor) -> torch.Tensor:
+    """``torch.inverse`` of ``(..., 4, 4)`` transforms; while exporting to ONNX (no inverse operator) the rigid
+    inverse ``[R^T, -R^T t]`` (camera transforms are rigid)."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.inverse(transform)
+    rotation = transform[..., :3, :3].transpose(-1, -2)
+    translation = -rotation.matmul(transform[..., :3, 3:])
+    bottom = torch.zeros_like(transform[..., 3:, :])
+    bottom[..., 3] = 1
+    return torch.cat([torch.cat([rotation, translation], dim=-1), bottom], dim=-2)
 
 
 def cost_volume_grid(frustum: torch.Tensor, current_to_previous: torch.Tensor, intrinsics: torch.Tensor,
@@ -38,19 +52,11 @@ def cost_volume_grid(frustum: torch.Tensor, current_to_previous: torch.Tensor, i
     """
     batch, cams = intrinsics.shape[:2]
     depth, h, w, _ = frustum.shape
-    post_rot = post.clone()
-    post_rot[..., :2, 2] = 0
-    post_tran = torch.zeros_like(post[..., :, 2])
-    post_tran[..., :2] = post[..., :2, 2]
-    points = frustum.to(post) - post_tran.view(batch, cams, 1, 1, 1, 3)
-    points = torch.inverse(post_rot).view(batch, cams, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1))
-    points = torch.cat([points[..., :2, :] * points[..., 2:3, :], points[..., 2:3, :]], dim=5)
-    combine = current_to_previous[..., :3, :3].matmul(torch.inverse(intrinsics))
-    points = combine.view(batch, cams, 1, 1, 1, 3, 3).matmul(points)
-    points = points + current_to_previous[..., :3, 3].view(batch, cams, 1, 1, 1, 3, 1)
-    behind = points[..., 2, 0] < 1e-3
-    points = intrinsics.view(batch, cams, 1, 1, 1, 3, 3).matmul(points)
+    points = frustum_in_frame(frustum, intrinsics, current_to_previous, post)
+    behind = points[..., 2] < 1e-3
+    points = intrinsics.view(batch, cams, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1))
     points = points[..., :2, :] / points[..., 2:3, :]
+    post_rot, post_tran = split_post(post)
     points = post_rot[..., :2, :2].view(batch, cams, 1, 1, 1, 2, 2).matmul(points).squeeze(-1)
     points = points + post_tran[..., :2].view(batch, cams, 1, 1, 1, 2)
     height, width = image_size

@@ -53,23 +53,54 @@ def frustum(input_size: tuple[int, int], stride: int, depth_bins: Sequence[float
     return torch.stack([u, v, depth], dim=-1)
 
 
-def lift_frustum(frustum: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
-                 bda: torch.Tensor) -> torch.Tensor:
-    """Ego points ``(B, N, D, h, w, 3)`` of a frustum ``(D, h, w, 3)`` for cameras ``intrinsics (B, N, 3, 3)``,
-    ``cam2ego (B, N, 4, 4)``, ``post (B, N, 3, 3)`` and BEV augmentation ``bda (B, 3, 3)``, in the official order of
-    operations: undo the image augmentation (translation, then inverse rotation), scale (u, v) by depth, apply
-    ``cam2ego[:3, :3] @ K^-1``, add the camera position, apply the BEV augmentation."""
-    batch, cams = intrinsics.shape[:2]
+def invert(matrix: torch.Tensor) -> torch.Tensor:
+    """``torch.inverse`` of ``(..., 3, 3)`` matrices; while exporting to ONNX (which has no inverse operator) the
+    adjugate over the determinant, in standard operators."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.inverse(matrix)
+    a, b, c = matrix[..., 0, 0], matrix[..., 0, 1], matrix[..., 0, 2]
+    d, e, f = matrix[..., 1, 0], matrix[..., 1, 1], matrix[..., 1, 2]
+    g, h, i = matrix[..., 2, 0], matrix[..., 2, 1], matrix[..., 2, 2]
+    adjugate = torch.stack([e * i - f * h, c * h - b * i, b * f - c * e,
+                            f * g - d * i, a * i - c * g, c * d - a * f,
+                            d * h - e * g, b * g - a * h, a * e - b * d], dim=-1).view(matrix.shape)
+    determinant = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    return adjugate / determinant[..., None, None]
+
+
+def split_post(post: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A ``(..., 3, 3)`` image affine as the official ``post_rot`` (its linear part, 3 x 3) and ``post_tran``
+    (its translation, a 3-vector with z = 0)."""
     post_rot = post.clone()
     post_rot[..., :2, 2] = 0
     post_tran = torch.zeros_like(post[..., :, 2])
     post_tran[..., :2] = post[..., :2, 2]
+    return post_rot, post_tran
+
+
+def frustum_in_frame(frustum: torch.Tensor, intrinsics: torch.Tensor, transform: torch.Tensor,
+                     post: torch.Tensor) -> torch.Tensor:
+    """Points ``(B, N, D, h, w, 3)`` of a frustum ``(D, h, w, 3)`` (network-input pixels and depths) in the frame
+    ``transform`` ``(B, N, 4, 4)`` maps each camera into, in the official order of operations: undo the image
+    augmentation (translation, then inverse rotation), scale (u, v) by depth, apply ``transform[:3, :3] @ K^-1``,
+    add ``transform[:3, 3]``."""
+    batch, cams = intrinsics.shape[:2]
+    post_rot, post_tran = split_post(post)
     points = frustum.to(post) - post_tran.view(batch, cams, 1, 1, 1, 3)
-    points = torch.inverse(post_rot).view(batch, cams, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1))
+    points = invert(post_rot).view(batch, cams, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1))
     points = torch.cat([points[..., :2, :] * points[..., 2:3, :], points[..., 2:3, :]], dim=5)
-    combine = cam2ego[..., :3, :3].matmul(torch.inverse(intrinsics))
+    combine = transform[..., :3, :3].matmul(invert(intrinsics))
     points = combine.view(batch, cams, 1, 1, 1, 3, 3).matmul(points).squeeze(-1)
-    points = points + cam2ego[..., :3, 3].view(batch, cams, 1, 1, 1, 3)
+    return points + transform[..., :3, 3].view(batch, cams, 1, 1, 1, 3)
+
+
+def lift_frustum(frustum: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
+                 bda: torch.Tensor) -> torch.Tensor:
+    """Ego points ``(B, N, D, h, w, 3)`` of a frustum ``(D, h, w, 3)`` for cameras ``intrinsics (B, N, 3, 3)``,
+    ``cam2ego (B, N, 4, 4)``, ``post (B, N, 3, 3)`` and BEV augmentation ``bda (B, 3, 3)``
+    (:func:`frustum_in_frame`, then the BEV augmentation)."""
+    batch, cams = intrinsics.shape[:2]
+    points = frustum_in_frame(frustum, intrinsics, cam2ego, post)
     return bda.view(batch, 1, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1)).squeeze(-1)
 
 

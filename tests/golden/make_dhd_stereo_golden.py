@@ -1,23 +1,25 @@
-"""Regenerate ``tests/golden/dhd_m.npz`` from the official DHD code (run by hand, not by the tests).
+"""Regenerate ``tests/golden/dhd_m.npz`` / ``dhd_l.npz`` from the official DHD code (run by hand, not by the tests).
 
     (the official checkout and the --deps folder of tests/golden/make_dhd_s_golden.py)
-    .venv/bin/python tests/golden/make_dhd_m_golden.py --official /tmp/DHD --deps /tmp/dhdenv
+    .venv/bin/python tests/golden/make_dhd_stereo_golden.py --official /tmp/DHD --deps /tmp/dhdenv --model dhd_m
+    .venv/bin/python tests/golden/make_dhd_stereo_golden.py --official /tmp/DHD --deps /tmp/dhdenv --model dhd_l
 
 The official ``DHD_stereo`` detector (BEVStereo4D and its parents, read unmodified) is built from
-``projects/configs/DHD/DHD-M.py`` with the stand-ins of ``make_dhd_s_golden.py`` and one more: mmdet3d's
-``CenterPoint`` base is a module that builds ``img_backbone`` and ``img_neck`` (the only parts of it the detector
-uses). The view transformer's input size is set to 128 x 352 (its frustum and the stereo frustum follow); the
-weights are :func:`tests.helpers.deterministic.deterministic_state_dict`.
+``projects/configs/DHD/DHD-M.py`` or ``DHD-L.py`` with the stand-ins of ``make_dhd_s_golden.py`` and a few more:
+mmdet3d's ``CenterPoint`` base is a module that builds ``img_backbone`` and ``img_neck`` (the only parts of it the
+detector uses), and what the official Swin imports from mmcv 1.x is taken from mmcv 2.x / mmengine
+(:func:`_stub_swin_imports`). The view transformer's input size is set to 128 x 352 (its frustum and the stereo
+frustum follow); the weights are :func:`tests.helpers.deterministic.deterministic_state_dict`.
 
 Stored (float32 unless said): for the image side, the official ``extract_img_feat`` on one camera (CAM_FRONT of
-the nuScenes-like rig, the official test transform at half size and a left-right image flip, a BEV flip in x) over
-three frames whose ego poses differ (images ``golden_input((1, 3, 1, 3, 128, 352), seed=7)``), per lifted frame
-(the previous frame first): the depth distribution every 2nd pixel, the height argmax (int64), and for the
-z-collapsed BEV and the z-folded band volume the sums over channels and X (per Y row), over channels and Y (per X
-column) and the total; for the BEV side on a 32 x 32 crop (per frame a BEV and a volume of ``golden_input`` seeds
-11..14): the official pre-process nets, frame fusion, encoders, SFA and head, logits every 8th cell and their mean
-and standard deviation. ``tests/golden/dhd_m_keys.json``: the official state dict's names, shapes and dtypes, in
-order.
+the nuScenes-like rig, the official test transform at a quarter of DHD-L's size and a left-right image flip, a BEV
+flip in x) over three frames whose ego poses differ (images ``golden_input((1, 3, 1, 3, 128, 352), seed=7)``),
+per lifted frame (the previous frame first): the depth distribution every 2nd pixel, the height argmax (int64),
+and for the z-collapsed BEV and the z-folded band volume the sums over channels and X (per Y row), over channels
+and Y (per X column) and the total; for the BEV side on a 32 x 32 crop (per frame a BEV and a volume of
+``golden_input`` seeds 11..14): the official pre-process nets, frame fusion, encoders, SFA and head, logits every
+8th cell and their mean and standard deviation. ``tests/golden/<model>_keys.json``: the official state dict's
+names, shapes and dtypes, in order.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ sys.path.insert(0, str(REPO))
 from tests.golden.make_dhd_s_golden import load_official, profiles  # noqa: E402
 from tests.helpers.deterministic import deterministic_state_dict, golden_input  # noqa: E402
 
-GOLDEN = Path(__file__).with_name("dhd_m.npz")
-KEYS = Path(__file__).with_name("dhd_m_keys.json")
+GOLDEN = Path(__file__).parent
 INPUT_SIZE = (128, 352)
+#: The registered model -> its official config.
+CONFIGS = {"dhd_m": "DHD-M.py", "dhd_l": "DHD-L.py"}
 
 
 def load_official_stereo(official: Path, deps: Path, config: str = "DHD-M.py") -> torch.nn.Module:
@@ -59,12 +62,14 @@ def load_official_stereo(official: Path, deps: Path, config: str = "DHD-M.py") -
             return self.img_neck is not None
 
     models.CenterPoint = CenterPoint
+    _stub_swin_imports()
     plugin = official / "projects/mmdet3d_plugin/models"
     for sub in ("detectors", "model_utils"):
         module = types.ModuleType(f"projects.mmdet3d_plugin.models.{sub}")
         module.__path__ = [str(plugin / sub)]
         sys.modules[module.__name__] = module
     import projects.mmdet3d_plugin.models.necks.identity  # noqa: F401  (registers Identity)
+    import projects.mmdet3d_plugin.models.backbones.swin  # noqa: F401  (registers SwinTransformer)
     from projects.mmdet3d_plugin.models.detectors.DHD_model import DHD_stereo
     namespace: dict = {}
     exec(compile((official / "projects/configs/DHD" / config).read_text(), config, "exec"), namespace)
@@ -72,6 +77,31 @@ def load_official_stereo(official: Path, deps: Path, config: str = "DHD-M.py") -
     cfg.pop("type")
     cfg["img_view_transformer"] = {**cfg["img_view_transformer"], "input_size": INPUT_SIZE}
     return DHD_stereo(**cfg)
+
+
+def _stub_swin_imports() -> None:
+    """What the official Swin imports from mmcv 1.x, mmseg and mmdet3d, taken from mmcv 2.x / mmengine (the same
+    functions) or stood in for (a registry, a logger, ``resize``: only used when loading pretrained weights)."""
+    import mmcv.cnn
+    import mmcv.cnn.bricks
+    import mmengine.model
+    import mmengine.model.weight_init as weight_init
+    import torch.nn.functional as F
+
+    mmcv.cnn.trunc_normal_init = weight_init.trunc_normal_init
+    utils = types.ModuleType("mmcv.cnn.utils")
+    utils.__path__ = []
+    sys.modules["mmcv.cnn.utils"] = utils
+    sys.modules["mmcv.cnn.utils.weight_init"] = types.SimpleNamespace(constant_init=weight_init.constant_init)
+    sys.modules["mmcv.runner"]._load_checkpoint = None
+    sys.modules["mmcv.runner.base_module"] = types.SimpleNamespace(BaseModule=mmengine.model.BaseModule,
+                                                                   ModuleList=mmengine.model.ModuleList)
+    sys.modules["mmcv.runner"].__path__ = []
+    registry = sys.modules["mmdet3d.models"].BACKBONES.__class__()
+    sys.modules["mmcv.cnn.bricks.registry"] = types.SimpleNamespace(ATTENTION=registry)
+    sys.modules["mmseg"] = types.ModuleType("mmseg")
+    sys.modules["mmseg.ops"] = types.SimpleNamespace(resize=F.interpolate)
+    sys.modules["mmdet3d.utils"] = types.SimpleNamespace(get_root_logger=lambda: None)
 
 
 def ego_pose(yaw: float, x: float, y: float, z: float = 0.0) -> torch.Tensor:
@@ -139,9 +169,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official", type=Path, required=True, help="a checkout of github.com/yanzq95/DHD")
     parser.add_argument("--deps", type=Path, required=True, help="the --target folder with mmengine/mmcv-lite/mmdet")
+    parser.add_argument("--model", choices=sorted(CONFIGS), required=True)
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    model = load_official_stereo(args.official, args.deps).eval()
+    model = load_official_stereo(args.official, args.deps, CONFIGS[args.model]).eval()
     model.load_state_dict(deterministic_state_dict(model.state_dict()), strict=True)
     golden: dict[str, np.ndarray] = {}
 
@@ -161,10 +192,10 @@ def main() -> None:
     logits = official_fused_logits(model, bevs, volumes)
     golden["bev_logits_sub"] = logits[:, ::8, ::8].numpy()
     golden["bev_logits_stats"] = np.array([logits.mean().item(), logits.std().item()], dtype=np.float32)
-    np.savez_compressed(GOLDEN, **golden)
+    np.savez_compressed(GOLDEN / f"{args.model}.npz", **golden)
     keys = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
-    KEYS.write_text("[\n" + ",\n".join(json.dumps(k) for k in keys) + "\n]\n")
-    print(f"wrote {GOLDEN}: " + ", ".join(f"{k} {v.shape}" for k, v in golden.items()))
+    (GOLDEN / f"{args.model}_keys.json").write_text("[\n" + ",\n".join(json.dumps(k) for k in keys) + "\n]\n")
+    print(f"wrote {args.model}: " + ", ".join(f"{k} {v.shape}" for k, v in golden.items()))
 
 
 if __name__ == "__main__":
