@@ -66,9 +66,10 @@ bench-ben2: $(STAMP)
 	$(PY) benchmarks/run.py --external published_ben2=$(BEN2)/BEN2.py:BEN_Base --models published_ben2 ben2_base \
 		ben_dla34 --dtypes fp32 bf16 --warmup 1 --repeats 3 --out benchmarks/BEN2_BENCH.md
 
-# DHD forward latency, peak memory, FLOPs and each part's share at 6x256x704 (a few CPU minutes).
+# DHD forward latency, peak memory, FLOPs and each part's share on six cameras at each model's input size, and
+# onnxruntime beside PyTorch for dhd_s and dhd_m (about 20 CPU minutes).
 bench-dhd: $(STAMP)
-	$(PY) benchmarks/dhd_bench.py --models dhd_s dhd_dla34 dhd_r50 --out benchmarks/DHD_BENCH.md
+	$(PY) benchmarks/dhd_bench.py --models dhd_s dhd_m dhd_l dhd_dla34 dhd_r50 --onnx dhd_s dhd_m --out benchmarks/DHD_BENCH.md
 
 # The HTTP service against predict.py one by one at concurrency 1, 8, 32 (about 5 CPU minutes for ben_dla34).
 bench-serve: $(STAMP)

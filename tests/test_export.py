@@ -1,18 +1,25 @@
 """ONNX export of BEN models: the graph takes any batch size and any allowed height and width (onnxruntime matches
 PyTorch at three sizes, none of them the traced one, and two batch sizes), for the DLA BENs and the multi-view
-Swin networks (BEN2, BEN v1, MVANet) alike."""
+Swin networks (BEN2, BEN v1, MVANet) alike. DHD models (DHD-S, the two-frame stereo DHD-M): standard operators
+only, onnxruntime matches PyTorch for another batch size and another camera geometry than the traced ones."""
 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
 
 import visionzoo
 from visionzoo.errors import ConfigError
-from visionzoo.export import OUTPUT_NAMES, export_onnx, size_multiple
+from dataclasses import asdict
+
+from tests.helpers.deterministic import deterministic_state_dict
+from visionzoo.data.synthetic_occ3d import rig_example
+from visionzoo.export import OCCUPANCY_INPUTS, OUTPUT_NAMES, export_occupancy_onnx, export_onnx, size_multiple
 from visionzoo.export import main as export_main
+from visionzoo.geometry import SYNTHETIC_GRID
 
 #: (model, example size traced, the sizes then run): the DLA BENs with a Refiner take multiples of 64, the
 #: multi-view networks multiples of 128 (at 128 and 384 x 256 MCLM's pools include empty ones; at 256 not).
@@ -57,3 +64,40 @@ def test_example_size_must_follow_the_size_rule(tmp_path, capsys):
     assert exit_info.value.code == 2 and not (tmp_path / "y.onnx").exists()
     assert capsys.readouterr().err == ("error: the example size 100x100 must be a multiple of 64 (the model's size "
                                        "rule); pick another --size\n")
+
+
+@pytest.mark.slow  # about 40 s each: the export traces the whole network, the BEV side runs at 200 x 200 (dhd_s)
+@pytest.mark.parametrize("name", ["dhd_s", "dhd_m"])
+def test_occupancy_export_runs_in_onnxruntime_with_standard_operators_only(name, tmp_path):
+    """Pooling, lifting, stereo matching and DCN in standard ONNX operators; the graph follows its geometry inputs
+    (a BEV flip and another image crop than traced) and its batch size."""
+    size, frames = (32, 64), visionzoo.model_card(name).preprocessing.frames
+    grid = {} if name == "dhd_s" else {"grid": asdict(SYNTHETIC_GRID)}  # dhd_s is fixed to Occ3D's grid
+    model = visionzoo.create_model(name, input_size=size, **grid).eval()
+    model.load_state_dict(deterministic_state_dict(model.state_dict()))
+    path = export_occupancy_onnx(model, tmp_path / f"{name}.onnx", size, frames)
+    graph = onnx.load(str(path)).graph
+    assert {node.domain for node in graph.node} == {""}  # no custom operator domain
+    assert {"DeformConv", "ScatterElements", "NonZero"} <= {node.op_type for node in graph.node}
+    assert ("GridSample" in {node.op_type for node in graph.node}) == (frames > 1)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    torch.manual_seed(0)
+    traced = rig_example(size, frames, batch=1)
+    other = list(rig_example(size, frames, batch=2))
+    other[0][:1] = traced[0]
+    other[3] = other[3].clone()
+    other[3][1:, :, 1, 2] += 5.0  # the second sample's images cropped 5 rows lower
+    other[4] = torch.diag(torch.tensor([-1.0, 1.0, 1.0])).expand(2, 3, 3).clone()  # both mirrored in x
+    results, gaps = [], []
+    for inputs in (traced, other):
+        with torch.no_grad():
+            expected = model(*inputs)["logits"].numpy()
+        logits = session.run(None, {k: v.numpy() for k, v in zip(OCCUPANCY_INPUTS, inputs)})[0]
+        assert logits.shape == expected.shape == (len(inputs[0]), *model.grid.shape, 18)
+        np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=0)
+        assert np.array_equal(logits.argmax(-1), expected.argmax(-1))
+        results.append(expected)
+        gaps.append(np.abs(logits - expected).max())
+    moved = np.abs(results[1][0] - results[0][0]).max()  # the same images mirrored: the logits move, and the
+    assert moved > 100 * max(gaps)  # graph moved with them (a graph with the traced geometry baked in would not)

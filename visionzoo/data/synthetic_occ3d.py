@@ -26,10 +26,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from visionzoo.constants import NUSCENES_CAMERAS, OCC3D_CLASSES, OCC3D_FREE
 from visionzoo.data.occ3d import INFO_FILES
-from visionzoo.geometry import SYNTHETIC_GRID, OccupancyGrid, matrix_to_quaternion, rigid, yaw_camera_rotation
+from visionzoo.geometry import (SYNTHETIC_GRID, OccupancyGrid, image_affine, matrix_to_quaternion, rigid,
+                                yaw_camera_rotation)
 
 log = logging.getLogger(__name__)
 _MARKER = "COMPLETE.json"
@@ -309,6 +311,28 @@ def camera_rig(image_scale: float) -> dict[str, tuple[np.ndarray, np.ndarray, tu
         intrinsics = np.array([[f, 0, size[1] / 2], [0, f, size[0] / 2], [0, 0, 1.0]])
         rig[name] = (rigid(yaw_camera_rotation(yaw), position), intrinsics, size)
     return rig
+
+
+def rig_example(input_size: tuple[int, int], frames: int = 1, batch: int = 1,
+                cameras: tuple[str, ...] = NUSCENES_CAMERAS) -> tuple[torch.Tensor, ...]:
+    """Example occupancy-model inputs on the nuScenes-like rig (benchmarks, export tracing): ``images`` (random),
+    ``intrinsics``, ``cam2ego``, ``post`` (the 1600 x 900 images resized to the input's width, bottom rows kept),
+    ``bda`` (identity). ``frames`` > 1 gives ``images`` ``(B, T, N, 3, H, W)`` and ``cam2ego`` ``(B, T, N, 4, 4)``,
+    the car :data:`EGO_STEP` metres further back in each older frame."""
+    rig = camera_rig(1.0)
+    intrinsics = torch.tensor(np.stack([rig[c][1] for c in cameras]), dtype=torch.float32)
+    cam2ego = torch.tensor(np.stack([rig[c][0] for c in cameras]), dtype=torch.float32)
+    scale = input_size[1] / 1600
+    post = torch.tensor(image_affine(scale, (0, 900 * scale - input_size[0]), False, 0.0, input_size),
+                        dtype=torch.float32).expand(len(cameras), 3, 3)
+    images = torch.randn(batch, len(cameras), 3, *input_size)
+    if frames > 1:
+        back = torch.eye(4).repeat(frames, 1, 1)
+        back[:, 0, 3] = -EGO_STEP * torch.arange(frames, dtype=torch.float32)
+        cam2ego = back[:, None] @ cam2ego
+        images = torch.randn(batch, frames, len(cameras), 3, *input_size)
+    expand = lambda t: t.expand(batch, *t.shape).clone()  # noqa: E731
+    return images, expand(intrinsics), expand(cam2ego), expand(post), expand(torch.eye(3))
 
 
 def lidar_sweep(world: World, azimuths: int, ego_x: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 :func:`frustum` places ``D`` depth hypotheses at every feature-map pixel; :func:`lift_frustum` moves them into the
 (augmented) ego frame in the official order of operations; :func:`voxel_indices` turns ego points into flat cell
 indices of a grid (points outside dropped); :func:`pool_to_bev` sums ``depth probability x feature`` of the points
-in each cell with one ``index_add_`` (the official ``bev_pool_v2`` CUDA op sums the same products). Indices depend
+in each cell with one ``scatter_add_`` (the official ``bev_pool_v2`` CUDA op sums the same products). Indices depend
 only on the camera geometry, so :class:`VoxelIndexCache` keeps them while the geometry stays the same (evaluation,
 fixed rigs) and training with augmentation recomputes them per batch.
 
@@ -134,7 +134,10 @@ def pool_to_bev(depth: torch.Tensor, features: torch.Tensor, kept: torch.Tensor,
     X, Y, Z = grid.shape
     lifted = depth.unsqueeze(-1) * features.permute(0, 1, 3, 4, 2).unsqueeze(2)  # (B, N, D, h, w, C)
     values = lifted.reshape(-1, channels).index_select(0, kept)
-    volume = values.new_zeros(batch * Z * Y * X, channels).index_add_(0, index, values)
+    # scatter_add_, not index_add_: the same sums in the same order, and it exports to ONNX as a summing scatter
+    # (index_add_ exports as an overwriting one, wrong where points share a cell)
+    volume = values.new_zeros(batch * Z * Y * X, channels)
+    volume.scatter_add_(0, index[:, None].expand(-1, channels), values)
     return volume.view(batch, Z, Y, X, channels).permute(0, 1, 4, 2, 3).reshape(batch, Z * channels, Y, X)
 
 
@@ -233,6 +236,8 @@ class MaskGuidedHeightSampling(nn.Module):
             return tuple(voxel_indices(points, grid, self.rounding) for grid in (self.bev_grid, *self.bands))
 
         with torch.no_grad():
+            if torch.onnx.is_in_onnx_export():  # the exported graph computes them from its geometry inputs
+                return compute()
             return self._index_cache.get(key, compute)
 
     def forward(self, features: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch.Tensor, post: torch.Tensor,
