@@ -8,6 +8,7 @@ of ``tests/helpers/deterministic.py``; ``tests/golden/make_dhd_stereo_golden.py`
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import visionzoo
 from tests.golden.make_dhd_stereo_golden import INPUT_SIZE, stereo_inputs
 from tests.golden.make_dhd_s_golden import profiles
 from tests.helpers.deterministic import deterministic_state_dict, golden_input
+from visionzoo.data.synthetic_occ3d import rig_example
+from visionzoo.geometry import SYNTHETIC_GRID
 from visionzoo.models import model_card
 from visionzoo.models.dhd import StereoDHD
 from visionzoo.models.dhd.stereo import cost_volume_grid, current_to_previous_sensor, stereo_cost_volume
@@ -160,3 +163,18 @@ def test_stereo_model_checks_its_frames(model):
     with pytest.raises(ValueError, match="reads 3 frames"):
         model.lift_frames(torch.zeros(1, 2, 1, 3, *INPUT_SIZE), inputs["intrinsics"], inputs["cam2ego"][:, :2],
                           inputs["post"], inputs["bda"])
+
+
+def test_dhd_m_under_bfloat16_autocast_agrees_with_float32():
+    """Mixed precision as the trainer offers it: the geometry (lifting, stereo sampling) and the cost volume stay in
+    float32, the nets run in bfloat16 (the deformable convolution in float32)."""
+    net = visionzoo.create_model("dhd_m", input_size=(32, 64), grid=asdict(SYNTHETIC_GRID)).eval()
+    net.load_state_dict(deterministic_state_dict(net.state_dict()))
+    torch.manual_seed(0)
+    inputs = rig_example((32, 64), 3)
+    with torch.no_grad():
+        reference = net(*inputs)["logits"].argmax(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = net(*inputs)["logits"]
+    assert mixed.dtype == torch.bfloat16 and torch.isfinite(mixed.float()).all()
+    assert (mixed.float().argmax(-1) == reference).float().mean() > 0.95

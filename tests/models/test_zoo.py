@@ -103,10 +103,7 @@ def test_every_registered_network_is_checked():
 def test_forward_backward(name):
     occupancy = model_card(name).task == "occupancy"
     # occupancy models run on the synthetic grid here: Occ3D's 200 x 200 BEV costs ~30 s per step on 2 cores
-    # (dhd_s is the published model, fixed to Occ3D's grid: only its input size shrinks)
-    if name == "dhd_s":
-        model = visionzoo.create_model(name, input_size=(32, 64))
-    elif name in ("dhd_m", "dhd_l"):  # published networks, on the synthetic grid
+    if name in ("dhd_s", "dhd_m", "dhd_l"):  # the published networks at a small input size
         model = visionzoo.create_model(name, input_size=(32, 64), grid=asdict(SYNTHETIC_GRID))
     elif occupancy:
         model = visionzoo.create_model(name, grid=asdict(SYNTHETIC_GRID), depth_bins=(1.0, 29.0, 1.0))

@@ -247,10 +247,11 @@ class StereoDHD(DHD):
 DHD_S_INPUT_SIZE = (256, 704)
 
 
-def dhd_s(input_size: Sequence[int] = DHD_S_INPUT_SIZE) -> DHD:
+def dhd_s(input_size: Sequence[int] = DHD_S_INPUT_SIZE, grid: OccupancyGrid | dict | None = None) -> DHD:
     """DHD-S as published: 917 state-dict entries, 146,690,869 parameters. ``input_size``: the camera images'
-    (height, width), multiples of 16 (published: 256 x 704)."""
-    view = MaskGuidedHeightSampling(OCC3D_GRID, input_size=input_size)
+    (height, width), multiples of 16 (published: 256 x 704); ``grid``: Occ3D's (published) or another of 16 layers
+    from -1 to 5.4 m (the same weights on another area: tests, export checks)."""
+    view = MaskGuidedHeightSampling(as_grid(grid, OCC3D_GRID), input_size=input_size)
     return DHD(ResNet50Features(), LateralFPN(), view, bevdet_normalisation=True)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from visionzoo.models.dhd.view import frustum_in_frame, split_post
+from visionzoo.models.dhd.view import float32_geometry, frustum_in_frame, split_post
 
 #: Channels compared per step: the official code's groups of 4, summed in its order (so the costs, which the softmax
 #: turns into sharp distributions, match it to the last bit); a bin is invalid when the first channel of the last
@@ -52,13 +52,15 @@ def cost_volume_grid(frustum: torch.Tensor, current_to_previous: torch.Tensor, i
     """
     batch, cams = intrinsics.shape[:2]
     depth, h, w, _ = frustum.shape
-    points = frustum_in_frame(frustum, intrinsics, current_to_previous, post)
-    behind = points[..., 2] < 1e-3
-    points = intrinsics.view(batch, cams, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1))
-    points = points[..., :2, :] / points[..., 2:3, :]
-    post_rot, post_tran = split_post(post)
-    points = post_rot[..., :2, :2].view(batch, cams, 1, 1, 1, 2, 2).matmul(points).squeeze(-1)
-    points = points + post_tran[..., :2].view(batch, cams, 1, 1, 1, 2)
+    with float32_geometry(intrinsics):
+        intrinsics, post = intrinsics.float(), post.float()
+        points = frustum_in_frame(frustum, intrinsics, current_to_previous.float(), post)
+        behind = points[..., 2] < 1e-3
+        points = intrinsics.view(batch, cams, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1))
+        points = points[..., :2, :] / points[..., 2:3, :]
+        post_rot, post_tran = split_post(post)
+        points = post_rot[..., :2, :2].view(batch, cams, 1, 1, 1, 2, 2).matmul(points).squeeze(-1)
+        points = points + post_tran[..., :2].view(batch, cams, 1, 1, 1, 2)
     height, width = image_size
     grid = torch.stack([points[..., 0] / (width - 1.0) * 2.0 - 1.0, points[..., 1] / (height - 1.0) * 2.0 - 1.0],
                        dim=-1)
@@ -72,14 +74,15 @@ def stereo_cost_volume(previous: torch.Tensor, current: torch.Tensor, grid: torc
     ``previous`` / ``current``: ``(B*N, C, h, w)`` stride-4 features of the previous and current frame (C a
     multiple of 4); ``grid`` from :func:`cost_volume_grid`; ``bias``: added to the cost of bins whose sample of
     channel ``C - 4`` is exactly 0 (the official validity test, see ``GROUP``). Computed without gradient, as the
-    official code does.
+    official code does, and in float32 (the official code samples in the features' dtype).
     """
     views, channels, h, w = current.shape
     depth = grid.shape[1] // h
-    with torch.no_grad():
+    with torch.no_grad(), float32_geometry(current):  # sampling positions and sharp costs need float32
+        previous, current, grid = previous.float(), current.float(), grid.float()
         cost = current.new_zeros(views, depth, h, w)
         for start in range(0, channels, GROUP):
-            warped = F.grid_sample(previous[:, start:start + GROUP], grid.to(previous.dtype), align_corners=True,
+            warped = F.grid_sample(previous[:, start:start + GROUP], grid, align_corners=True,
                                    padding_mode="zeros").view(views, GROUP, depth, h, w)
             cost = cost + (current[:, start:start + GROUP].unsqueeze(2) - warped).abs().sum(dim=1)
         if bias:

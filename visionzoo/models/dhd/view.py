@@ -98,10 +98,17 @@ def lift_frustum(frustum: torch.Tensor, intrinsics: torch.Tensor, cam2ego: torch
                  bda: torch.Tensor) -> torch.Tensor:
     """Ego points ``(B, N, D, h, w, 3)`` of a frustum ``(D, h, w, 3)`` for cameras ``intrinsics (B, N, 3, 3)``,
     ``cam2ego (B, N, 4, 4)``, ``post (B, N, 3, 3)`` and BEV augmentation ``bda (B, 3, 3)``
-    (:func:`frustum_in_frame`, then the BEV augmentation)."""
+    (:func:`frustum_in_frame`, then the BEV augmentation), in float32."""
     batch, cams = intrinsics.shape[:2]
-    points = frustum_in_frame(frustum, intrinsics, cam2ego, post)
-    return bda.view(batch, 1, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1)).squeeze(-1)
+    with float32_geometry(intrinsics):
+        points = frustum_in_frame(frustum, intrinsics.float(), cam2ego.float(), post.float())
+        return bda.float().view(batch, 1, 1, 1, 1, 3, 3).matmul(points.unsqueeze(-1)).squeeze(-1)
+
+
+def float32_geometry(like: torch.Tensor) -> torch.autocast:
+    """A context computing camera geometry in float32 even under autocast (whose bfloat16 matmuls would move
+    lifted points by up to half a metre at 45 m)."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def voxel_indices(points: torch.Tensor, grid: OccupancyGrid,
