@@ -136,74 +136,60 @@ def test_ben2_base_predict_eval_and_fine_tune_from_the_published_file(ben2_publi
 
 
 
+def released_dhd_round_trip(model: str, weights: Path, root: Path, tmp_path: Path, data: list[str],
+                            geometry: list[str] = (), tune: list[str] = ()) -> tuple[list[Path], dict, dict]:
+    """A published DHD from a released-form file through eval.py, predict.py, the predictions evaluator and one
+    fine-tuning step (``data``: the data overrides; ``geometry``: those predict.py and the evaluator need too).
+    Checks that each runs and that the evaluator gives eval.py's mIoU from predict.py's files; returns the written
+    labels files and the tuned and released state dicts."""
+    evaluated = run("eval.py", "experiment=dhd_occ3d", f"model={model}", f"ckpt_path={weights}", "hydra.run.dir=eval",
+                    "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert rows[-1]["class"] == "mIoU" and len(rows) == 18
+
+    predicted = run("predict.py", "experiment=dhd_occ3d", f"model={model}", f"ckpt_path={weights}", f"input={root}",
+                    "output=occ", "predictor.pictures=1", "hydra.run.dir=predict", *geometry, cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    scored = run("eval.py", "experiment=occ3d_predictions", f"pred_root={tmp_path / 'occ'}", f"data.root={root}",
+                 "hydra.run.dir=scored", *geometry[:1], cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    again = json.loads((tmp_path / "scored" / "metrics.json").read_text())
+    assert again[-1]["IoU"] == pytest.approx(rows[-1]["IoU"], abs=1e-9)  # predict.py and eval.py see the same
+
+    trained = run("train.py", "experiment=dhd_occ3d", f"model={model}", f"model.pretrained={weights}",
+                  "trainer.max_steps=1", "trainer.limit_val_batches=1", "hydra.run.dir=run",
+                  "callbacks.rich_progress_bar=null", *tune, *data, cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    tuned = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert tuned["global_step"] == 1
+    return (sorted((tmp_path / "occ").glob("*/*/labels.npz")), tuned["state_dict"],
+            torch.load(weights, weights_only=True)["state_dict"])
+
+
 @pytest.mark.slow  # DHD-S (147 M parameters) on six 256 x 704 cameras: about two minutes on 2 cores
 def test_dhd_s_eval_predict_and_fine_tune_from_the_released_checkpoint(dhd_s_released_checkpoint, occ3d_full_grid,
                                                                       tmp_path):
-    weights, data = dhd_s_released_checkpoint, [f"data.root={occ3d_full_grid}", "data.num_workers=0",
-                                                "data.batch_size=1", "data.eval_batch_size=1"]
-    evaluated = run("eval.py", "experiment=dhd_occ3d", "model=dhd_s", f"ckpt_path={weights}", "hydra.run.dir=eval",
-                    "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert rows[-1]["class"] == "mIoU" and len(rows) == 18
-
-    predicted = run("predict.py", "experiment=dhd_occ3d", "model=dhd_s", f"ckpt_path={weights}",
-                    f"input={occ3d_full_grid}", "output=occ", "predictor.pictures=1", "hydra.run.dir=predict",
-                    cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    written = sorted((tmp_path / "occ").glob("*/*/labels.npz"))
+    data = [f"data.root={occ3d_full_grid}", "data.num_workers=0", "data.batch_size=1", "data.eval_batch_size=1"]
+    written, tuned, released = released_dhd_round_trip("dhd_s", dhd_s_released_checkpoint, occ3d_full_grid,
+                                                       tmp_path, data)
     with np.load(written[0]) as labels:
         assert len(written) == 1 and labels["semantics"].shape == (200, 200, 16)
-    scored = run("eval.py", "experiment=occ3d_predictions", f"pred_root={tmp_path / 'occ'}",
-                 f"data.root={occ3d_full_grid}", "hydra.run.dir=scored", cwd=tmp_path)
-    assert scored.returncode == 0, scored.stderr[-2000:]
-    again = json.loads((tmp_path / "scored" / "metrics.json").read_text())
-    assert again[-1]["IoU"] == pytest.approx(rows[-1]["IoU"], abs=1e-9)  # predict.py and eval.py see the same
-
-    trained = run("train.py", "experiment=dhd_occ3d", "model=dhd_s", f"model.pretrained={weights}",
-                  "trainer.max_steps=1", "trainer.limit_val_batches=1", "hydra.run.dir=run",
-                  "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    tuned = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    released = torch.load(weights, weights_only=True)["state_dict"]
-    assert tuned["global_step"] == 1
-    assert not torch.equal(tuned["state_dict"]["net.occ_head.predicter.2.weight"], released["occ_head.predicter.2.weight"])
+    assert not torch.equal(tuned["net.occ_head.predicter.2.weight"], released["occ_head.predicter.2.weight"])
 
 
-@pytest.mark.slow  # DHD-M (199 M parameters) on three frames of six 32 x 64 cameras: about 80 s on 2 cores
+@pytest.mark.slow  # DHD-M (199 M parameters) on three frames of six 32 x 64 cameras: about 70 s on 2 cores
 def test_dhd_m_eval_predict_and_fine_tune_on_built_in_sequences(dhd_m_released_checkpoint, tiny_occ3d_sequences,
                                                                 tmp_path):
     """The published DHD-M from a released-form file on the synthetic sequences (three frames per sample, their
-    grid): eval.py, predict.py and one fine-tuning step from it."""
-    weights = dhd_m_released_checkpoint
-    grid = "data.grid={x_range:[-20,20],y_range:[-20,20],z_range:[-1,5.4],voxel:[0.8,0.8,0.4]}"
-    data = [f"data.root={tiny_occ3d_sequences}", grid, "data.input_size=[32,64]", "data.num_workers=0",
-            "data.batch_size=1", "data.eval_batch_size=1"]
-    evaluated = run("eval.py", "experiment=dhd_occ3d", "model=dhd_m", f"ckpt_path={weights}", "hydra.run.dir=eval",
-                    "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
-    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
-    rows = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert rows[-1]["class"] == "mIoU" and len(rows) == 18
-
-    predicted = run("predict.py", "experiment=dhd_occ3d", "model=dhd_m", f"ckpt_path={weights}",
-                    f"input={tiny_occ3d_sequences}", "output=occ", "predictor.pictures=1", "hydra.run.dir=predict",
-                    *data[1:3], cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    written = sorted((tmp_path / "occ").glob("*/*/labels.npz"))
+    grid), with the published recipe's depth loss when fine-tuning."""
+    geometry = ["data.grid={x_range:[-20,20],y_range:[-20,20],z_range:[-1,5.4],voxel:[0.8,0.8,0.4]}",
+                "data.input_size=[32,64]"]
+    data = [f"data.root={tiny_occ3d_sequences}", *geometry, "data.num_workers=0", "data.batch_size=1",
+            "data.eval_batch_size=1"]
+    written, tuned, released = released_dhd_round_trip("dhd_m", dhd_m_released_checkpoint, tiny_occ3d_sequences,
+                                                       tmp_path, data, geometry, ["task.loss_weights.depth=0.05"])
     assert len(written) == 3 and {p.parts[-3] for p in written} == {"synthetic-val-0000"}
-    scored = run("eval.py", "experiment=occ3d_predictions", f"pred_root={tmp_path / 'occ'}",
-                 f"data.root={tiny_occ3d_sequences}", grid, "hydra.run.dir=scored", cwd=tmp_path)
-    assert scored.returncode == 0, scored.stderr[-2000:]
-    again = json.loads((tmp_path / "scored" / "metrics.json").read_text())
-    assert again[-1]["IoU"] == pytest.approx(rows[-1]["IoU"], abs=1e-9)  # predict.py and eval.py see the same
-
-    trained = run("train.py", "experiment=dhd_occ3d", "model=dhd_m", f"model.pretrained={weights}",
-                  "task.loss_weights.depth=0.05", "trainer.max_steps=1", "trainer.limit_val_batches=1",
-                  "hydra.run.dir=run", "callbacks.rich_progress_bar=null", *data, cwd=tmp_path)
-    assert trained.returncode == 0, trained.stderr[-2000:]
-    tuned = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
-    released = torch.load(weights, weights_only=True)["state_dict"]
-    assert tuned["global_step"] == 1
     for key in ("occ_head.predicter.2.weight", "img_view_transformer.depth_net.cost_volumn_net.0.weight",
                 "pre_process_net_3d.layers.0.0.conv1.weight"):
-        assert not torch.equal(tuned["state_dict"][f"net.{key}"], released[key]), key
+        assert not torch.equal(tuned[f"net.{key}"], released[key]), key

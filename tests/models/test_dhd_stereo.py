@@ -56,7 +56,7 @@ def test_state_dict_has_the_official_names_shapes_and_dtypes(name, model):
     own = [[k, list(v.shape), str(v.dtype).removeprefix("torch.")] for k, v in model.state_dict().items()]
     assert own == official and len(own) == SIZES[name][0]
     assert sum(p.numel() for p in model.parameters()) == SIZES[name][1]
-    assert model_card(name).preprocessing.frames == model.frames + 1 == 3  # key, previous, its stereo partner
+    assert model_card(name).preprocessing.frames == model.fused_frames + 1 == 3  # key, previous, its stereo partner
 
 
 def test_stereo_lifting_of_both_frames_equals_the_official_modules(model, golden):

@@ -33,8 +33,8 @@ class Occ3DDataModule(L.LightningDataModule):
         synthetic: :class:`~visionzoo.data.synthetic_occ3d.WorldSettings` fields plus ``cache_dir``.
         seed: seeds the training order and augmentation per epoch (:mod:`visionzoo.data.sampling`).
         preprocessing: what the model expects (its card's; the run passes it): the camera order, the key ego frame,
-            the frames per sample, the image resize (``area``: the zoo's affine warp; ``bicubic``: BEVDet's Pillow steps), normalisation
-            and the grid.
+            the frames per sample, the image resize (``area``: the zoo's affine warp; ``bicubic``: BEVDet's Pillow
+            steps), normalisation and the grid.
     """
 
     def __init__(

@@ -1,5 +1,5 @@
 """The DHD networks (:class:`DHD` for the published DHD-S and the zoo's variants, :class:`StereoDHD` for the
-published two-frame DHD-M) and their registered models.
+published two-frame DHD-M and DHD-L) and their registered models.
 
 Pipeline for B samples of N cameras, input H x W, feature stride 16 (h = H / 16, w = W / 16)::
 
@@ -20,10 +20,11 @@ camera's ego frame. ``dhd_dla34``, ``dhd_r50`` and ``dhd_tiny`` are the zoo's: a
 camera-aware depth and height nets without the deformable convolution, pixel-centre frustum and floor cell indices,
 narrower BEV encoders; every size follows the grid, so reduced grids use the same code.
 
-``dhd_m`` is DHD-M as published (``projects/configs/DHD/DHD-M.py``, the ``DHD_stereo`` detector): the key frame and
-the frame before are each lifted into the key ego with a depth net that also reads a stereo cost volume against
-their own previous frame (:mod:`~visionzoo.models.dhd.stereo`), pre-processed per frame and concatenated; F_db comes
-from a UNet. It reads three frames per sample (its card's ``frames``).
+``dhd_m`` and ``dhd_l`` are DHD-M and DHD-L as published (``projects/configs/DHD/DHD-M.py``, ``DHD-L.py``, the
+``DHD_stereo`` detector): the key frame and the frame before are each lifted into the key ego with a depth net that
+also reads a stereo cost volume against their own previous frame (:mod:`~visionzoo.models.dhd.stereo`),
+pre-processed per frame and concatenated; DHD-M on a ResNet-50 with a UNet for F_db, DHD-L on mmdet's Swin-B
+(:class:`~visionzoo.models.swin.MMDetSwin`). They read three frames per sample (their cards' ``frames``).
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class DHD(nn.Module):
         bevdet_normalisation: the network was trained on the official pipeline's inputs (:func:`bevdet_input`).
         bev_encoder: ``"resnet"`` (:class:`BEVResNet` + :class:`FPNLSS`, DHD-S/L) or ``"unet"`` (one
             :class:`UNet`, DHD-M) for F_db; ``head_channels``: the head's width (default ``bev_channels``).
-        frames: BEV frames concatenated before the encoders (DHD-M/L: 2), so the encoders read ``frames`` times
-            the context width; ``pre_process``: DHD-M/L's one-block nets on each frame's BEV and z-folded volume.
+        fused_frames: frames whose BEVs are concatenated before the encoders (DHD-M/L: 2), so the encoders read
+            ``fused_frames`` times the context width; ``pre_process``: DHD-M/L's one-block nets on each frame's
+            BEV and z-folded volume.
 
     ``forward(images (B, N, 3, H, W), intrinsics (B, N, 3, 3), cam2ego (B, N, 4, 4), post (B, N, 3, 3),
     bda (B, 3, 3))`` with ImageNet-normalised RGB images and ``cam2ego`` into the key ego frame -> ``{"logits":
@@ -86,7 +88,7 @@ class DHD(nn.Module):
                  band_channels: Sequence[int] = (64, 128, 64),
                  unet_widths: Sequence[int] = (64, 128, 256, 512, 1024), num_classes: int = 18,
                  bevdet_normalisation: bool = False, bev_encoder: str = "resnet", head_channels: int | None = None,
-                 frames: int = 1, pre_process: bool = False) -> None:
+                 fused_frames: int = 1, pre_process: bool = False) -> None:
         super().__init__()
         view = img_view_transformer
         if len(band_channels) != len(view.bands) or sum(band_channels) != bev_channels:
@@ -97,24 +99,24 @@ class DHD(nn.Module):
         X, Y, Z = view.grid.shape
         if X % 2 or Y % 2:
             raise ValueError(f"the BEV encoder returns to the grid from half its size: {X} x {Y} cells must be even")
-        self.bevdet_normalisation, self.frames = bevdet_normalisation, frames
+        self.bevdet_normalisation, self.fused_frames = bevdet_normalisation, fused_frames
         context = view.context_channels
         # registration order = the official state dict's key order
         self.img_backbone = img_backbone
         self.img_neck = img_neck
         self.img_view_transformer = view
         if bev_encoder == "resnet":
-            self.img_bev_encoder_backbone: nn.Module = BEVResNet(frames * context, bev_stages)
+            self.img_bev_encoder_backbone: nn.Module = BEVResNet(fused_frames * context, bev_stages)
             self.img_bev_encoder_neck = FPNLSS(bev_stages[0] + bev_stages[-1], bev_channels)
         else:
-            self.img_bev_encoder_backbone = UNet(frames * context, bev_channels)
+            self.img_bev_encoder_backbone = UNet(fused_frames * context, bev_channels)
             self.img_bev_encoder_neck = nn.Identity()
         if pre_process:
             self.pre_process_net = BEVResNet(context, (context,), blocks=1, stride=1)
         self.occ_head = ChannelToHeightHead(head_channels or bev_channels, Z, num_classes, in_channels=bev_channels)
         for i, (band, width) in enumerate(zip(view.bands, band_channels)):
             setattr(self, f"img_voxel_encoder{i}",
-                    UNet(frames * context * band.shape[2], width, unet_widths))
+                    UNet(fused_frames * context * band.shape[2], width, unet_widths))
         if pre_process:
             self.pre_process_net_3d = BEVResNet(context * Z, (context * Z,), blocks=1, stride=1)
         self.mix = SynergisticFeatureAggregation(2 * bev_channels, bev_channels)
@@ -183,7 +185,7 @@ class StereoDHD(DHD):
     """
 
     def __init__(self, *args: Any, cost_volume_bias: float = 5.0, **kwargs: Any) -> None:
-        super().__init__(*args, frames=2, pre_process=True, **kwargs)
+        super().__init__(*args, fused_frames=2, pre_process=True, **kwargs)
         if not self.img_view_transformer.stereo:
             raise ValueError("StereoDHD needs a view transformer with a stereo depth net (depth_net stereo=True)")
         self.cost_volume_bias = cost_volume_bias
@@ -199,9 +201,9 @@ class StereoDHD(DHD):
         """The view transformer's outputs (BEV, bands, depth and height logits) of each lifted frame, the previous
         frame first, the key frame last."""
         batch, frames, cams = images.shape[:3]
-        if frames != self.frames + 1 or cam2ego.shape[1] != frames:
-            raise ValueError(f"{type(self).__name__} reads {self.frames + 1} frames (key, previous, the one before) "
-                             f"of images and cam2ego, not {frames} and {cam2ego.shape[1]}")
+        if frames != self.fused_frames + 1 or cam2ego.shape[1] != frames:
+            raise ValueError(f"{type(self).__name__} reads {self.fused_frames + 1} frames (key, previous, the one "
+                             f"before) of images and cam2ego, not {frames} and {cam2ego.shape[1]}")
         view = self.img_view_transformer
         size = tuple(images.shape[-2:])
         camera = camera_vector(intrinsics, post, bda, cam2ego[:, 0])
@@ -327,29 +329,23 @@ def dhd(
 
 _DHD_LICENSE = "Apache-2.0 (visionzoo re-implementation; DHD paper: Wu et al. 2024)"
 _OCC3D_INPUT = Preprocessing(input_size=(3, *DHD_S_INPUT_SIZE), grid=OCC3D_GRID)
-register_model(
-    "dhd_s", task="occupancy",
-    preprocessing=Preprocessing(input_size=(3, *DHD_S_INPUT_SIZE), resample="bicubic", key_ego="first_camera",
-                                grid=OCC3D_GRID),
-    license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
-    description="DHD-S as published (ResNet-50, 256 x 704, Occ3D-nuScenes): the official module tree and computation",
-)(dhd_s)
-register_model(
-    "dhd_m", task="occupancy",
-    preprocessing=Preprocessing(input_size=(3, *DHD_S_INPUT_SIZE), resample="bicubic", key_ego="first_camera",
-                                grid=OCC3D_GRID, frames=3),
-    license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
-    description="DHD-M as published (ResNet-50, 256 x 704, two frames with stereo depth, Occ3D-nuScenes): the "
-                "official module tree and computation",
-)(dhd_m)
-register_model(
-    "dhd_l", task="occupancy",
-    preprocessing=Preprocessing(input_size=(3, *DHD_L_INPUT_SIZE), resample="bicubic", key_ego="first_camera",
-                                grid=OCC3D_GRID, frames=3),
-    license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
-    description="DHD-L as published (Swin-B, 512 x 1408, two frames with stereo depth, Occ3D-nuScenes): the "
-                "official module tree and computation",
-)(dhd_l)
+
+
+def _register_published(name: str, builder: Any, input_size: Sequence[int], frames: int, summary: str) -> None:
+    """A published DHD's card: BEVDet's bicubic resize, the first camera's ego as the key ego, Occ3D's grid."""
+    register_model(
+        name, task="occupancy",
+        preprocessing=Preprocessing(input_size=(3, *input_size), resample="bicubic", key_ego="first_camera",
+                                    grid=OCC3D_GRID, frames=frames),
+        license="Apache-2.0 (DHD design and published weights: Wu et al.; this implementation: visionzoo)",
+        description=f"{summary} as published ({input_size[0]} x {input_size[1]}, Occ3D-nuScenes): the official "
+                    "module tree and computation",
+    )(builder)
+
+
+_register_published("dhd_s", dhd_s, DHD_S_INPUT_SIZE, 1, "DHD-S (ResNet-50, one frame)")
+_register_published("dhd_m", dhd_m, DHD_S_INPUT_SIZE, 3, "DHD-M (ResNet-50, two frames with stereo depth)")
+_register_published("dhd_l", dhd_l, DHD_L_INPUT_SIZE, 3, "DHD-L (Swin-B, two frames with stereo depth)")
 register_model(
     "dhd_dla34", task="occupancy", preprocessing=_OCC3D_INPUT, license=_DHD_LICENSE,
     description="DHD-S recipe on a DLA-34 image backbone, Occ3D-nuScenes grid (200 x 200 x 16)",
