@@ -239,6 +239,8 @@ class SwinBackbone(nn.Module):
         window: attention window in tokens. mlp_ratio: MLP hidden width / channels.
         drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks.
         patch: patch size (stride of the first map).
+        norm_stages: the stages given an output LayerNorm ``norm{i}`` (None: all).
+        unfold_order: merge patches in mmdet's ``nn.Unfold`` channel order (:class:`PatchMerging`).
 
     ``forward((B, in_chans, H, W))`` -> ``[(B, embed_dim, H/4, W/4), (B, embed_dim, H/4, W/4),
     (B, 2 embed_dim, H/8, W/8), (B, 4 embed_dim, H/16, W/16), (B, 8 embed_dim, H/32, W/32)]`` (NCHW; sizes
@@ -255,6 +257,8 @@ class SwinBackbone(nn.Module):
         drop_path_rate: float = 0.2,
         in_chans: int = 3,
         patch: int = 4,
+        norm_stages: Sequence[int] | None = None,
+        unfold_order: bool = False,
     ) -> None:
         super().__init__()
         self.patch_embed = PatchEmbed(in_chans, embed_dim, patch)
@@ -265,9 +269,9 @@ class SwinBackbone(nn.Module):
             start = sum(depths[:i])
             self.layers.append(SwinStage(
                 embed_dim * 2**i, depth, num_heads[i], window, mlp_ratio, rates[start : start + depth],
-                downsample=i < len(depths) - 1,
+                downsample=i < len(depths) - 1, unfold_order=unfold_order,
             ))
-        for i in range(len(depths)):
+        for i in range(len(depths)) if norm_stages is None else norm_stages:
             self.add_module(f"norm{i}", nn.LayerNorm(embed_dim * 2**i))
 
     @property
@@ -300,11 +304,10 @@ def _renamed(name: str, pairs: Sequence[tuple[str, str]]) -> str:
     return name
 
 
-class MMDetSwin(nn.Module):
-    """mmdet's ``SwinTransformer`` as the BEVDet family configures it (DHD-L: Swin-B, window 12), on the zoo's Swin
-    blocks: mmdet's state-dict layout (``patch_embed.projection``, ``stages.N.blocks.M.attn.w_msa``,
-    ``ffn.layers``, ``stages.N.downsample``, ``norm{i}`` for the ``out_indices`` only) and its patch-merging
-    channel order.
+class MMDetSwin(SwinBackbone):
+    """mmdet's ``SwinTransformer`` as the BEVDet family configures it (DHD-L: Swin-B, window 12): the zoo's Swin
+    with mmdet's state-dict layout (``patch_embed.projection``, ``stages.N.blocks.M.attn.w_msa``, ``ffn.layers``,
+    ``stages.N.downsample``, ``norm{i}`` for the ``out_indices`` only) and its patch-merging channel order.
 
     ``forward((B, 3, H, W))`` -> ``[stage 0's raw output (B, C, H/4, W/4)]`` (with ``stereo``, the stereo
     features: mmdet's ``return_stereo_feat``) ``+ [norm_i(stage i) (B, C 2^i, H/2^(i+2), W/2^(i+2)) for i in
@@ -314,18 +317,9 @@ class MMDetSwin(nn.Module):
     def __init__(self, embed_dim: int = 128, depths: Sequence[int] = (2, 2, 18, 2),
                  num_heads: Sequence[int] = (4, 8, 16, 32), window: int = 12, mlp_ratio: float = 4.0,
                  drop_path_rate: float = 0.1, out_indices: Sequence[int] = (2, 3), stereo: bool = False) -> None:
-        super().__init__()
+        super().__init__(embed_dim, depths, num_heads, window, mlp_ratio, drop_path_rate, norm_stages=out_indices,
+                         unfold_order=True)
         self.out_indices, self.stereo = tuple(out_indices), stereo
-        self.patch_embed = PatchEmbed(3, embed_dim, 4)
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
-        self.layers = nn.ModuleList()
-        for i, depth in enumerate(depths):
-            start = sum(depths[:i])
-            self.layers.append(SwinStage(embed_dim * 2**i, depth, num_heads[i], window, mlp_ratio,
-                                         rates[start : start + depth], downsample=i < len(depths) - 1,
-                                         unfold_order=True))
-        for i in self.out_indices:
-            self.add_module(f"norm{i}", nn.LayerNorm(embed_dim * 2**i))
         self.register_state_dict_post_hook(self._to_mmdet_names)
         self.register_load_state_dict_pre_hook(self._from_mmdet_names)
 

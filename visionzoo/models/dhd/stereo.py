@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from visionzoo.models.dhd.view import float32_geometry, frustum_in_frame, split_post
+from visionzoo.models.dhd.view import float32_geometry, frustum_in_frame, invert_rigid, split_post
 
 #: Channels compared per step: the official code's groups of 4, summed in its order (so the costs, which the softmax
 #: turns into sharp distributions, match it to the last bit); a bin is invalid when the first channel of the last
@@ -27,18 +27,6 @@ def current_to_previous_sensor(cam2key_ego: torch.Tensor) -> torch.Tensor:
     computed in float64 as the official code does."""
     current, previous = cam2key_ego[:, :-1].double(), cam2key_ego[:, 1:].double()
     return (invert_rigid(previous) @ current).to(cam2key_ego.dtype)
-
-
-def invert_rigid(transform: torch.Tensor) -> torch.Tensor:
-    """``torch.inverse`` of ``(..., 4, 4)`` transforms; while exporting to ONNX (no inverse operator) the rigid
-    inverse ``[R^T, -R^T t]`` (camera transforms are rigid)."""
-    if not torch.onnx.is_in_onnx_export():
-        return torch.inverse(transform)
-    rotation = transform[..., :3, :3].transpose(-1, -2)
-    translation = -rotation.matmul(transform[..., :3, 3:])
-    bottom = torch.zeros_like(transform[..., 3:, :])
-    bottom[..., 3] = 1
-    return torch.cat([torch.cat([rotation, translation], dim=-1), bottom], dim=-2)
 
 
 def cost_volume_grid(frustum: torch.Tensor, current_to_previous: torch.Tensor, intrinsics: torch.Tensor,

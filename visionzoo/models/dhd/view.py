@@ -68,6 +68,18 @@ def invert(matrix: torch.Tensor) -> torch.Tensor:
     return adjugate / determinant[..., None, None]
 
 
+def invert_rigid(transform: torch.Tensor) -> torch.Tensor:
+    """``torch.inverse`` of ``(..., 4, 4)`` transforms; while exporting to ONNX (no inverse operator) the rigid
+    inverse ``[R^T, -R^T t]`` (camera transforms are rigid)."""
+    if not torch.onnx.is_in_onnx_export():
+        return torch.inverse(transform)
+    rotation = transform[..., :3, :3].transpose(-1, -2)
+    translation = -rotation.matmul(transform[..., :3, 3:])
+    bottom = torch.zeros_like(transform[..., 3:, :])
+    bottom[..., 3] = 1
+    return torch.cat([torch.cat([rotation, translation], dim=-1), bottom], dim=-2)
+
+
 def split_post(post: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A ``(..., 3, 3)`` image affine as the official ``post_rot`` (its linear part, 3 x 3) and ``post_tran``
     (its translation, a 3-vector with z = 0)."""
