@@ -39,11 +39,16 @@ demo: $(STAMP)
 	@echo "demo outputs: $(DEMO)/ben (metrics.csv, pictures/, cutouts/), $(DEMO)/dip (metrics.csv, pictures/)," \
 		"$(DEMO)/dhd (metrics.csv, pictures/, predictions/)"
 
+# Two pytest-xdist workers of one OpenMP thread each: most tests are short and single-threaded (start-up, image
+# decoding, ray casting), so two at once keep both cores busy; tests sharing a costly fixture share a worker
+# (xdist_group) and the slow ones start first (tests/conftest.py). Plain `pytest` runs them one by one.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup
+
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PYTEST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not integration"
+	$(PYTEST) -m "not slow and not integration"
 
 # The web page's test drives Debian's chromium (never a downloaded browser); installed here when missing (root).
 browser:

@@ -1,4 +1,4 @@
-"""Shared test set-up: seeded randomness, a private weights cache, small CPU thread counts."""
+"""Shared test set-up: seeded randomness, a private weights cache, the slow tests collected first."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ from visionzoo.data.synthetic_dis import generate_synthetic_dis
 from visionzoo.data.synthetic_occ3d import generate_synthetic_occ3d
 from visionzoo.models.ben2 import BEN2Net
 from tests.helpers.deterministic import deterministic_state_dict
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (in their own order, then the rest): under ``make test``'s two workers the longest
+    runs start at once instead of ending the suite alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)

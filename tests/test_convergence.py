@@ -19,9 +19,10 @@ from visionzoo.run import jobs
 SIZE = ["data.input_size=128"]
 #: ben_tiny on the synthetic DIS5K, 40 epochs of the demo recipe (60 at 256 px in the demo), validated every 5th.
 BEN_RECIPE = ["experiment=ben_synthetic", *SIZE, "trainer.max_epochs=40", "trainer.check_val_every_n_epoch=5"]
-#: The CPU distillation recipe (docs/ben.md): ben_tiny, batch 8, AdamW 3e-3; 40 epochs here (60 in the docs' run).
+#: The CPU distillation recipe (docs/ben.md): ben_tiny, batch 8, AdamW 3e-3, 60 epochs (at 40 the student's share of
+#: the teacher moved from 0.973 to 0.942 between 2 OpenMP threads and 1: too near the bar).
 DISTILL_RECIPE = [*SIZE, "data.batch_size=8", "data.eval_batch_size=8", "data.num_workers=2",
-                  "task.optimizer.lr=3e-3", "task.scheduler.warmup_steps=20", "trainer.max_epochs=40",
+                  "task.optimizer.lr=3e-3", "task.scheduler.warmup_steps=20", "trainer.max_epochs=60",
                   "trainer.check_val_every_n_epoch=5", "trainer.log_every_n_steps=4"]
 
 
@@ -41,9 +42,10 @@ def _te_mean(run: Path) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ben_synthetic_run")  # one worker trains the run both tests read
 def test_ben_synthetic_converges(ben_synthetic_run):
-    """val maxFb >= 0.83 and MAE <= 0.07 (measured 0.857 / 0.060; an untrained ben_tiny scores 0.25 / 0.46), and the
-    Refiner improves wFb or HCE over the Base alone."""
+    """val maxFb >= 0.83 and MAE <= 0.07 (measured 0.857 / 0.060 on 2 threads, 0.881 / 0.055 on 1; an untrained
+    ben_tiny scores 0.25 / 0.46), and the Refiner improves wFb or HCE over the Base alone."""
     metrics, _ = ben_synthetic_run
     print({k: round(v, 4) for k, v in metrics.items() if k.startswith("val")})
     assert metrics["val/maxFb"] >= 0.83
@@ -73,10 +75,12 @@ def test_dhd_synthetic_beats_the_position_prior_twice(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ben_synthetic_run")
 def test_a_student_distilled_from_photos_alone_nears_its_teacher(ben_synthetic_run, tmp_path):
     """experiment=ben_distill with the run above as the teacher and a fresh ben_tiny as the student, trained on the
     synthetic DIS-TR images without their masks (7 of 8 train, 1 of 8 held out), both at 128 px: on DIS-TE1..4
-    against the real masks the student reaches >= 0.95 of the teacher's maxFb (measured 0.8474 / 0.8711 = 0.973)."""
+    against the real masks the student reaches >= 0.95 of the teacher's maxFb (measured 0.8850 / 0.8640 = 1.024 on one
+    OpenMP thread, as `make test` runs it)."""
     _, teacher_run = ben_synthetic_run
     teacher = sorted((teacher_run / "checkpoints").glob("epoch_*.ckpt"))[-1]  # the best (what was tested)
     dis5k = next((teacher_run / "cache" / "datasets").glob("synthetic_dis_*"))
