@@ -45,7 +45,7 @@ demo: $(STAMP)
 PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup
 
 test: $(STAMP) browser
-	$(PYTEST)
+	$(PYTEST) --durations=15
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow and not integration"
