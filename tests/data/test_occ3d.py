@@ -16,7 +16,7 @@ from PIL import Image
 from visionzoo.constants import IMAGENET_MEAN, IMAGENET_STD, NUSCENES_CAMERAS, OCC3D_FREE
 from visionzoo.data.occ3d import (ImageAugment, Occ3DDataset, collate_occ3d, lidar_depth_height, load_infos,
                                   occ3d_records, parse_info, read_labels, read_lidar_points)
-from visionzoo.data.synthetic_occ3d import camera_rig
+from visionzoo.data.synthetic_occ3d import World, camera_rig, cast_rays
 from visionzoo.errors import ConfigError, DataError
 from visionzoo.geometry import (OCC3D_GRID, SYNTHETIC_GRID, OccupancyGrid, bev_flip_matrix, image_affine, lift_to_ego,
                                 project_to_image, rigid, yaw_camera_rotation)
@@ -108,6 +108,22 @@ def test_synthetic_layout_matches_occ3d(tiny_occ3d):
     counts = np.bincount(visible, minlength=18)
     assert counts[OCC3D_FREE] > counts[:OCC3D_FREE].sum()  # mostly free space, as in the real sample
     assert counts[11] > 0 and counts[15] + counts[16] > 0  # road and buildings/vegetation seen
+
+
+def test_rays_stop_at_the_first_occupied_voxel_and_only_hits_mark_visibility():
+    """A 4 x 4 x 4 world of 1 m voxels with one car voxel at (3, 1, 1): a ray along +x from (0.5, 1.5, 1.5) enters it
+    through an x face after 2.5 m and sees cells (0..3, 1, 1); a ray along +y leaves the grid and sees nothing; a ray
+    starting outside the grid sees nothing; a ray starting in the car stops at 0 m with no face."""
+    world = World(OccupancyGrid((0.0, 4.0), (0.0, 4.0), (0.0, 4.0), (1.0, 1.0, 1.0)))
+    world.box((3.0, 4.0), (1.0, 2.0), (1.0, 2.0), 1, np.array([0.2, 0.4, 0.6], np.float32))
+    origins = np.array([[0.5, 1.5, 1.5], [0.5, 1.5, 1.5], [-0.5, 1.5, 1.5], [3.5, 1.5, 1.5]])
+    directions = np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0], [0, 0, 1.0]])
+    hits = cast_rays(world, origins, directions)
+    assert hits.distance[0] == pytest.approx(2.5) and hits.distance[3] == 0
+    assert np.isinf(hits.distance[1:3]).all()
+    assert hits.label.tolist() == [1, OCC3D_FREE, OCC3D_FREE, 1] and hits.axis.tolist() == [0, -1, -1, -1]
+    assert hits.colour[0] == pytest.approx([0.2, 0.4, 0.6])
+    assert sorted(map(tuple, np.argwhere(hits.visited))) == [(0, 1, 1), (1, 1, 1), (2, 1, 1), (3, 1, 1)]
 
 
 def test_key_frame_camera_poses_match_the_rig(tiny_occ3d):

@@ -232,14 +232,24 @@ class RayHits:
     visited: np.ndarray
 
 
+#: The label of the one-voxel border :func:`cast_rays` puts around the world: a ray reaching it has left the grid.
+_OUTSIDE = 255
+
+
 def cast_rays(world: World, origins: np.ndarray, directions: np.ndarray) -> RayHits:
     """Exact voxel traversal (Amanatides & Woo) of rays ``(R, 3)`` starting inside the grid, unit directions.
 
     As Occ3D's visibility masks, ``visited`` holds only the voxels of rays that reach an occupied voxel: a ray that
     leaves the grid (sky, far away) observes nothing.
+
+    The rays walk flat indices of the world padded by one :data:`_OUTSIDE` voxel on every side, so one gather per
+    step tells free, occupied and outside apart; only the rays still walking are kept from step to step.
     """
     grid = world.grid
     lower, size, shape = np.array(grid.lower), np.array(grid.voxel), np.array(grid.shape)
+    labels = np.pad(world.labels, 1, constant_values=_OUTSIDE).reshape(-1)
+    colours = np.pad(world.colours, ((1, 1), (1, 1), (1, 1), (0, 0))).reshape(-1, 3)
+    strides = np.array([(shape[1] + 2) * (shape[2] + 2), shape[2] + 2, 1])
     count = len(origins)
     position = (origins - lower) / size
     per_metre = directions / size
@@ -248,34 +258,38 @@ def cast_rays(world: World, origins: np.ndarray, directions: np.ndarray) -> RayH
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = np.where(per_metre != 0, np.abs(1.0 / per_metre), np.inf)
         boundary = np.where(per_metre != 0, (cell + (step > 0) - position) / per_metre, np.inf)
-    travelled = np.zeros(count)
     hits = RayHits(np.full(count, np.inf), np.full(count, OCC3D_FREE, np.uint8), np.zeros((count, 3), np.float32),
                    np.full(count, -1, np.int64), np.zeros(grid.shape, dtype=bool))
-    entered = np.full(count, -1, np.int64)
-    active = np.arange(count)
-    path_rays, path_cells = [], []  # (ray, flat voxel) of every traversed voxel, kept for the rays that hit
-    while active.size:
-        c = cell[active]
-        inside = ((c >= 0) & (c < shape)).all(axis=1)
-        active, c = active[inside], c[inside]
-        if not active.size:
-            break
-        labels = world.labels[c[:, 0], c[:, 1], c[:, 2]]
-        path_rays.append(active.astype(np.int32))
-        path_cells.append(np.ravel_multi_index(c.T, grid.shape).astype(np.int32))
-        hit = labels != OCC3D_FREE
-        done = active[hit]
-        hits.distance[done], hits.label[done], hits.axis[done] = travelled[done], labels[hit], entered[done]
-        hits.colour[done] = world.colours[c[hit, 0], c[hit, 1], c[hit, 2]]
-        active = active[~hit]
-        axis = np.argmin(boundary[active], axis=1)
-        travelled[active] = boundary[active, axis]
-        cell[active, axis] += step[active, axis]
-        boundary[active, axis] += delta[active, axis]
-        entered[active] = axis
+    ray = np.flatnonzero(((cell >= 0) & (cell < shape)).all(axis=1)).astype(np.int32)  # the rays walking, and:
+    flat, step = (cell[ray] + 1) @ strides, step[ray] * strides  # padded flat voxel, its change per axis step
+    boundary, delta = boundary[ray], delta[ray]
+    travelled, entered = np.zeros(len(ray)), np.full(len(ray), -1, np.int64)
+    path_rays, path_cells = [], []  # (ray, padded flat voxel) of every traversed voxel
+    while ray.size:
+        label = labels[flat]
+        inside = label != _OUTSIDE
+        everywhere = inside.all()
+        path_rays.append(ray if everywhere else ray[inside])
+        path_cells.append(flat if everywhere else flat[inside])
+        hit = inside & (label != OCC3D_FREE)
+        if hit.any():
+            done = ray[hit]
+            hits.distance[done], hits.label[done], hits.axis[done] = travelled[hit], label[hit], entered[hit]
+            hits.colour[done] = colours[flat[hit]]
+        walking = inside & ~hit
+        if not walking.all():
+            ray, flat, step, boundary, delta = ray[walking], flat[walking], step[walking], boundary[walking], \
+                delta[walking]
+        rows, axis = np.arange(len(ray)), np.argmin(boundary, axis=1)
+        travelled = boundary[rows, axis]
+        flat = flat + step[rows, axis]
+        boundary[rows, axis] += delta[rows, axis]
+        entered = axis
     if path_rays:
         rays, cells = np.concatenate(path_rays), np.concatenate(path_cells)
-        hits.visited.reshape(-1)[cells[np.isfinite(hits.distance)[rays]]] = True
+        visited = np.zeros(labels.shape, dtype=bool)
+        visited[cells[np.isfinite(hits.distance)[rays]]] = True
+        hits.visited = visited.reshape(shape + 2)[1:-1, 1:-1, 1:-1].copy()
     return hits
 
 
