@@ -108,7 +108,7 @@ def test_mmdet_swin_state_dict_round_trips_through_the_zoo_names():
                                deterministic_state_dict(state)["stages.0.blocks.0.ffn.layers.0.0.weight"])
     x = torch.randn(1, 3, 32, 48)
     stereo, deep = other(x)
-    assert stereo.shape == (1, 8, 8, 12) and deep.shape == (1, 16, 4, 6)
+    assert stereo.shape == (1, 8, 8, 12) and deep.shape == (1, 16, 4, 6) and other.channels == [8, 16]
     torch.testing.assert_close(other.stereo_features(x), stereo)
 
 

@@ -320,6 +320,7 @@ class MMDetSwin(SwinBackbone):
         super().__init__(embed_dim, depths, num_heads, window, mlp_ratio, drop_path_rate, norm_stages=out_indices,
                          unfold_order=True)
         self.out_indices, self.stereo = tuple(out_indices), stereo
+        self.channels = [embed_dim] * stereo + [embed_dim * 2**i for i in self.out_indices]  # what forward returns
         self.register_state_dict_post_hook(self._to_mmdet_names)
         self.register_load_state_dict_pre_hook(self._from_mmdet_names)
 
