@@ -174,12 +174,14 @@ def test_two_job_sweep_through_the_submitit_launcher(tiny_dis, tiny_occ3d, tmp_p
     assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit's job logs
 
 
-def _submitit_job_pids() -> list[int]:
-    """Processes running a submitit job (``python -m submitit.core._submit FOLDER``)."""
+def _submitit_job_pids(under: Path) -> list[int]:
+    """Processes running a submitit job whose folder is under ``under`` (``python -m submitit.core._submit
+    FOLDER``): only this test's, not those of a sweep test running beside it on the other pytest worker."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"submitit.core._submit" in (entry / "cmdline").read_bytes():
+            command = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+            if b"submitit.core._submit" in command and any(arg.startswith(bytes(under) + b"/") for arg in command):
                 pids.append(int(entry.name))
         except OSError:
             continue
@@ -199,7 +201,7 @@ def test_preempted_sweep_job_is_requeued_and_resumes(tiny_dis, tiny_occ3d, tmp_p
     deadline = time.time() + 300
     while not list(multiruns.glob("*/0/checkpoints/last.ckpt")) and sweep.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    jobs = _submitit_job_pids()
+    jobs = _submitit_job_pids(tmp_path)
     assert sweep.poll() is None and len(jobs) == 1, "the job ended before it could be preempted"
     os.kill(jobs[0], signal.SIGUSR2)  # what SLURM sends before the time limit (submitit's --signal)
     output, _ = sweep.communicate(timeout=600)
